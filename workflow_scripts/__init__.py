@@ -1,0 +1,1 @@
+"""One module per workflow step; each is importable and runnable with ``python -m``."""

@@ -1,0 +1,70 @@
+"""Split a normalized dataset into equal-width difficulty bins of its quantile column.
+
+Bin k holds rows with k/n <= q < (k+1)/n; q == 1.0 goes to the last bin. Bin 0 is the easiest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from workflow_scripts.io_utils import atomic_write_json, atomic_write_parquet
+
+
+def bin_edges(n_bins: int) -> np.ndarray:
+    # k / n written exactly as the definition, so 0.1 lands in bin 1 of 10 and not in bin 0.
+    return np.array([k / n_bins for k in range(n_bins + 1)])
+
+
+def assign_bins(quantiles, n_bins: int) -> np.ndarray:
+    q = np.asarray(quantiles, dtype=float)
+    if np.isnan(q).any() or (q < 0).any() or (q > 1).any():
+        raise ValueError("quantile values must lie in [0, 1] (found NaN or values outside)")
+    bins = np.searchsorted(bin_edges(n_bins), q, side="right") - 1
+    return np.minimum(bins, n_bins - 1)
+
+
+def split_into_bins(table: pd.DataFrame, n_bins: int, quantile_key: str) -> list[pd.DataFrame]:
+    if quantile_key not in table.columns:
+        raise ValueError(
+            f"quantile column {quantile_key!r} not in the data (columns: {sorted(table.columns)}); "
+            "set quantile_key in the config to one of them"
+        )
+    bins = assign_bins(table[quantile_key], n_bins)
+    parts = [table[bins == k].reset_index(drop=True) for k in range(n_bins)]
+    empty = [k for k, part in enumerate(parts) if part.empty]
+    if empty:
+        raise ValueError(f"difficulty bins {empty} of {n_bins} are empty; lower n_bins or add data")
+    return parts
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", required=True, help="normalized parquet from the download step")
+    parser.add_argument("--n-bins", type=int, required=True)
+    parser.add_argument("--quantile-key", required=True)
+    parser.add_argument("--out-dir", required=True, help="bin-<k>.parquet and manifest.json go here")
+    args = parser.parse_args(argv)
+
+    table = pd.read_parquet(args.data)
+    parts = split_into_bins(table, args.n_bins, args.quantile_key)
+    out = Path(args.out_dir)
+    for k, part in enumerate(parts):
+        atomic_write_parquet(part, out / f"bin-{k}.parquet")
+    manifest = {
+        "n_bins": args.n_bins,
+        "quantile_key": args.quantile_key,
+        "edges": bin_edges(args.n_bins).tolist(),
+        "counts": {str(k): len(part) for k, part in enumerate(parts)},
+        "n_items": len(table),
+    }
+    atomic_write_json(manifest, out / "manifest.json")
+    print(json.dumps(manifest))
+
+
+if __name__ == "__main__":
+    main()

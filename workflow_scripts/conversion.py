@@ -1,0 +1,78 @@
+"""Turn a ZeRO-3 checkpoint into a Hugging Face model folder, with DeepSpeed's own zero_to_fp32.
+
+zero_to_fp32 gathers the fp32 master weights from the optimizer shards. Its safetensors writer fails
+on tied input/output embeddings ("Some tensors share memory"), so the state dict is assigned into a
+model built on the meta device (no second copy of the weights) and written with ``save_pretrained``,
+which handles tied weights. The export is checked against the probe logits the training job recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
+                   "vocab.json", "merges.txt", "tokenizer.model", "generation_config.json")  # fmt: skip
+
+
+def convert(zero_dir, out_dir, dtype: str = "float32", max_shard_size: str = "5GB") -> dict:
+    import torch
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    zero_dir, out_dir = Path(zero_dir), Path(out_dir)
+    state_dict = get_fp32_state_dict_from_zero_checkpoint(str(zero_dir))
+    config = AutoConfig.from_pretrained(zero_dir)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False, assign=True)
+    del state_dict
+    model.tie_weights()
+    still_meta = [name for name, p in model.named_parameters() if p.is_meta]
+    if still_meta or unexpected:
+        raise RuntimeError(f"checkpoint does not match the model: missing {still_meta}, unexpected {unexpected}")
+    # Buffers such as rotary frequencies stay on the meta device; they are recomputed on load.
+    model = model.to(getattr(torch, dtype))
+    model.save_pretrained(out_dir, max_shard_size=max_shard_size)
+    for name in TOKENIZER_FILES:
+        if (zero_dir / name).exists():
+            shutil.copy2(zero_dir / name, out_dir / name)
+    if (zero_dir / "training.json").exists():
+        shutil.copy2(zero_dir / "training.json", out_dir / "training.json")
+    del model
+    return check_probe(out_dir, zero_dir / "probe.pt")
+
+
+def check_probe(model_dir: Path, probe_path: Path, atol: float = 1e-4) -> dict:
+    """Reload the export and compare its logits with the trained (ZeRO-sharded) model's on the probe."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if not probe_path.exists():
+        return {"probe": "absent"}
+    probe = torch.load(probe_path)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        logits = model(input_ids=probe["input_ids"]).logits.float()
+    max_diff = (logits - probe["logits"]).abs().max().item()
+    report = {"probe_max_abs_diff": max_diff, "probe_atol": atol}
+    if probe["logits"].dtype == torch.float32 and max_diff > atol:
+        raise RuntimeError(f"converted model disagrees with the trained weights: max |logit diff| {max_diff:.3g}")
+    return report
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--zero-dir", required=True, help="training output with global_step*/ and latest")
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--max-shard-size", default="5GB")
+    args = parser.parse_args(argv)
+    report = convert(args.zero_dir, args.out_dir, args.dtype, args.max_shard_size)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

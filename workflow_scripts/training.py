@@ -1,0 +1,211 @@
+"""Full fine-tuning of one model on one difficulty bin with TRL, loss on the answer only.
+
+Run it through ``launch`` (what the ``train`` rule does): that starts ``accelerate launch`` with the
+DeepSpeed ZeRO-3 config and the process count from the config, then each rank runs ``train``.
+The output folder holds a ZeRO checkpoint (``global_step*/``), the tokenizer, ``training.json`` and a
+probe (fixed input, the trained model's logits) that the conversion step checks its export against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+
+from workflow_scripts import prompts
+
+PROBE_TEXT = "Question: What is 2 plus 2?\nA) 3\nB) 4\nAnswer:\n"
+
+
+@dataclass
+class TrainSettings:
+    """The hyper-parameters one training job depends on (defaults: the study's)."""
+
+    learning_rate: float = 5e-6
+    epochs: float = 5
+    per_device_batch_size: int = 2
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    max_grad_norm: float = 0.1
+    optim: str = "paged_adamw_8bit"
+    bf16: bool = True
+    seed: int = 42
+    max_length: int = 4096
+    use_liger_kernel: bool = False
+    system_prompt: str | None = None
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainSettings":
+        values = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def conversations(table: pd.DataFrame, prompt_format: str, system_prompt: str | None) -> list[dict]:
+    """Prompt/completion conversations: TRL computes the loss on the completion (the answer) only."""
+    examples = []
+    for row in table.to_dict("records"):
+        user, target = prompts.render(prompt_format, row)
+        prompt = [{"role": "user", "content": user}]
+        if system_prompt is not None:
+            prompt.insert(0, {"role": "system", "content": system_prompt})
+        examples.append({"prompt": prompt, "completion": [{"role": "assistant", "content": target}]})
+    return examples
+
+
+def build_trainer(model_path: str, train_file: str, prompt_format: str, output_dir: str, settings: TrainSettings):
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.chat_template is None:
+        raise ValueError(f"tokenizer of {model_path} has no chat template; use an instruct model")
+    if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
+        # Llama 3 ships no pad token; padding with EOS would mask the EOS we train on.
+        if "<|finetune_right_pad_id|>" in tokenizer.get_vocab():
+            tokenizer.pad_token = "<|finetune_right_pad_id|>"
+    table = pd.read_parquet(train_file)
+    train_dataset = datasets.Dataset.from_list(conversations(table, prompt_format, settings.system_prompt))
+    args = SFTConfig(
+        output_dir=output_dir,
+        learning_rate=settings.learning_rate,
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.per_device_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=settings.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        weight_decay=settings.weight_decay,
+        adam_beta1=settings.adam_beta1,
+        adam_beta2=settings.adam_beta2,
+        max_grad_norm=settings.max_grad_norm,
+        optim=settings.optim,
+        bf16=settings.bf16,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        max_length=settings.max_length,
+        use_liger_kernel=settings.use_liger_kernel,
+        completion_only_loss=True,
+        save_strategy="no",
+        logging_steps=1,
+        report_to="none",
+        # Without CUDA, use_cpu makes the Trainer see the gloo world DeepSpeed runs in (else it counts
+        # one process and DeepSpeed's batch-size check fails).
+        use_cpu=not torch.cuda.is_available(),
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch.bfloat16 if settings.bf16 else torch.float32
+    )
+    return SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer)
+
+
+def probe_input_ids(tokenizer):
+    import torch
+
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": PROBE_TEXT}], tokenize=False, add_generation_prompt=True
+    )
+    return torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+
+
+def train(args) -> None:
+    import torch
+
+    settings = TrainSettings.from_json(args.settings)
+    started = time.time()
+    trainer = build_trainer(args.model, args.train_file, args.prompt_format, args.output_dir, settings)
+    result = trainer.train()
+    trainer.save_model(args.output_dir)
+
+    # Every rank takes part in this forward pass: under ZeRO-3 each holds a shard of the weights.
+    probe = probe_input_ids(trainer.processing_class)
+    trainer.model.eval()
+    with torch.no_grad():
+        logits = trainer.model(input_ids=probe.to(trainer.args.device)).logits.float().cpu()
+    if trainer.is_world_process_zero():
+        trainer.processing_class.save_pretrained(args.output_dir)
+        torch.save({"input_ids": probe, "logits": logits}, Path(args.output_dir) / "probe.pt")
+        losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+        record = {
+            "global_step": trainer.state.global_step,
+            "epochs": settings.epochs,
+            "examples": len(trainer.train_dataset),
+            "final_loss": losses[-1] if losses else None,
+            "loss_per_step": losses,
+            "train_runtime_s": result.metrics.get("train_runtime"),
+            "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+            "wall_time_s": time.time() - started,
+            "world_size": trainer.args.world_size,
+            "settings": settings.__dict__,
+        }
+        (Path(args.output_dir) / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_command(args) -> list[str]:
+    """The accelerate command line; the process count comes from one config value."""
+    return [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", args.accelerate_config,
+        "--num_processes", str(args.num_processes),
+        "--main_process_port", str(free_port()),
+        "-m", "workflow_scripts.training", "train",
+        "--model", args.model,
+        "--train-file", args.train_file,
+        "--prompt-format", args.prompt_format,
+        "--output-dir", args.output_dir,
+        "--settings", args.settings,
+    ]  # fmt: skip
+
+
+def launch(args) -> None:
+    env = dict(os.environ)
+    # The ranks import workflow_scripts from the repository, wherever the job runs.
+    repo = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
+    subprocess.run(launch_command(args), check=True, env=env)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=["launch", "train"])
+    parser.add_argument("--model", required=True, help="hub name or local path of the base model")
+    parser.add_argument("--train-file", required=True, help="parquet of one difficulty bin")
+    parser.add_argument("--prompt-format", required=True, choices=sorted(prompts.FORMATTERS))
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--settings", required=True, help="JSON of TrainSettings fields")
+    parser.add_argument("--accelerate-config", help="accelerate/DeepSpeed yaml (launch mode)")
+    parser.add_argument("--num-processes", type=int, default=1, help="ranks to start (launch mode)")
+    args = parser.parse_args(argv)
+    TrainSettings.from_json(args.settings)  # fail before any process starts
+    if args.mode == "launch":
+        launch(args)
+    else:
+        train(args)
+
+
+if __name__ == "__main__":
+    main()
