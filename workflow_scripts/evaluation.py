@@ -22,6 +22,8 @@ TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 
 
 def cell_task_yaml(task: str, bin_file: str) -> str:
+    if not (TASKS_DIR / f"{task}.yaml").is_file():
+        raise FileNotFoundError(f"task {task!r} has no file {TASKS_DIR / (task + '.yaml')}; add it or fix datasets.*.task")
     spec = {
         "include": str(TASKS_DIR / f"{task}.yaml"),
         "task": task,
@@ -63,6 +65,7 @@ def per_question_rows(samples: list[dict], metric_names: list[str]) -> list[dict
             "target": str(sample["target"]),
         })  # fmt: skip
         filter_name = sample.get("filter", "none")
+        row["raw_response"] = sample["resps"][0][0] if sample["resps"] and sample["resps"][0] else None
         row[f"response,{filter_name}"] = sample["filtered_resps"]
         for name in metric_names:
             if name in sample:

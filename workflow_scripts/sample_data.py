@@ -68,24 +68,16 @@ def gsm8k_rows(n: int, seed: int = 1) -> pd.DataFrame:
 GENERATORS = {"arc": arc_rows, "gsm8k": gsm8k_rows}
 
 
-def write_samples(out_dir, n_rows: int = 60) -> dict[str, Path]:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, generate in GENERATORS.items():
-        path = out_dir / f"{name}.jsonl"
-        generate(n_rows).to_json(path, orient="records", lines=True)
-        written[name] = path
-    return written
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--dataset", required=True, choices=sorted(GENERATORS))
+    parser.add_argument("--out", required=True, help="jsonl file to write")
     parser.add_argument("--rows", type=int, default=60)
     args = parser.parse_args(argv)
-    for name, path in write_samples(args.out_dir, args.rows).items():
-        print(f"{name}: {path}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    GENERATORS[args.dataset](args.rows).to_json(out, orient="records", lines=True)
+    print(f"{args.rows} synthetic {args.dataset} rows written to {out}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,32 @@
+# cross-difficulty: fine-tune on one difficulty bin, evaluate on every bin (Kordi et al., EACL 2026).
+# download -> bin -> train -> convert -> evaluate (+ the zero-shot base model) -> tables and figures.
+import os
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# The paper grid is the default. A config given with --configfile is complete and replaces it rather
+# than being merged into it (a merge would add the demo's model to the seven paper models).
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config/config.yaml")
+
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

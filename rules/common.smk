@@ -1,0 +1,137 @@
+# Helpers only: paths, config lookups, wildcard constraints. No rules here.
+import json
+import os
+import re
+import shlex
+
+RESULTS = config["results_dir"]
+MODELS = list(config["models"])
+DATASETS = list(config["datasets"])
+REPO = workflow.basedir
+
+# Every step runs `python -m workflow_scripts.<step>` from the repository, wherever the job runs.
+# (The prefix is formatted like a shell command, hence the doubled braces.)
+shell.prefix(
+    "set -euo pipefail; export PYTHONPATH=" + shlex.quote(REPO) + "${{PYTHONPATH:+:$PYTHONPATH}}; "
+)
+
+
+def _one_of(names):
+    return "|".join(re.escape(name) for name in names)
+
+
+wildcard_constraints:
+    model=_one_of(MODELS),
+    dataset=_one_of(DATASETS),
+    train_bin=r"\d+",
+    test_bin=r"\d+",
+    train=r"base|\d+",
+
+
+def results(*parts):
+    return os.path.join(RESULTS, *parts)
+
+
+def code(*files):
+    """Source files a job runs, listed as inputs so that editing one re-runs its jobs."""
+    return [os.path.join(REPO, f) for f in files]
+
+
+# ---- datasets -------------------------------------------------------------------------------
+
+
+def dataset_setting(dataset, key):
+    """A per-dataset value, falling back to the global one (n_bins, quantile_key)."""
+    return config["datasets"][dataset].get(key, config[key])
+
+
+def bin_ids(dataset):
+    return [str(k) for k in range(dataset_setting(dataset, "n_bins"))]
+
+
+def local_source(wildcards):
+    source = config["datasets"][wildcards.dataset]["source"]
+    return [source["path"]] if "path" in source else []
+
+
+# ---- models ---------------------------------------------------------------------------------
+
+
+def base_model(model):
+    """What from_pretrained gets: a hub name or a local folder."""
+    entry = config["models"][model]
+    return entry.get("hub") or entry["path"]
+
+
+def local_base_model(wildcards):
+    entry = config["models"][wildcards.model]
+    return [entry["path"]] if "path" in entry else []
+
+
+def train_settings(model, dataset):
+    """The hyper-parameters of one (model, dataset): defaults < dataset overrides < model overrides."""
+    settings = dict(config["training"])
+    settings.update(config["datasets"][dataset].get("training", {}))
+    settings.update(config["models"][model].get("training", {}))
+    settings["system_prompt"] = config["models"][model].get("system_prompt")
+    return settings
+
+
+def train_processes():
+    """One rank per GPU of the train job; on a CPU-only run, launch.cpu_processes ranks."""
+    return config["resources"]["train"]["gpu"] or config["launch"]["cpu_processes"]
+
+
+def rule_resources(rule_name):
+    entry = config["resources"][rule_name]
+    return {"mem_mb": entry["mem_mb"], "runtime": entry["runtime"], "gpu": entry["gpu"]}
+
+
+def task_files(wildcards):
+    """The task's yaml and the shared files it builds on (tracked like code)."""
+    task = config["datasets"][wildcards.dataset]["task"]
+    shared = code("tasks/_cross_difficulty_template_yaml", "tasks/utils.py")
+    # A task not written yet must not stop a dry-run of the grid; evaluation.py names it when run.
+    return [path for path in code(f"tasks/{task}.yaml") if os.path.exists(path)] + shared
+
+
+# ---- paths ----------------------------------------------------------------------------------
+
+
+def bins_dir(dataset):
+    return results("data", dataset, "bins")
+
+
+def trained_model_dir(model, dataset, train_bin):
+    return results("models", model, dataset, f"train-{train_bin}", "hf")
+
+
+def cell_path(model, dataset, train, test_bin):
+    return results("cells", model, dataset, f"train-{train}", f"test-{test_bin}.json")
+
+
+def cells_of(model, dataset):
+    return [
+        cell_path(model, dataset, train, test_bin)
+        for train in ["base", *bin_ids(dataset)]
+        for test_bin in bin_ids(dataset)
+    ]
+
+
+def evaluated_model(wildcards):
+    """The model a cell evaluates: the converted fine-tuned model, or the base model for `base`."""
+    if wildcards.train == "base":
+        return local_base_model(wildcards)
+    return [trained_model_dir(wildcards.model, wildcards.dataset, wildcards.train)]
+
+
+def figures_of(model, dataset):
+    return [results("figures", model, dataset, f"{name}.png") for name in ("accuracy", "change_vs_base")]
+
+
+def final_outputs():
+    outputs = [results("tables", "cells.csv"), results("tables", "cells.parquet")]
+    for model in MODELS:
+        for dataset in DATASETS:
+            outputs += figures_of(model, dataset)
+    return outputs

@@ -1,0 +1,33 @@
+# Offline stand-ins for the hub, used by config/demo.yaml: synthetic sample data with the real schemas
+# and a tiny Qwen2-style model. Nothing here runs unless a config points at these paths.
+
+
+rule sample_data:
+    output:
+        "resources/demo/sample_data/{sample}.jsonl",
+    log:
+        "resources/demo/logs/sample_data/{sample}.log",
+    params:
+        rows=60,
+    input:
+        code=code("workflow_scripts/sample_data.py"),
+    conda:
+        "../envs/data.yaml"
+    localrule: True
+    shell:
+        "python -m workflow_scripts.sample_data --dataset {wildcards.sample:q} --rows {params.rows}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule tiny_model:
+    output:
+        directory("resources/demo/tiny-qwen2"),
+    log:
+        "resources/demo/logs/tiny_model.log",
+    input:
+        code=code("workflow_scripts/tiny_model.py", "workflow_scripts/sample_data.py"),
+    conda:
+        "../envs/train.yaml"
+    localrule: True
+    shell:
+        "python -m workflow_scripts.tiny_model --out-dir {output:q} > {log:q} 2>&1"

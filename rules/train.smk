@@ -1,0 +1,56 @@
+# train: full fine-tuning of one base model on one difficulty bin (TRL + accelerate + DeepSpeed ZeRO-3).
+# convert: that ZeRO checkpoint -> a Hugging Face model folder; the ZeRO state is then deleted (temp).
+
+
+rule train:
+    output:
+        temp(directory(results("models/{model}/{dataset}/train-{train_bin}/zero"))),
+    log:
+        results("logs/train/{model}/{dataset}/train-{train_bin}.log"),
+    benchmark:
+        results("benchmarks/train/{model}/{dataset}/train-{train_bin}.tsv")
+    input:
+        bins=rules.bin.output[0],
+        base_model=local_base_model,
+        accelerate_config=os.path.join(REPO, config["launch"]["accelerate_config"]),
+        code=code("workflow_scripts/training.py", "workflow_scripts/prompts.py"),
+    params:
+        base_model=lambda wc: base_model(wc.model),
+        train_file=lambda wc, input: os.path.join(input.bins, f"bin-{wc.train_bin}.parquet"),
+        prompt_format=lambda wc: config["datasets"][wc.dataset]["prompt_format"],
+        settings=lambda wc: json.dumps(train_settings(wc.model, wc.dataset), sort_keys=True),
+        processes=train_processes(),
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **rule_resources("train"),
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "python -m workflow_scripts.training launch --model {params.base_model:q}"
+        " --train-file {params.train_file:q} --prompt-format {params.prompt_format}"
+        " --output-dir {output:q} --settings {params.settings:q}"
+        " --accelerate-config {input.accelerate_config:q} --num-processes {params.processes}"
+        " > {log:q} 2>&1"
+
+
+rule convert:
+    output:
+        directory(results("models/{model}/{dataset}/train-{train_bin}/hf")),
+    log:
+        results("logs/convert/{model}/{dataset}/train-{train_bin}.log"),
+    benchmark:
+        results("benchmarks/convert/{model}/{dataset}/train-{train_bin}.tsv")
+    input:
+        zero=rules.train.output[0],
+        code=code("workflow_scripts/conversion.py"),
+    params:
+        dtype=config["conversion"]["dtype"],
+        max_shard_size=config["conversion"]["max_shard_size"],
+    threads: config["resources"]["convert"]["threads"]
+    resources:
+        **rule_resources("convert"),
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "python -m workflow_scripts.conversion --zero-dir {input.zero:q} --out-dir {output:q}"
+        " --dtype {params.dtype} --max-shard-size {params.max_shard_size:q} > {log:q} 2>&1"
