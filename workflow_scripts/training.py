@@ -90,7 +90,7 @@ def build_trainer(model_path: str, train_file: str, prompt_format: str, output_d
         num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.per_device_batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        gradient_checkpointing=settings.gradient_checkpointing,
+        activation_checkpointing=settings.gradient_checkpointing,
         lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=settings.warmup_ratio,  # a float < 1 is a ratio of the total steps
         weight_decay=settings.weight_decay,

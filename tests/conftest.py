@@ -1,0 +1,69 @@
+"""Shared fixtures: the repository, a tiny model, synthetic bins, and one real demo run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def snakemake(*args, workdir=None, check=True, timeout=1800) -> subprocess.CompletedProcess:
+    """Run the real snakemake CLI of this environment on the repository's Snakefile."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    command = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(REPO / "Snakefile")]
+    if workdir is not None:
+        command += ["--directory", str(workdir)]
+    result = subprocess.run(
+        [*command, *args], cwd=workdir or REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+    return result
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """The dry-run's 'Job stats' table as {rule: count}."""
+    lines = dry_run_output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("job ") and "count" in line)
+    counts = {}
+    for line in lines[start + 2 :]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from workflow_scripts import tiny_model
+
+    return tiny_model.build(tmp_path_factory.mktemp("model") / "tiny-qwen2")
+
+
+@pytest.fixture(scope="session")
+def arc_bins(tmp_path_factory) -> Path:
+    """The synthetic arc sample, normalized and split into 3 bins, as the workflow does it."""
+    from workflow_scripts import binning, data, sample_data
+
+    folder = tmp_path_factory.mktemp("arc")
+    sample_data.arc_rows(60).to_json(folder / "arc.jsonl", orient="records", lines=True)
+    table = data.normalize(data.load_source({"path": str(folder / "arc.jsonl")}))
+    for k, part in enumerate(binning.split_into_bins(table, 3, "1pl_quantile")):
+        part.to_parquet(folder / f"bin-{k}.parquet")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """One full run of config/demo.yaml in a fresh working directory (real training and lm-eval)."""
+    workdir = tmp_path_factory.mktemp("demo")
+    snakemake("--configfile", str(REPO / "config/demo.yaml"), "--cores", "2", workdir=workdir)
+    return workdir

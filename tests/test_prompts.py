@@ -1,0 +1,50 @@
+import pytest
+
+from workflow_scripts.prompts import gsm8k_target, render
+
+ARC_ROW = {
+    "id": "Mercury_7175875",
+    "question": "An astronomer observes that a planet rotates faster after a meteorite impact. Which is the most likely effect of this increase in rotation?",
+    "choices": {
+        "label": ["A", "B", "C", "D"],
+        "text": ["Planetary density will decrease.", "Planetary years will become longer.", "Planetary days will become shorter.", "Planetary gravity will become stronger."],
+    },
+    "answerKey": "C",
+}
+GSM8K_ROW = {
+    "question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?",
+    "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72",
+}
+
+
+def test_arc_prompt_and_target():
+    user, target = render("arc", ARC_ROW)
+    assert user == (
+        "Question: An astronomer observes that a planet rotates faster after a meteorite impact. "
+        "Which is the most likely effect of this increase in rotation?\n"
+        "A) Planetary density will decrease.\n"
+        "B) Planetary years will become longer.\n"
+        "C) Planetary days will become shorter.\n"
+        "D) Planetary gravity will become stronger.\n"
+        "Answer:\n"
+    )
+    assert target == "C"
+
+
+def test_gsm8k_prompt_and_target():
+    user, target = render("gsm8k", GSM8K_ROW)
+    assert user == (
+        "Q: Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+        "How many clips did Natalia sell altogether in April and May?\nA:\n"
+    )
+    # Calculator marks removed, rationale stripped, then the study's closing sentence.
+    assert target == (
+        "Natalia sold 48/2 = 24 clips in May.\n"
+        "Natalia sold 48+24 = 72 clips altogether in April and May. So the answer is 72"
+    )
+    assert gsm8k_target("x <<1+1=2>>2\n#### 2") == "x 2 So the answer is 2"
+
+
+def test_unknown_format_names_the_choices():
+    with pytest.raises(ValueError, match="unknown prompt format 'nope'.*'arc'"):
+        render("nope", {})

@@ -1,0 +1,99 @@
+"""The real workflow: the paper grid's plan, and a full demo run end to end."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import REPO, job_counts, snakemake
+
+
+def test_paper_grid_plans_the_study():
+    counts = job_counts(snakemake("-n", "--quiet", "rules").stdout)
+    # 7 models x 8 datasets x 10 bins; evaluation adds the base model as an 11th row per test bin.
+    assert counts["train"] == 560
+    assert counts["convert"] == 560
+    assert counts["evaluate"] == 7 * 8 * 11 * 10 == 6160
+    assert counts["download"] == counts["bin"] == 8
+    assert counts["heatmaps"] == counts["aggregate"] == 56
+
+
+def test_lint_is_clean():
+    for config in ([], ["--configfile", str(REPO / "config/demo.yaml")]):
+        result = snakemake("--lint", *config)
+        output = result.stdout + result.stderr
+        assert "Lints for" not in output
+        assert "Congratulations, your workflow is in a good condition!" in output
+
+
+def test_demo_writes_every_cell(demo_run):
+    root = demo_run / "results/demo"
+    for dataset, metric in (("arc", "acc,none"), ("gsm8k", "exact_match,strict-match")):
+        for train in ("base", "0", "1", "2"):
+            for test_bin in range(3):
+                cell_file = root / f"cells/tiny-qwen2/{dataset}/train-{train}/test-{test_bin}.json"
+                cell = json.loads(cell_file.read_text())
+                assert cell["train"] == train and cell["test_bin"] == test_bin and cell["dataset"] == dataset
+                assert cell["n"] == 20
+                assert metric in cell["metrics"]
+                assert all(0.0 <= v <= 1.0 for v in cell["metrics"].values())
+                samples = cell_file.with_suffix(".samples.jsonl").read_text().splitlines()
+                assert len(samples) == 20
+
+
+def test_demo_trained_models_differ_from_base_and_leave_no_zero_state(demo_run):
+    base = load_file(demo_run / "resources/demo/tiny-qwen2/model.safetensors")
+    models = sorted((demo_run / "results/demo/models").glob("tiny-qwen2/*/train-*"))
+    assert len(models) == 6
+    for folder in models:
+        assert [p.name for p in folder.iterdir()] == ["hf"], f"ZeRO state left in {folder}"
+        trained = load_file(folder / "hf/model.safetensors")
+        assert trained.keys() == base.keys()
+        changed = max((trained[k] - base[k]).abs().max().item() for k in base)
+        assert changed > 1e-4
+        record = json.loads((folder / "hf/training.json").read_text())
+        assert record["world_size"] == 2 and record["global_step"] == 5
+    assert not list(demo_run.rglob("global_step*"))
+
+
+def test_demo_tables_and_heatmaps(demo_run):
+    import pandas as pd
+
+    root = demo_run / "results/demo"
+    table = pd.read_parquet(root / "tables/cells.parquet")
+    assert set(table["dataset"]) == {"arc", "gsm8k"}
+    # 4 rows (base + 3 bins) x 3 test bins per metric: arc has acc, acc_norm; gsm8k two filters.
+    assert len(table) == 2 * 12 * 2
+    trained = table[table["train"] != "base"]
+    assert (trained["change_vs_base"] == trained["value"] - trained["base_value"]).all()
+    for dataset in ("arc", "gsm8k"):
+        for name in ("accuracy", "change_vs_base"):
+            png = (root / f"figures/tiny-qwen2/{dataset}/{name}.png").read_bytes()
+            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_demo_second_dry_run_plans_nothing(demo_run):
+    result = snakemake("-n", "--configfile", str(REPO / "config/demo.yaml"), workdir=demo_run)
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"n_bins": 1}, "n_bins"),
+        ({"training": {"epochz": 1}}, "epochz"),
+        ({"models": {"bad/name": {"path": "x"}}}, "bad/name"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, edit, message):
+    import yaml
+
+    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    for key, value in edit.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) and key != "models" else value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(path), workdir=tmp_path, check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
