@@ -33,8 +33,12 @@ def results(*parts):
 
 
 def code(*files):
-    """Source files a job runs, listed as inputs so that editing one re-runs its jobs."""
-    return [os.path.join(REPO, f) for f in files]
+    """Source files a job runs, listed as inputs so that editing one re-runs its jobs.
+
+    Relative to the working directory, so that moving a checkout (with its results) is not a change.
+    Snakemake records small inputs' checksums: touching a file without changing it re-runs nothing.
+    """
+    return [os.path.relpath(os.path.join(REPO, f)) for f in files]
 
 
 # ---- datasets -------------------------------------------------------------------------------
@@ -52,6 +56,11 @@ def bin_ids(dataset):
 def local_source(wildcards):
     source = config["datasets"][wildcards.dataset]["source"]
     return [source["path"]] if "path" in source else []
+
+
+def evaluation_settings(dataset):
+    """Evaluation settings of one dataset: the global ones < the dataset's `evaluation` overrides."""
+    return {**config["evaluation"], **config["datasets"][dataset].get("evaluation", {})}
 
 
 # ---- models ---------------------------------------------------------------------------------
@@ -83,8 +92,17 @@ def train_processes():
 
 
 def rule_resources(rule_name):
+    """SLURM-facing resources of a rule; the time limit grows with each retry of a job."""
     entry = config["resources"][rule_name]
-    return {"mem_mb": entry["mem_mb"], "runtime": entry["runtime"], "gpu": entry["gpu"]}
+    return {
+        "mem_mb": entry["mem_mb"],
+        "runtime": lambda wildcards, attempt: entry["runtime"] * attempt,
+        "gpu": entry["gpu"],
+    }
+
+
+def rule_retries(rule_name):
+    return config["resources"][rule_name].get("retries", 0)
 
 
 def task_files(wildcards):
@@ -100,6 +118,11 @@ def task_files(wildcards):
 
 def bins_dir(dataset):
     return results("data", dataset, "bins")
+
+
+def training_work_dir(model, dataset, train_bin):
+    """Trainer checkpoints for resuming a killed job; not an output, so a failed job keeps them."""
+    return results("work", "train", model, dataset, f"train-{train_bin}")
 
 
 def trained_model_dir(model, dataset, train_bin):
@@ -130,8 +153,10 @@ def figures_of(model, dataset):
 
 
 def final_outputs():
+    """Tables, figures, and every cell: cells are results in their own right, so a deleted or
+    missing cell file is re-made even when the tables built from it look up to date."""
     outputs = [results("tables", "cells.csv"), results("tables", "cells.parquet")]
     for model in MODELS:
         for dataset in DATASETS:
-            outputs += figures_of(model, dataset)
+            outputs += figures_of(model, dataset) + cells_of(model, dataset)
     return outputs

@@ -25,15 +25,15 @@ rule evaluate:
         label=lambda wc: json.dumps(
             {"model": wc.model, "dataset": wc.dataset, "train": wc.train, "test_bin": int(wc.test_bin)}
         ),
-        backend=config["evaluation"]["backend"],
-        dtype=config["evaluation"]["dtype"],
-        batch_size=config["evaluation"]["batch_size"],
-        max_gen_toks=(
-            f"--max-gen-toks {config['evaluation']['max_gen_toks']}"
-            if config["evaluation"].get("max_gen_toks")
+        backend=lambda wc: evaluation_settings(wc.dataset)["backend"],
+        dtype=lambda wc: evaluation_settings(wc.dataset)["dtype"],
+        batch_size=lambda wc: evaluation_settings(wc.dataset)["batch_size"],
+        max_gen_toks=lambda wc: (
+            f"--max-gen-toks {evaluation_settings(wc.dataset)['max_gen_toks']}"
+            if evaluation_settings(wc.dataset).get("max_gen_toks")
             else ""
         ),
-        seed=config["evaluation"]["seed"],
+        seed=lambda wc: evaluation_settings(wc.dataset)["seed"],
         trust_remote_code=lambda wc: (
             "--trust-remote-code" if config["models"][wc.model].get("trust_remote_code") else ""
         ),

@@ -12,7 +12,7 @@ rule train:
     input:
         bins=rules.bin.output[0],
         base_model=local_base_model,
-        accelerate_config=os.path.join(REPO, config["launch"]["accelerate_config"]),
+        accelerate_config=code(config["launch"]["accelerate_config"]),
         code=code("workflow_scripts/training.py", "workflow_scripts/prompts.py"),
     params:
         base_model=lambda wc: base_model(wc.model),
@@ -20,15 +20,21 @@ rule train:
         prompt_format=lambda wc: config["datasets"][wc.dataset]["prompt_format"],
         settings=lambda wc: json.dumps(train_settings(wc.model, wc.dataset), sort_keys=True),
         processes=train_processes(),
+        work_dir=lambda wc: training_work_dir(wc.model, wc.dataset, wc.train_bin),
     threads: config["resources"]["train"]["threads"]
+    retries: rule_retries("train")
     resources:
         **rule_resources("train"),
+        # A resource, not a param: how often to checkpoint does not change the model, so changing it
+        # must not re-run finished training jobs.
+        save_steps=config["launch"]["save_steps"],
     conda:
         "../envs/train.yaml"
     shell:
         "python -m workflow_scripts.training launch --model {params.base_model:q}"
         " --train-file {params.train_file:q} --prompt-format {params.prompt_format}"
-        " --output-dir {output:q} --settings {params.settings:q}"
+        " --output-dir {output:q} --work-dir {params.work_dir:q} --save-steps {resources.save_steps}"
+        " --settings {params.settings:q}"
         " --accelerate-config {input.accelerate_config:q} --num-processes {params.processes}"
         " > {log:q} 2>&1"
 

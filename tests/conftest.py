@@ -13,11 +13,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def snakemake(*args, workdir=None, check=True, timeout=1800) -> subprocess.CompletedProcess:
-    """Run the real snakemake CLI of this environment on the repository's Snakefile."""
+def snakemake(*args, workdir=None, repo=REPO, check=True, timeout=1800) -> subprocess.CompletedProcess:
+    """Run the real snakemake CLI of this environment on a checkout's Snakefile (this repository's)."""
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    command = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(REPO / "Snakefile")]
+    command = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(Path(repo) / "Snakefile")]
     if workdir is not None:
         command += ["--directory", str(workdir)]
     result = subprocess.run(

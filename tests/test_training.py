@@ -42,12 +42,15 @@ def test_zero3_training_converts_to_the_same_logits(tiny_model, arc_bins, tmp_pa
     subprocess.run(
         [sys.executable, "-m", "workflow_scripts.training", "launch", "--model", str(tiny_model),
          "--train-file", str(arc_bins / "bin-1.parquet"), "--prompt-format", "arc", "--output-dir", str(zero_dir),
+         "--work-dir", str(tmp_path / "work"), "--save-steps", "2",
          "--settings", json.dumps(CPU_SETTINGS), "--accelerate-config", str(REPO / "config/accelerate/zero3_cpu.yaml"),
          "--num-processes", "2"],
         cwd=REPO, check=True, capture_output=True,
     )  # fmt: skip
     record = json.loads((zero_dir / "training.json").read_text())
     assert record["world_size"] == 2 and record["global_step"] == 5  # 20 rows / (2 ranks x batch 2)
+    assert record["resumed_from_step"] is None and record["tokens_seen"] > 0 and len(record["loss_per_step"]) == 5
+    assert not (tmp_path / "work").exists(), "the checkpoint work folder outlived the final model"
     assert list(zero_dir.glob("global_step*/zero_pp_rank_1_*model_states.pt")), "no ZeRO-3 shard of rank 1"
 
     report = conversion.convert(zero_dir, hf_dir, dtype="float32")

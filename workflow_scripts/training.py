@@ -4,6 +4,11 @@ Run it through ``launch`` (what the ``train`` rule does): that starts ``accelera
 DeepSpeed ZeRO-3 config and the process count from the config, then each rank runs ``train``.
 The output folder holds a ZeRO checkpoint (``global_step*/``), the tokenizer, ``training.json`` and a
 probe (fixed input, the trained model's logits) that the conversion step checks its export against.
+
+Resume: Trainer checkpoints go every ``--save-steps`` steps to a work folder that is not a Snakemake
+output (Snakemake deletes a failed job's outputs). A checkpoint counts once every rank has finished
+writing it (a ``COMPLETE`` marker); a job killed by a preemption, a time limit or SIGKILL resumes from
+the newest complete one when it runs again. The work folder is removed once the final model is saved.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +29,7 @@ import pandas as pd
 from workflow_scripts import prompts
 
 PROBE_TEXT = "Question: What is 2 plus 2?\nA) 3\nB) 4\nAnswer:\n"
+COMPLETE_MARKER = "COMPLETE"
 
 
 @dataclass
@@ -69,7 +76,39 @@ def conversations(table: pd.DataFrame, prompt_format: str, system_prompt: str | 
     return examples
 
 
-def build_trainer(model_path: str, train_file: str, prompt_format: str, output_dir: str, settings: TrainSettings):
+def checkpoint_step(path: Path) -> int:
+    return int(path.name.rsplit("-", 1)[1])
+
+
+def complete_checkpoints(work_dir) -> list[Path]:
+    """Trainer checkpoints that every rank finished writing, oldest first."""
+    found = [p for p in Path(work_dir).glob("checkpoint-*") if (p / COMPLETE_MARKER).exists()]
+    return sorted(found, key=checkpoint_step)
+
+
+def make_checkpoint_marker():
+    """A callback that marks a checkpoint complete once all ranks have written it, then drops older ones."""
+    from transformers import TrainerCallback
+
+    class CheckpointMarker(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()  # every rank's shards and RNG state are on disk
+            if state.is_world_process_zero:
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                (folder / COMPLETE_MARKER).write_text(f"{state.global_step}\n")
+                for older in complete_checkpoints(args.output_dir)[:-1]:
+                    shutil.rmtree(older, ignore_errors=True)
+            return control
+
+    return CheckpointMarker()
+
+
+def build_trainer(model_path: str, train_file: str, prompt_format: str, output_dir: str, settings: TrainSettings,
+                  save_steps: int = 0):  # fmt: skip
+    """The SFTTrainer of one job. ``output_dir`` receives Trainer checkpoints (every ``save_steps``)."""
     import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -104,7 +143,9 @@ def build_trainer(model_path: str, train_file: str, prompt_format: str, output_d
         max_length=settings.max_length,
         use_liger_kernel=settings.use_liger_kernel,
         completion_only_loss=True,
-        save_strategy="no",
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        save_total_limit=None,  # the CheckpointMarker keeps the newest complete checkpoint
         logging_steps=1,
         report_to="none",
         # Without CUDA, use_cpu makes the Trainer see the gloo world DeepSpeed runs in (else it counts
@@ -114,7 +155,8 @@ def build_trainer(model_path: str, train_file: str, prompt_format: str, output_d
     model = AutoModelForCausalLM.from_pretrained(
         model_path, dtype=torch.bfloat16 if settings.bf16 else torch.float32
     )
-    return SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer)
+    return SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
+                      callbacks=[make_checkpoint_marker()])  # fmt: skip
 
 
 def probe_input_ids(tokenizer):
@@ -131,8 +173,13 @@ def train(args) -> None:
 
     settings = TrainSettings.from_json(args.settings)
     started = time.time()
-    trainer = build_trainer(args.model, args.train_file, args.prompt_format, args.output_dir, settings)
-    result = trainer.train()
+    work_dir = Path(args.work_dir)
+    trainer = build_trainer(args.model, args.train_file, args.prompt_format, str(work_dir), settings, args.save_steps)
+    done = complete_checkpoints(work_dir)
+    resume_from = str(done[-1]) if done else None
+    if resume_from and trainer.is_world_process_zero():
+        print(f"resuming from {resume_from} (a previous attempt of this job was stopped)", flush=True)
+    result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model(args.output_dir)
 
     # Every rank takes part in this forward pass: under ZeRO-3 each holds a shard of the weights.
@@ -140,23 +187,41 @@ def train(args) -> None:
     trainer.model.eval()
     with torch.no_grad():
         logits = trainer.model(input_ids=probe.to(trainer.args.device)).logits.float().cpu()
+    trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
-        trainer.processing_class.save_pretrained(args.output_dir)
-        torch.save({"input_ids": probe, "logits": logits}, Path(args.output_dir) / "probe.pt")
-        losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
-        record = {
-            "global_step": trainer.state.global_step,
-            "epochs": settings.epochs,
-            "examples": len(trainer.train_dataset),
-            "final_loss": losses[-1] if losses else None,
-            "loss_per_step": losses,
-            "train_runtime_s": result.metrics.get("train_runtime"),
-            "train_samples_per_second": result.metrics.get("train_samples_per_second"),
-            "wall_time_s": time.time() - started,
-            "world_size": trainer.args.world_size,
-            "settings": settings.__dict__,
-        }
-        (Path(args.output_dir) / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+        output = Path(args.output_dir)
+        trainer.processing_class.save_pretrained(output)
+        train_dtype = "bfloat16" if settings.bf16 else "float32"
+        torch.save({"input_ids": probe, "logits": logits, "dtype": train_dtype}, output / "probe.pt")
+        record = training_record(trainer, result, settings, time.time() - started, resume_from)
+        (output / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def training_record(trainer, result, settings: TrainSettings, wall_time: float, resumed_from: str | None) -> dict:
+    """What a researcher wants to know about one training run, kept beside the model."""
+    from workflow_scripts.io_utils import package_versions
+
+    history = trainer.state.log_history
+    steps = [row for row in history if "loss" in row]
+    tokens = max((float(row.get("num_tokens", 0)) for row in steps), default=0.0)
+    runtime = result.metrics.get("train_runtime") or wall_time
+    return {
+        "global_step": trainer.state.global_step,
+        "resumed_from_step": checkpoint_step(Path(resumed_from)) if resumed_from else None,
+        "epochs": settings.epochs,
+        "examples": len(trainer.train_dataset),
+        "tokens_seen": tokens,
+        "final_loss": steps[-1]["loss"] if steps else None,
+        "loss_per_step": [{"step": row["step"], "loss": row["loss"]} for row in steps],
+        "train_runtime_s": runtime,
+        "wall_time_s": wall_time,
+        "tokens_per_second": tokens / runtime if runtime else None,
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "world_size": trainer.args.world_size,
+        "settings": settings.__dict__,
+        "versions": package_versions("torch", "transformers", "trl", "accelerate", "deepspeed", "liger-kernel"),
+    }
 
 
 def free_port() -> int:
@@ -177,6 +242,8 @@ def launch_command(args) -> list[str]:
         "--train-file", args.train_file,
         "--prompt-format", args.prompt_format,
         "--output-dir", args.output_dir,
+        "--work-dir", args.work_dir,
+        "--save-steps", str(args.save_steps),
         "--settings", args.settings,
     ]  # fmt: skip
 
@@ -195,7 +262,9 @@ def main(argv=None) -> None:
     parser.add_argument("--model", required=True, help="hub name or local path of the base model")
     parser.add_argument("--train-file", required=True, help="parquet of one difficulty bin")
     parser.add_argument("--prompt-format", required=True, choices=sorted(prompts.FORMATTERS))
-    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--output-dir", required=True, help="the final ZeRO checkpoint (a Snakemake output)")
+    parser.add_argument("--work-dir", required=True, help="Trainer checkpoints for resuming (not an output)")
+    parser.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps (0: never)")
     parser.add_argument("--settings", required=True, help="JSON of TrainSettings fields")
     parser.add_argument("--accelerate-config", help="accelerate/DeepSpeed yaml (launch mode)")
     parser.add_argument("--num-processes", type=int, default=1, help="ranks to start (launch mode)")

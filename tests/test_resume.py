@@ -1,0 +1,73 @@
+"""A training job killed after its first checkpoint resumes from it when Snakemake runs it again."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import yaml
+
+from conftest import REPO, job_counts, snakemake
+
+TARGET = "results/demo/models/tiny-qwen2/arc/train-0/hf"
+
+
+def resume_config(tmp_path) -> str:
+    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    config["n_bins"] = 2
+    config["datasets"] = {"arc": config["datasets"]["arc"]}
+    config["datasets"]["arc"]["training"] = {"epochs": 10}  # 30 rows / (2 ranks x 2) -> 8 steps an epoch
+    config["launch"]["save_steps"] = 2
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_killed_training_resumes_from_its_checkpoint(tmp_path):
+    configfile = resume_config(tmp_path)
+    work = tmp_path / "results/demo/work/train/tiny-qwen2/arc/train-0"
+    command = [os.path.join(os.path.dirname(sys.executable), "snakemake"),
+               "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", configfile,
+               "--cores", "2", TARGET]  # fmt: skip
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    first = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not list(work.glob("checkpoint-*/COMPLETE")):
+        assert first.poll() is None, "training ended before it wrote a checkpoint"
+        assert time.time() < deadline, "no checkpoint within 10 minutes"
+        time.sleep(0.05)
+    # Preemption: the job's processes (launcher, accelerate, every rank) die at once; Snakemake sees
+    # the job fail and deletes its declared outputs, as it does on a cluster.
+    job_processes = psutil.Process(first.pid).children(recursive=True)
+    assert any("workflow_scripts.training" in " ".join(p.cmdline()) for p in job_processes)
+    for process in job_processes:
+        process.send_signal(signal.SIGKILL)
+    assert first.wait(timeout=120) != 0
+    killed_at = max(int(p.parent.name.split("-")[1]) for p in work.glob("checkpoint-*/COMPLETE"))
+    assert killed_at < 80
+
+    assert not (tmp_path / "results/demo/models/tiny-qwen2/arc/train-0/zero").exists()
+    snakemake("--configfile", configfile, "--cores", "2", TARGET, workdir=tmp_path)
+    record = json.loads((tmp_path / TARGET / "training.json").read_text())
+    assert record["resumed_from_step"] >= killed_at >= 2
+    assert record["global_step"] == 80  # 10 epochs x 8 steps: it continued, it did not start a new schedule
+    log = (tmp_path / "results/demo/logs/train/tiny-qwen2/arc/train-0.log").read_text()
+    assert f"checkpoint-{record['resumed_from_step']}" in log
+    assert not work.exists(), "the work folder outlived the final model"
+    assert not (tmp_path / "results/demo/models/tiny-qwen2/arc/train-0/zero").exists()
+    assert not list(tmp_path.rglob("global_step*"))
+
+
+def test_process_count_and_gpu_request_come_from_one_value(tmp_path):
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["resources"]["train"]["gpu"] = 8
+    path = tmp_path / "gpus.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "-p", "--configfile", str(path), "--until", "train", workdir=tmp_path)
+    output = result.stdout + result.stderr
+    assert job_counts(output)["train"] == 560
+    assert output.count("--num-processes 8 ") == 560
+    assert "gpu=8" in output and "gpu=4" not in output
