@@ -49,6 +49,13 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    from workflow_scripts import tiny_model
+
+    return tiny_model.build(tmp_path_factory.mktemp("model") / "tiny-llama3", style="llama3")
+
+
+@pytest.fixture(scope="session")
 def arc_bins(tmp_path_factory) -> Path:
     """The synthetic arc sample, normalized and split into 3 bins, as the workflow does it."""
     from workflow_scripts import binning, data, sample_data

@@ -24,8 +24,11 @@ BINS = ["0", "1"]
 SOURCES = ("Snakefile", "rules", "workflow_scripts", "tasks", "config", "envs")
 
 
+CHECKOUT: Path | None = None  # set by the fixture: configs are read from the checkout under test
+
+
 def base_config() -> dict:
-    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    config = yaml.safe_load((CHECKOUT / "config/demo.yaml").read_text())
     config["n_bins"] = 2
     model = config["models"].pop("tiny-qwen2")
     config["models"] = {name: dict(model) for name in MODELS}
@@ -78,7 +81,8 @@ def figures(models=MODELS, datasets=DATASETS) -> set:
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("checkout")
+    global CHECKOUT
+    folder = CHECKOUT = tmp_path_factory.mktemp("checkout")
     for name in SOURCES:
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, folder / name)

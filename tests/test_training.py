@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -14,23 +15,35 @@ from workflow_scripts.training import TrainSettings, build_trainer
 CPU_SETTINGS = {"epochs": 1, "bf16": False, "optim": "adamw_torch", "learning_rate": 1e-3, "max_length": 512}
 
 
-def test_loss_mask_is_exactly_the_answer(tiny_model, arc_bins, tmp_path):
+@pytest.mark.parametrize(
+    "model_fixture, system_prompt, end_of_turn",
+    [
+        ("tiny_model", None, "<|im_end|>\n"),  # Qwen2.5 layout; the template adds Qwen's system prompt
+        ("tiny_llama", "", "<|eot_id|>"),  # Llama 3 layout; the study passes an empty system prompt
+    ],
+)
+def test_loss_mask_is_exactly_the_answer(request, model_fixture, system_prompt, end_of_turn, arc_bins, tmp_path):
     import pandas as pd
 
-    settings = TrainSettings.from_json(json.dumps(CPU_SETTINGS))
-    trainer = build_trainer(str(tiny_model), str(arc_bins / "bin-0.parquet"), "arc", str(tmp_path), settings)
+    model = request.getfixturevalue(model_fixture)
+    settings = TrainSettings.from_json(json.dumps({**CPU_SETTINGS, "system_prompt": system_prompt}))
+    trainer = build_trainer(str(model), str(arc_bins / "bin-0.parquet"), "arc", str(tmp_path), settings)
     tokenizer = trainer.processing_class
+    assert tokenizer.pad_token != tokenizer.eos_token
     rows = pd.read_parquet(arc_bins / "bin-0.parquet").to_dict("records")
     assert len(trainer.train_dataset) == len(rows)
     for example, row in zip(trainer.train_dataset, rows):
         user, target = prompts.render("arc", row)
+        prompt = [{"role": "user", "content": user}]
+        if system_prompt is not None:
+            prompt.insert(0, {"role": "system", "content": system_prompt})
         labels, ids = example["labels"], example["input_ids"]
         answer_ids = [i for i, label in zip(ids, labels) if label != -100]
         context_ids = [i for i, label in zip(ids, labels) if label == -100]
         # The loss sees the answer and the end of the assistant turn, nothing of the prompt.
-        assert tokenizer.decode(answer_ids) == f"{target}<|im_end|>\n"
+        assert tokenizer.decode(answer_ids) == f"{target}{end_of_turn}"
         assert tokenizer.decode(context_ids) == tokenizer.apply_chat_template(
-            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+            prompt, tokenize=False, add_generation_prompt=True
         )
         # The masked part is one contiguous tail: the answer comes after the whole prompt.
         first = labels.index(next(label for label in labels if label != -100))

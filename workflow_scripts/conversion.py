@@ -23,11 +23,16 @@ def convert(zero_dir, out_dir, dtype: str = "float32", max_shard_size: str = "5G
     from transformers import AutoConfig, AutoModelForCausalLM
 
     zero_dir, out_dir = Path(zero_dir), Path(out_dir)
-    state_dict = get_fp32_state_dict_from_zero_checkpoint(str(zero_dir))
-    # Cast tensor by tensor, so the fp32 copy shrinks as the bf16 one grows (never both whole).
+    # Lazy mode keeps the fp32 partitions as they were loaded and hands out one tensor at a time;
+    # each is cast at once, so fp32 weights are never held twice. Tied weights stay one tensor.
+    lazy = get_fp32_state_dict_from_zero_checkpoint(str(zero_dir), lazy_mode=True)
     target = getattr(torch, dtype)
-    for name in list(state_dict):
-        state_dict[name] = state_dict[name].to(target)
+    state_dict, materialized = {}, {}
+    for name, tensor in lazy.items():
+        if id(tensor) not in materialized:
+            materialized[id(tensor)] = tensor.contiguous().to(target)
+        state_dict[name] = materialized[id(tensor)]
+    del lazy, materialized
     config = AutoConfig.from_pretrained(zero_dir)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

@@ -1,9 +1,12 @@
-"""Build a tiny Qwen2-style causal LM offline: a byte-level BPE tokenizer and random weights.
+"""Build tiny causal LMs offline: a byte-level BPE tokenizer and random weights, in two styles.
 
-It stands in for the hub models on a laptop or CI: same architecture family, the same chat-template
-layout as Qwen2.5 (with its default system prompt), tied input/output embeddings like Qwen2.5-1.5B.
-The BPE uses Qwen2's own normalizer and pre-tokenizer, because transformers reloads a ``qwen2`` model's
-tokenizer as ``Qwen2Tokenizer``, which rebuilds them; a different pre-tokenizer would change the ids.
+They stand in for the hub models on a laptop or CI.
+- ``qwen2``: Qwen2 architecture, Qwen2.5's ChatML layout with its default system prompt, tied
+  input/output embeddings like Qwen2.5-1.5B. The BPE uses Qwen2's own normalizer and pre-tokenizer,
+  because transformers reloads a ``qwen2`` model's tokenizer as ``Qwen2Tokenizer``, which rebuilds
+  them; a different pre-tokenizer would change the ids.
+- ``llama3``: Llama architecture, Llama 3.1's header/eot chat layout (with its dated system header),
+  no pad token (as Llama ships), untied embeddings like Llama-3.1-8B.
 """
 
 from __future__ import annotations
@@ -34,6 +37,28 @@ CHAT_TEMPLATE = (
 )
 
 
+LLAMA3_SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                         "<|eot_id|>", "<|finetune_right_pad_id|>"]  # fmt: skip
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# Llama 3.1's layout: a system header with its knowledge/today dates, contents trimmed, <|eot_id|> ends a turn.
+LLAMA3_CHAT_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{%- set system_message = messages[0]['content'] | trim %}{%- set messages = messages[1:] %}"
+    "{%- else %}{%- set system_message = '' %}{%- endif %}"
+    "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
+    "{{- 'Cutting Knowledge Date: December 2023\\nToday Date: 26 Jul 2024\\n\\n' }}"
+    "{{- system_message }}{{- '<|eot_id|>' }}"
+    "{%- for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+)
+
+
 def _corpus() -> list[str]:
     from workflow_scripts import sample_data
 
@@ -44,42 +69,57 @@ def _corpus() -> list[str]:
     return texts
 
 
-def build_tokenizer(vocab_size: int = 1024):
+def _train_bpe(split_pattern: str, special_tokens: list[str], vocab_size: int):
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE(unk_token=None))
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.Split(Regex(split_pattern), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(_corpus(), trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=4096,
-    )
+    return tokenizer
 
 
-def build(out_dir, hidden_size: int = 64, layers: int = 2, seed: int = 0) -> Path:
+def build_tokenizer(style: str = "qwen2", vocab_size: int = 1024):
+    from transformers import PreTrainedTokenizerFast
+
+    if style == "qwen2":
+        return PreTrainedTokenizerFast(
+            tokenizer_object=_train_bpe(QWEN2_SPLIT, SPECIAL_TOKENS, vocab_size),
+            eos_token="<|im_end|>",
+            pad_token="<|endoftext|>",
+            chat_template=CHAT_TEMPLATE,
+            model_max_length=4096,
+        )
+    if style == "llama3":
+        return PreTrainedTokenizerFast(
+            tokenizer_object=_train_bpe(LLAMA3_SPLIT, LLAMA3_SPECIAL_TOKENS, vocab_size),
+            bos_token="<|begin_of_text|>",
+            eos_token="<|eot_id|>",
+            chat_template=LLAMA3_CHAT_TEMPLATE,
+            model_max_length=4096,
+        )
+    raise ValueError(f"unknown tiny model style {style!r}; use 'qwen2' or 'llama3'")
+
+
+def build(out_dir, style: str = "qwen2", hidden_size: int = 64, layers: int = 2, seed: int = 0) -> Path:
     import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2Config
+    from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
 
     out_dir = Path(out_dir)
-    tokenizer = build_tokenizer()
-    config = Qwen2Config(
+    tokenizer = build_tokenizer(style)
+    shape = dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
@@ -87,11 +127,12 @@ def build(out_dir, hidden_size: int = 64, layers: int = 2, seed: int = 0) -> Pat
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=4096,
-        tie_word_embeddings=True,
-        bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
     )
+    if style == "qwen2":
+        config = Qwen2Config(**shape, tie_word_embeddings=True, bos_token_id=None, pad_token_id=tokenizer.pad_token_id)
+    else:
+        config = LlamaConfig(**shape, tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config = GenerationConfig(
@@ -105,8 +146,9 @@ def build(out_dir, hidden_size: int = 64, layers: int = 2, seed: int = 0) -> Pat
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--style", default="qwen2", choices=["qwen2", "llama3"])
     args = parser.parse_args(argv)
-    print(f"tiny model written to {build(args.out_dir)}")
+    print(f"tiny {args.style} model written to {build(args.out_dir, args.style)}")
 
 
 if __name__ == "__main__":

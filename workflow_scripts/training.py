@@ -48,6 +48,7 @@ class TrainSettings:
     adam_beta2: float = 0.99
     max_grad_norm: float = 0.1
     optim: str = "paged_adamw_8bit"
+    cpu_optim: str = "adamw_torch"  # used instead of `optim` where no CUDA device exists (bitsandbytes needs one)
     bf16: bool = True
     seed: int = 42
     max_length: int = 4096
@@ -106,6 +107,18 @@ def make_checkpoint_marker():
     return CheckpointMarker()
 
 
+def experiment_trackers() -> list[str] | str:
+    """W&B when the environment names a project (WANDB_PROJECT), offline unless WANDB_MODE says otherwise.
+
+    Read from the environment, not the config: where curves are logged does not change a model, so it
+    must not make finished training jobs stale.
+    """
+    if os.environ.get("WANDB_PROJECT"):
+        os.environ.setdefault("WANDB_MODE", "offline")
+        return ["wandb"]
+    return "none"
+
+
 def build_trainer(model_path: str, train_file: str, prompt_format: str, output_dir: str, settings: TrainSettings,
                   save_steps: int = 0):  # fmt: skip
     """The SFTTrainer of one job. ``output_dir`` receives Trainer checkpoints (every ``save_steps``)."""
@@ -136,7 +149,7 @@ def build_trainer(model_path: str, train_file: str, prompt_format: str, output_d
         adam_beta1=settings.adam_beta1,
         adam_beta2=settings.adam_beta2,
         max_grad_norm=settings.max_grad_norm,
-        optim=settings.optim,
+        optim=settings.optim if torch.cuda.is_available() else settings.cpu_optim,
         bf16=settings.bf16,
         seed=settings.seed,
         data_seed=settings.seed,
@@ -147,7 +160,7 @@ def build_trainer(model_path: str, train_file: str, prompt_format: str, output_d
         save_steps=save_steps or 500,
         save_total_limit=None,  # the CheckpointMarker keeps the newest complete checkpoint
         logging_steps=1,
-        report_to="none",
+        report_to=experiment_trackers(),
         # Without CUDA, use_cpu makes the Trainer see the gloo world DeepSpeed runs in (else it counts
         # one process and DeepSpeed's batch-size check fails).
         use_cpu=not torch.cuda.is_available(),
@@ -219,6 +232,7 @@ def training_record(trainer, result, settings: TrainSettings, wall_time: float, 
         "tokens_per_second": tokens / runtime if runtime else None,
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
         "world_size": trainer.args.world_size,
+        "optimizer": str(trainer.args.optim),
         "settings": settings.__dict__,
         "versions": package_versions("torch", "transformers", "trl", "accelerate", "deepspeed", "liger-kernel"),
     }
