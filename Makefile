@@ -27,6 +27,7 @@ lint: $(VENV)/installed.stamp
 
 benchmark: $(VENV)/installed.stamp
 	$(BIN)/python benchmarks/eval_cell_overhead.py
+	$(BIN)/python benchmarks/dag_overhead.py
 
 clean-demo:
 	rm -rf results/demo resources/demo

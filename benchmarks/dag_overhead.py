@@ -37,6 +37,7 @@ rule all:
     input:
         [f"{{R}}/figures/{{m}}/{{d}}/{{n}}.png" for m in MODELS for d in DATASETS for n in ("accuracy", "change_vs_base")],
         f"{{R}}/tables/cells.csv",
+        [f"{{R}}/cells/{{m}}/{{d}}/train-{{t}}/test-{{b}}.json" for m in MODELS for d in DATASETS for t in ["base", *BINS] for b in BINS],
 
 rule download:
     output: "{{R}}/data/{{dataset}}/normalized.parquet".replace("{{R}}", R)

@@ -94,11 +94,11 @@ def train_processes():
 def rule_resources(rule_name):
     """SLURM-facing resources of a rule; the time limit grows with each retry of a job."""
     entry = config["resources"][rule_name]
-    return {
-        "mem_mb": entry["mem_mb"],
-        "runtime": lambda wildcards, attempt: entry["runtime"] * attempt,
-        "gpu": entry["gpu"],
-    }
+    runtime = entry["runtime"]
+    if entry.get("retries", 0):
+        # Only rules that retry get a function (one per job to evaluate, on 6,160 cells it shows).
+        runtime = lambda wildcards, attempt: entry["runtime"] * attempt
+    return {"mem_mb": entry["mem_mb"], "runtime": runtime, "gpu": entry["gpu"]}
 
 
 def rule_retries(rule_name):
@@ -141,11 +141,43 @@ def cells_of(model, dataset):
     ]
 
 
-def evaluated_model(wildcards):
-    """The model a cell evaluates: the converted fine-tuned model, or the base model for `base`."""
+def evaluation_inputs(wildcards):
+    """A cell's model (the converted fine-tuned one, or a local base model for `base`) and task files.
+
+    One function for both (fewer functions per job keep the paper grid's dry-run fast)."""
     if wildcards.train == "base":
-        return local_base_model(wildcards)
-    return [trained_model_dir(wildcards.model, wildcards.dataset, wildcards.train)]
+        model = local_base_model(wildcards)
+    else:
+        model = [trained_model_dir(wildcards.model, wildcards.dataset, wildcards.train)]
+    return {"model": model, "task": task_files(wildcards)}
+
+
+def evaluation_arguments(wildcards):
+    """The command-line arguments of one cell: what it evaluates, on which bin, with which settings.
+
+    Everything a cell depends on is in here, so changing any of it re-runs that cell."""
+    dataset, model = wildcards.dataset, wildcards.model
+    settings = evaluation_settings(dataset)
+    if wildcards.train == "base":
+        evaluated = base_model(model)
+    else:
+        evaluated = trained_model_dir(model, dataset, wildcards.train)
+    label = {"model": model, "dataset": dataset, "train": wildcards.train, "test_bin": int(wildcards.test_bin)}
+    args = [
+        "--task", config["datasets"][dataset]["task"],
+        "--bin-file", os.path.join(bins_dir(dataset), f"bin-{wildcards.test_bin}.parquet"),
+        "--model", evaluated,
+        "--label", json.dumps(label),
+        "--backend", settings["backend"],
+        "--dtype", settings["dtype"],
+        "--batch-size", str(settings["batch_size"]),
+        "--seed", str(settings["seed"]),
+    ]  # fmt: skip
+    if settings.get("max_gen_toks"):
+        args += ["--max-gen-toks", str(settings["max_gen_toks"])]
+    if config["models"][model].get("trust_remote_code"):
+        args.append("--trust-remote-code")
+    return shlex.join(args)
 
 
 def figures_of(model, dataset):
