@@ -4,8 +4,12 @@ The prompt text is the training prompt's user turn, so a model is evaluated on t
 trained on; both come from workflow_scripts/prompts.py where possible.
 """
 
+import re
 import sys
 from pathlib import Path
+
+from lm_eval.api.filter import Filter
+from lm_eval.tasks.bbh.zeroshot import utils as bbh_filters
 
 # The task folder sits beside workflow_scripts/ in the repository.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -15,3 +19,171 @@ from workflow_scripts import prompts  # noqa: E402
 
 def arc_doc_to_text(doc) -> str:
     return prompts.arc(doc)[0]
+
+
+# ---- multiple choice: gpqa_extended, musr ------------------------------------------------------
+
+
+def lettered_doc_to_text(doc) -> str:
+    """mmlu_pro and gpqa_extended: the training prompt's user turn."""
+    return prompts.lettered_multiple_choice(doc)[0]
+
+
+def gpqa_doc_to_target(doc) -> int:
+    return "ABCD".index(str(doc["answer"]).strip())
+
+
+def musr_doc_to_text(doc) -> str:
+    # The study's evaluation prompt: no blank line before "Answer:" (its training prompt has one).
+    numbered = "".join(f"{i} - {option}\n" for i, option in enumerate(prompts.musr_options(doc["options"]), 1))
+    return f"{doc['narrative']}\n\n{doc['question']}\n\n{numbered}Answer:"
+
+
+def musr_doc_to_choice(doc) -> list[str]:
+    return prompts.musr_options(doc["options"])
+
+
+def musr_doc_to_target(doc) -> int:
+    """The answer text's position among the options (or the answer itself where it is an index)."""
+    options, answer = prompts.musr_options(doc["options"]), doc["answer"]
+    if str(answer) in options:
+        return options.index(str(answer))
+    return int(answer)
+
+
+# ---- mmlu_pro ---------------------------------------------------------------------------------
+
+
+class FirstLetterFilter(Filter):
+    """The study's extraction: the first capital A-J anywhere in the response (fragile: the "A" of
+    "Answer" or of a sentence start counts)."""
+
+    def apply(self, resps, docs):
+        return [[(m.group(0) if (m := re.search(r"[A-J]", r)) else "[invalid]") for r in rs] for rs in resps]
+
+
+COMMITTED_PATTERNS = [
+    r"answer is:?\s*\(?([A-J])\)?(?![A-Za-z])",
+    r"answer:\s*\(?([A-J])\)?(?![A-Za-z])",
+    r"^\s*\(?([A-J])\)?(?:[.):\s]|$)",
+    r"\(([A-J])\)",
+    r"(?<![A-Za-z])([A-J])\)",
+]
+
+
+class CommittedLetterFilter(Filter):
+    """The letter the response commits to: "the answer is (C)", "Answer: C", a response that starts
+    with the letter, then a parenthesised or "C)"-style letter; the last such commitment wins."""
+
+    def apply(self, resps, docs):
+        return [[committed_letter(r) for r in rs] for rs in resps]
+
+
+def committed_letter(response: str) -> str:
+    for pattern in COMMITTED_PATTERNS:
+        found = re.findall(pattern, response, flags=re.IGNORECASE | re.MULTILINE)
+        found = [f.upper() for f in found if f.upper() in "ABCDEFGHIJ"]
+        if found:
+            return found[-1]
+    return "[invalid]"
+
+
+# ---- bbh --------------------------------------------------------------------------------------
+
+BBH_GROUPS = {
+    "boolean": ["boolean_expressions"],
+    "multichoice": [
+        "date_understanding", "disambiguation_qa", "geometric_shapes", "hyperbaton",
+        "logical_deduction_five_objects", "logical_deduction_seven_objects", "logical_deduction_three_objects",
+        "movie_recommendation", "reasoning_about_colored_objects", "ruin_names",
+        "salient_translation_error_detection", "temporal_sequences", "tracking_shuffled_objects_five_objects",
+        "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
+    ],
+    "yesno": ["navigate", "sports_understanding", "web_of_lies"],
+    "numeric": ["object_counting"],
+    "valid_invalid": ["formal_fallacies"],
+}  # fmt: skip
+
+
+def bbh_subtask(doc_id: str) -> str:
+    """'bbh_logical_deduction_five_objects_12' -> 'logical_deduction_five_objects' (longest match)."""
+    names = sorted((n for ns in BBH_GROUPS.values() for n in ns), key=len, reverse=True)
+    return next((n for n in names if str(doc_id).startswith(f"bbh_{n}")), "")
+
+
+def _bbh_docs(group: str):
+    def keep(dataset):
+        return dataset.filter(lambda doc: bbh_subtask(doc["doc_id"]) in BBH_GROUPS[group])
+
+    return keep
+
+
+bbh_boolean_docs = _bbh_docs("boolean")
+bbh_multichoice_docs = _bbh_docs("multichoice")
+bbh_yesno_docs = _bbh_docs("yesno")
+bbh_numeric_docs = _bbh_docs("numeric")
+bbh_valid_invalid_docs = _bbh_docs("valid_invalid")
+
+
+class _QuestionAsInput:
+    """lm-eval's BBH filters read the question from doc["input"]; ours is doc["question"]."""
+
+    def __init__(self, **kwargs):
+        self.inner = self.inner_class(**kwargs)
+
+    def apply(self, resps, docs):
+        return self.inner.apply(resps, [{"input": doc["question"]} for doc in docs])
+
+
+class BBHMultiChoiceFilter(_QuestionAsInput):
+    inner_class = bbh_filters.MultiChoiceRegexFilter
+
+
+class BBHMapFilter(_QuestionAsInput):
+    inner_class = bbh_filters.MapRegexFilter
+
+
+class BBHNumberFilter(_QuestionAsInput):
+    inner_class = bbh_filters.NumberParseRegexFilter
+
+
+# ---- math -------------------------------------------------------------------------------------
+
+
+def math_doc_to_text(doc) -> str:
+    # The study's evaluation prompt asks for a solution (its training prompt for `math` says "Answer:").
+    return f"Problem:\n{doc['question']}\n\nSolution:"
+
+
+def math_process_results(doc, results) -> dict:
+    """math-verify equivalence of the response with the reference answer read as LaTeX."""
+    from math_verify import LatexExtractionConfig, parse, verify
+
+    response = results[0] if results else ""
+    try:
+        gold = parse(f"${doc['answer']}$", extraction_config=[LatexExtractionConfig()])
+        correct = verify(gold, parse(response)) or verify(gold, parse(f"${response}$"))
+    except Exception:  # math-verify raises on unparsable input: that response is wrong, not fatal
+        correct = False
+    return {"exact_match": int(bool(correct))}
+
+
+# ---- ifeval -----------------------------------------------------------------------------------
+
+
+# lm-eval's IFEval module tries to download NLTK data when imported: import it only for IFEval cells.
+
+
+def ifeval_process_results(doc, results) -> dict:
+    """lm-eval's own instruction checkers, given the kwargs with their null entries dropped."""
+    from lm_eval.tasks.ifeval import utils as ifeval_utils
+
+    cleaned = dict(doc)
+    cleaned["kwargs"] = [{k: v for k, v in (kw or {}).items() if v is not None} for kw in doc["kwargs"]]
+    return ifeval_utils.process_results(cleaned, results)
+
+
+def agg_inst_level_acc(items) -> float:
+    from lm_eval.tasks.ifeval import utils as ifeval_utils
+
+    return ifeval_utils.agg_inst_level_acc(items)

@@ -97,3 +97,33 @@ def test_bad_config_fails_before_any_job(tmp_path, edit, message):
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_all_datasets_and_math_solutions_plan_with_their_settings(tmp_path):
+    import yaml
+
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    for name, model in (("qwen", "Qwen_Qwen2.5-14B-Instruct"), ("llama", "meta-llama_Llama-3.1-8B-Instruct")):
+        config["datasets"][f"math-solutions-{name}"] = {
+            "source": {"hub": "Yeganeh/Model-Format-Consistent-Datasets", "name": f"math-solutions__{model}"},
+            "prompt_format": "math_solutions", "task": "cross_difficulty_math",
+            "headline_metric": "exact_match,none", "training": {"epochs": 5},
+        }  # fmt: skip
+    path = tmp_path / "all.yaml"
+    path.write_text(yaml.safe_dump(config))
+    output = snakemake("-n", "-p", "--configfile", str(path), workdir=tmp_path).stdout
+    counts = job_counts(output)
+    assert counts["train"] == counts["convert"] == 7 * 10 * 10
+    assert counts["evaluate"] == 7 * 10 * 11 * 10
+    assert counts["download"] == counts["bin"] == 10
+    # The study's per-dataset settings reach the training command: batch 1 and checkpointing for
+    # ifeval/mmlu_pro/musr, 5 epochs everywhere (the public scripts silently used 3 for those three).
+    commands = [line for line in output.splitlines() if "workflow_scripts.training launch" in line]
+    for dataset in ("ifeval", "mmlu_pro", "musr", "arc"):
+        settings = [json.loads(line.split("--settings '", 1)[1].split("'", 1)[0])
+                    for line in commands if f"/{dataset}/bins/" in line]  # fmt: skip
+        assert len(settings) == 70
+        small = dataset != "arc"
+        assert all(s["epochs"] == 5 and s["max_length"] == 4096 for s in settings)
+        assert all(s["per_device_batch_size"] == (1 if small else 2) for s in settings)
+        assert all(s["gradient_checkpointing"] is small for s in settings)

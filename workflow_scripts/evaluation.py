@@ -21,17 +21,64 @@ import yaml
 from workflow_scripts.io_utils import atomic_write_json, atomic_write_text, package_versions
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+# lm-eval finds a group only through its task index, where our own group already has the plain name.
+CELL_GROUP_SUFFIX = "__cell"
+
+
+def cell_task_spec(task: str, bin_file: str) -> dict:
+    """What lm-eval is given to run `task` on one bin only: the task with its data pointed at the bin.
+
+    For a task: a small task file that includes ours (see cell_task_yaml). For a group (bbh): the
+    group's definition, whose non-group keys lm-eval hands down to every sub-task, cut to the
+    sub-tasks that have questions in this bin (lm-eval cannot build a task with no documents)."""
+    path = TASKS_DIR / f"{task}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"task {task!r} has no file {path}; add it or fix datasets.*.task")
+    bin_file = str(Path(bin_file).resolve())
+    definition = _read_task_yaml(path)
+    data = {"data_files": {"test": bin_file}}
+    if "group" in definition:
+        children = [child for child in definition["task"] if _has_documents(child, bin_file)]
+        return {**definition, "group": f"{task}{CELL_GROUP_SUFFIX}", "task": children, "dataset_kwargs": data}
+    return {"include": str(path), "task": task, "dataset_kwargs": data}
 
 
 def cell_task_yaml(task: str, bin_file: str) -> str:
-    if not (TASKS_DIR / f"{task}.yaml").is_file():
-        raise FileNotFoundError(f"task {task!r} has no file {TASKS_DIR / (task + '.yaml')}; add it or fix datasets.*.task")
-    spec = {
-        "include": str(TASKS_DIR / f"{task}.yaml"),
-        "task": task,
-        "dataset_kwargs": {"data_files": {"test": str(Path(bin_file).resolve())}},
-    }
-    return yaml.safe_dump(spec, sort_keys=False)
+    return yaml.safe_dump(cell_task_spec(task, bin_file), sort_keys=False)
+
+
+class _TaskYamlLoader(yaml.SafeLoader):
+    """Reads a task file's keys; `!function utils.x` becomes the name 'x' (resolved by _task_hook)."""
+
+
+_TaskYamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node).split(".", 1)[1])
+
+
+def _read_task_yaml(path: Path) -> dict:
+    definition = yaml.load(path.read_text(), Loader=_TaskYamlLoader) or {}
+    if "include" in definition:
+        included = _read_task_yaml(path.parent / definition.pop("include"))
+        definition = {**included, **definition}
+    return definition
+
+
+def _task_hook(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cross_difficulty_task_utils", TASKS_DIR / "utils.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def _has_documents(task: str, bin_file: str) -> bool:
+    import datasets
+
+    process_docs = _read_task_yaml(TASKS_DIR / f"{task}.yaml").get("process_docs")
+    if process_docs is None:
+        return True
+    documents = datasets.load_dataset("parquet", data_files={"test": bin_file}, split="test")
+    return len(_task_hook(process_docs)(documents)) > 0
 
 
 def model_spec(backend: str, model_path: str, dtype: str, trust_remote_code: bool) -> tuple[str, dict]:
@@ -59,11 +106,14 @@ def split_metrics(task_results: dict) -> tuple[dict, dict]:
 
 
 def per_question_rows(samples: list[dict], metric_names: list[str]) -> list[dict]:
-    """One row per question; lm-eval logs a question once per filter, so merge those entries."""
-    rows: dict[int, dict] = {}
+    """One row per question; lm-eval logs a question once per filter, so merge those entries.
+
+    Keyed by our item id: a group's sub-tasks each count their documents from 0."""
+    rows: dict[str, dict] = {}
     for sample in samples:
-        row = rows.setdefault(sample["doc_id"], {
-            "item_id": str(sample["doc"].get("item_id", sample["doc_id"])),
+        item_id = str(sample["doc"].get("item_id", sample["doc_id"]))
+        row = rows.setdefault(item_id, {
+            "item_id": item_id,
             "target": str(sample["target"]),
         })  # fmt: skip
         filter_name = sample.get("filter", "none")
@@ -83,14 +133,18 @@ def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf"
 
     started = time.time()
     model_type, model_args = model_spec(backend, model_path, dtype, trust_remote_code)
-    task_manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
+    spec = cell_task_spec(task, bin_file)
     with tempfile.TemporaryDirectory() as tmp:
-        cell_yaml = Path(tmp) / f"{task}.yaml"
-        cell_yaml.write_text(cell_task_yaml(task, bin_file))
+        cell_file = Path(tmp) / "cell.yaml"
+        cell_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+        # A task file is given by path. A group must be indexed to be found, so then the cell's folder
+        # is indexed beside ours. Never the built-in tasks: indexing them costs seconds per cell.
+        folders = [tmp, str(TASKS_DIR)] if "group" in spec else [str(TASKS_DIR)]
+        task_manager = TaskManager(include_path=folders, include_defaults=False)
         output = simple_evaluate(
             model=model_type,
             model_args=model_args,
-            tasks=[str(cell_yaml)],
+            tasks=[spec["group"] if "group" in spec else str(cell_file)],
             task_manager=task_manager,
             batch_size=batch_size,
             apply_chat_template=True,
@@ -102,14 +156,19 @@ def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf"
             fewshot_random_seed=seed,
             bootstrap_iters=0,
         )
-    values, stderrs = split_metrics(output["results"][task])
+    # A group (bbh) reports its aggregate under its own name and logs samples under its sub-tasks.
+    name = f"{task}{CELL_GROUP_SUFFIX}" if "group" in spec else task
+    values, stderrs = split_metrics(output["results"][name])
+    subtasks = {other: split_metrics(result)[0] for other, result in output["results"].items() if other != name}
     metric_names = sorted({key.split(",")[0] for key in values})
-    rows = per_question_rows(output["samples"][task], metric_names)
+    samples = [sample for name in sorted(output["samples"]) for sample in output["samples"][name]]
+    rows = per_question_rows(samples, metric_names)
     cell = {
         "task": task,
         "n": len(rows),
         "metrics": values,
         "stderr": stderrs,
+        "subtasks": subtasks,
         "model_path": model_path,
         "backend": backend,
         "dtype": dtype,

@@ -1,7 +1,11 @@
 """Deterministic synthetic sample data with the real dataset schemas, for the offline demo and tests.
 
-The questions are made up (small arithmetic); difficulty grows with the size of the numbers, so the
-bins mean something. ``1pl_quantile`` spans exactly [0, 1], so both ends of the bin edges are exercised.
+One generator per config of BatsResearch/Cross-Difficulty (and the model-written MATH solutions), with
+the real columns and types: gpqa ``doc_id`` ints, bbh ``bbh_<subtask>_<n>`` ids covering all 21
+subtasks, musr options a string holding a Python list, ifeval ``kwargs`` with null entries.
+The questions are made up (small arithmetic and the like; never GPQA text); difficulty grows with the
+size of the numbers, so the bins mean something. ``1pl_quantile`` spans exactly [0, 1], so both ends of
+the bin edges are exercised.
 """
 
 from __future__ import annotations
@@ -65,7 +69,171 @@ def gsm8k_rows(n: int, seed: int = 1) -> pd.DataFrame:
     return table
 
 
-GENERATORS = {"arc": arc_rows, "gsm8k": gsm8k_rows}
+BBH_GROUPS = {
+    "boolean": ["boolean_expressions"],
+    "multichoice": [
+        "date_understanding", "disambiguation_qa", "geometric_shapes", "hyperbaton",
+        "logical_deduction_five_objects", "logical_deduction_seven_objects", "logical_deduction_three_objects",
+        "movie_recommendation", "reasoning_about_colored_objects", "ruin_names",
+        "salient_translation_error_detection", "temporal_sequences", "tracking_shuffled_objects_five_objects",
+        "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
+    ],
+    "yesno": ["navigate", "sports_understanding", "web_of_lies"],
+    "numeric": ["object_counting"],
+    "valid_invalid": ["formal_fallacies"],
+}  # fmt: skip
+
+
+def _table(rows: list[dict], magnitude, rng) -> pd.DataFrame:
+    table = pd.DataFrame(rows)
+    table["1pl_diff"], table["1pl_quantile"] = _difficulty(rng, np.asarray(magnitude, dtype=float))
+    return table
+
+
+def _lettered(rng, answer: int, n_options: int, spread: int) -> tuple[list[str], str]:
+    """Numeric options around the answer, shuffled; returns (options, answer letter)."""
+    wrong = [answer + d for d in range(-spread, spread + 1) if d != 0][: n_options - 1]
+    options = [answer, *wrong]
+    order = rng.permutation(n_options)
+    shuffled = [str(options[j]) for j in order]
+    return shuffled, "ABCDEFGHIJ"[int(np.where(order == 0)[0][0])]
+
+
+def mmlu_pro_rows(n: int, seed: int = 2) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows, magnitude = [], []
+    for i in range(n):
+        a, b = (int(x) for x in rng.integers(2, 4 + i, size=2))
+        n_options = int(rng.integers(4, 11))  # MMLU-Pro has up to 10 options
+        options, letter = _lettered(rng, a * b, n_options, 6)
+        rows.append({"question": f"What is {a} times {b}?", "options": options, "answer": letter})
+        magnitude.append(a * b)
+    return _table(rows, magnitude, rng)
+
+
+def gpqa_extended_rows(n: int, seed: int = 3) -> pd.DataFrame:
+    """Synthetic only: GPQA's card asks that its questions never appear in plain text online."""
+    rng = np.random.default_rng(seed)
+    rows, magnitude = [], []
+    for i in range(n):
+        a, b = (int(x) for x in rng.integers(10, 20 + 3 * i, size=2))
+        options, letter = _lettered(rng, a - b, 4, 2)
+        rows.append({"doc_id": 1000 + i, "question": f"Synthetic item {i}: what is {a} minus {b}?",
+                     "options": options, "answer": letter})  # fmt: skip
+        magnitude.append(abs(a - b) + i)
+    return _table(rows, magnitude, rng)
+
+
+def _bbh_item(rng, group: str, i: int) -> tuple[str, str]:
+    a, b = (int(x) for x in rng.integers(1, 9, size=2))
+    if group == "boolean":
+        value = bool(rng.integers(0, 2))
+        return f"not ( {not value} ) and True is", str(value)
+    if group == "multichoice":
+        options, letter = _lettered(rng, a + b, 4, 2)
+        listed = "\n".join(f"({l}) {o}" for l, o in zip("ABCD", options))
+        return f"Which is {a} plus {b}?\nOptions:\n{listed}", f"({letter})"
+    if group == "yesno":
+        return f"Is {a} greater than {b}?", "Yes" if a > b else "No"
+    if group == "numeric":
+        return f"I have {a} apples and {b} pears. How many fruits do I have?", str(a + b)
+    return f"If all {a} are {b}, is every {a} a {b}? Argument valid or invalid?", "valid" if i % 2 else "invalid"
+
+
+def bbh_rows(n: int, seed: int = 4) -> pd.DataFrame:
+    """Every one of the 21 subtasks, ids as in the dataset: 'bbh_<subtask>_<n>' strings."""
+    rng = np.random.default_rng(seed)
+    subtasks = [(group, name) for group, names in BBH_GROUPS.items() for name in names]
+    rows, magnitude = [], []
+    for i in range(max(n, len(subtasks))):
+        group, subtask = subtasks[i % len(subtasks)]
+        question, answer = _bbh_item(rng, group, i)
+        rows.append({"doc_id": f"bbh_{subtask}_{i}", "question": question, "answer": answer})
+        magnitude.append(i)
+    return _table(rows, magnitude, rng)
+
+
+def musr_rows(n: int, seed: int = 5) -> pd.DataFrame:
+    """Options as a string holding a Python list, as the data has them (an Arrow column holds one type;
+    the list form is covered by the prompt tests)."""
+    rng = np.random.default_rng(seed)
+    rows, magnitude = [], []
+    names = ["Mara", "Ivo", "Lena", "Theo"]
+    for i in range(n):
+        culprit = names[int(rng.integers(0, 4))]
+        options = list(names)
+        rows.append({
+            "narrative": f"In room {i}, a vase broke. {culprit} was alone with it; the others were outside.",
+            "question": "Who most likely broke the vase?",
+            "options": str(options),
+            "answer": culprit,
+        })  # fmt: skip
+        magnitude.append(i)
+    return _table(rows, magnitude, rng)
+
+
+def math_rows(n: int, seed: int = 6) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows, magnitude = [], []
+    for i in range(n):
+        a, b = (int(x) for x in rng.integers(1, 6 + i, size=2))
+        rows.append({"question": f"Compute $\\frac{{{a}}}{{{a + b}}} + \\frac{{{b}}}{{{a + b}}}$.", "answer": "1"}
+                    if i % 3 == 0 else
+                    {"question": f"What is $\\frac{{{a}}}{{{2 * a}}}$ as a fraction?", "answer": "\\frac{1}{2}"}
+                    if i % 3 == 1 else
+                    {"question": f"Solve $x + {a} = {a + b}$.", "answer": str(b)})  # fmt: skip
+        magnitude.append(a + b)
+    return _table(rows, magnitude, rng)
+
+
+def math_solutions_rows(n: int, seed: int = 7) -> pd.DataFrame:
+    """Model-written solutions; some rows lack one (then training falls back to `solution`)."""
+    table = math_rows(n, seed)
+    table.insert(0, "doc_id", range(len(table)))
+    table["solution"] = [f"Working it out gives $\\boxed{{{a}}}$." for a in table["answer"]]
+    table["model_solution"] = [None if i % 4 == 3 else f"Step by step, the result is $\\boxed{{{a}}}$."
+                               for i, a in enumerate(table["answer"])]  # fmt: skip
+    table["is_correct"] = [i % 4 != 3 for i in range(len(table))]
+    columns = ["doc_id", "question", "answer", "solution", "model_solution", "is_correct", "1pl_diff", "1pl_quantile"]
+    return table[columns]
+
+
+def ifeval_rows(n: int, seed: int = 8) -> pd.DataFrame:
+    """Real instruction ids from lm-eval's registry; kwargs hold every key, unused ones null, as the data."""
+    rng = np.random.default_rng(seed)
+    kinds = [
+        ("change_case:english_lowercase", {}, "Describe a cat in one sentence, all in lowercase letters.",
+         "a cat is a small, curious animal."),
+        ("punctuation:no_comma", {}, "Write a sentence about rain without using any commas.",
+         "Rain falls softly on the quiet town."),
+        ("length_constraints:number_words", {"relation": "at least", "num_words": 5},
+         "Describe the sea in at least 5 words.", "The sea is wide and deep and blue."),
+    ]
+    keys = ["relation", "num_words", "keywords", "num_sentences"]
+    rows, magnitude = [], []
+    for i in range(n):
+        instruction, kwargs, prompt, answer = kinds[i % len(kinds)]
+        rows.append({
+            "key": 5000 + i, "prompt": f"{prompt} (item {i})",
+            "instruction_id_list": [instruction],
+            "kwargs": [{k: kwargs.get(k) for k in keys}],
+            "answer": answer,
+        })  # fmt: skip
+        magnitude.append(i + int(rng.integers(0, 3)))
+    return _table(rows, magnitude, rng)
+
+
+GENERATORS = {
+    "arc": arc_rows,
+    "gsm8k": gsm8k_rows,
+    "mmlu_pro": mmlu_pro_rows,
+    "gpqa_extended": gpqa_extended_rows,
+    "bbh": bbh_rows,
+    "musr": musr_rows,
+    "math": math_rows,
+    "math_solutions": math_solutions_rows,
+    "ifeval": ifeval_rows,
+}
 
 
 def main(argv=None) -> None:
