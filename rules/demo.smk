@@ -10,7 +10,7 @@ rule sample_data:
     params:
         rows=60,
     input:
-        code=code("workflow_scripts/sample_data.py"),
+        code=code("workflow_scripts/sample_data.py", "workflow_scripts/prompts.py"),
     conda:
         "../envs/data.yaml"
     localrule: True

@@ -90,19 +90,7 @@ def committed_letter(response: str) -> str:
 
 # ---- bbh --------------------------------------------------------------------------------------
 
-BBH_GROUPS = {
-    "boolean": ["boolean_expressions"],
-    "multichoice": [
-        "date_understanding", "disambiguation_qa", "geometric_shapes", "hyperbaton",
-        "logical_deduction_five_objects", "logical_deduction_seven_objects", "logical_deduction_three_objects",
-        "movie_recommendation", "reasoning_about_colored_objects", "ruin_names",
-        "salient_translation_error_detection", "temporal_sequences", "tracking_shuffled_objects_five_objects",
-        "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
-    ],
-    "yesno": ["navigate", "sports_understanding", "web_of_lies"],
-    "numeric": ["object_counting"],
-    "valid_invalid": ["formal_fallacies"],
-}  # fmt: skip
+BBH_GROUPS = prompts.BBH_GROUPS
 
 
 def bbh_subtask(doc_id: str) -> str:

@@ -13,6 +13,21 @@ from collections.abc import Callable, Mapping, Sequence
 
 LETTERS = string.ascii_uppercase
 
+# BBH's 21 subtasks by answer format, as the study groups them (ids look like bbh_<subtask>_<n>).
+BBH_GROUPS = {
+    "boolean": ["boolean_expressions"],
+    "multichoice": [
+        "date_understanding", "disambiguation_qa", "geometric_shapes", "hyperbaton",
+        "logical_deduction_five_objects", "logical_deduction_seven_objects", "logical_deduction_three_objects",
+        "movie_recommendation", "reasoning_about_colored_objects", "ruin_names",
+        "salient_translation_error_detection", "temporal_sequences", "tracking_shuffled_objects_five_objects",
+        "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
+    ],
+    "yesno": ["navigate", "sports_understanding", "web_of_lies"],
+    "numeric": ["object_counting"],
+    "valid_invalid": ["formal_fallacies"],
+}  # fmt: skip
+
 
 def _lettered_options(options: Sequence[str]) -> str:
     return "\n".join(f"{letter}) {text}" for letter, text in zip(LETTERS, options))

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workflow_scripts import prompts
+
 
 def _difficulty(rng: np.random.Generator, magnitude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     diff = np.log1p(magnitude) + rng.normal(0, 0.3, size=len(magnitude))
@@ -67,21 +69,6 @@ def gsm8k_rows(n: int, seed: int = 1) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     table["1pl_diff"], table["1pl_quantile"] = _difficulty(rng, np.array(magnitude, dtype=float))
     return table
-
-
-BBH_GROUPS = {
-    "boolean": ["boolean_expressions"],
-    "multichoice": [
-        "date_understanding", "disambiguation_qa", "geometric_shapes", "hyperbaton",
-        "logical_deduction_five_objects", "logical_deduction_seven_objects", "logical_deduction_three_objects",
-        "movie_recommendation", "reasoning_about_colored_objects", "ruin_names",
-        "salient_translation_error_detection", "temporal_sequences", "tracking_shuffled_objects_five_objects",
-        "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
-    ],
-    "yesno": ["navigate", "sports_understanding", "web_of_lies"],
-    "numeric": ["object_counting"],
-    "valid_invalid": ["formal_fallacies"],
-}  # fmt: skip
 
 
 def _table(rows: list[dict], magnitude, rng) -> pd.DataFrame:
@@ -143,7 +130,7 @@ def _bbh_item(rng, group: str, i: int) -> tuple[str, str]:
 def bbh_rows(n: int, seed: int = 4) -> pd.DataFrame:
     """Every one of the 21 subtasks, ids as in the dataset: 'bbh_<subtask>_<n>' strings."""
     rng = np.random.default_rng(seed)
-    subtasks = [(group, name) for group, names in BBH_GROUPS.items() for name in names]
+    subtasks = [(group, name) for group, names in prompts.BBH_GROUPS.items() for name in names]
     rows, magnitude = [], []
     for i in range(max(n, len(subtasks))):
         group, subtask = subtasks[i % len(subtasks)]
