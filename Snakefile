@@ -15,6 +15,11 @@ if not workflow.overwrite_configfiles:
 
 
 
+# One readable line per config problem, before anything reads the config (rules/checks.smk); then the
+# schema fills in defaults.
+include: "rules/checks.smk"
+
+
 validate(config, "config/schema.yaml")
 
 
@@ -24,6 +29,18 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+
+
+onstart:
+    take_results_lock()
+
+
+onsuccess:
+    release_results_lock()
+
+
+onerror:
+    release_results_lock()
 
 
 rule all:

@@ -12,12 +12,14 @@ rule download:
         code=code("workflow_scripts/data.py", "workflow_scripts/io_utils.py"),
     params:
         source=lambda wc: json.dumps(config["datasets"][wc.dataset]["source"]),
+        prompt_format=lambda wc: config["datasets"][wc.dataset]["prompt_format"],
     conda:
         "../envs/data.yaml"
     # Compute nodes are often offline: fetch on the machine that runs Snakemake.
     localrule: True
     shell:
-        "python -m workflow_scripts.data --source {params.source:q} --out {output:q} > {log:q} 2>&1"
+        "python -m workflow_scripts.data --source {params.source:q} --prompt-format {params.prompt_format}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule bin:

@@ -13,9 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def snakemake(*args, workdir=None, repo=REPO, check=True, timeout=1800) -> subprocess.CompletedProcess:
+def snakemake(*args, workdir=None, repo=REPO, check=True, timeout=1800, env_extra=None) -> subprocess.CompletedProcess:
     """Run the real snakemake CLI of this environment on a checkout's Snakefile (this repository's)."""
-    env = dict(os.environ)
+    env = {**os.environ, **(env_extra or {})}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     command = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(Path(repo) / "Snakefile")]
     if workdir is not None:
@@ -68,9 +68,15 @@ def arc_bins(tmp_path_factory) -> Path:
     return folder
 
 
+# Set for the whole demo run; test_workflow checks it appears in no file and no output.
+SENTINEL_TOKEN = "hf_SENTINEL_do_not_leak_4242"
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
     """One full run of config/demo.yaml in a fresh working directory (real training and lm-eval)."""
     workdir = tmp_path_factory.mktemp("demo")
-    snakemake("--configfile", str(REPO / "config/demo.yaml"), "--cores", "2", workdir=workdir)
+    result = snakemake("--configfile", str(REPO / "config/demo.yaml"), "--cores", "2", workdir=workdir,
+                       env_extra={"HF_TOKEN": SENTINEL_TOKEN})  # fmt: skip
+    (workdir / "run-output.txt").write_text(result.stdout + result.stderr)
     return workdir

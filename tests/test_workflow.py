@@ -127,3 +127,48 @@ def test_all_datasets_and_math_solutions_plan_with_their_settings(tmp_path):
         assert all(s["epochs"] == 5 and s["max_length"] == 4096 for s in settings)
         assert all(s["per_device_batch_size"] == (1 if small else 2) for s in settings)
         assert all(s["gradient_checkpointing"] is small for s in settings)
+
+
+def test_hf_token_never_leaks(demo_run):
+    from conftest import SENTINEL_TOKEN
+
+    assert (demo_run / "run-output.txt").stat().st_size > 0
+    leaks = [path for path in demo_run.rglob("*") if path.is_file() and SENTINEL_TOKEN.encode() in path.read_bytes()]
+    assert leaks == []
+
+
+def test_killed_evaluation_leaves_no_cell_and_reruns_only_it(demo_run):
+    """Runs last among the demo tests: it breaks one cell and restores it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    cell = "results/demo/cells/tiny-qwen2/arc/train-1/test-2.json"
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    command = [os.path.join(os.path.dirname(sys.executable), "snakemake"), "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(demo_run), "--configfile", str(REPO / "config/demo.yaml"), "--cores", "1",
+               "--forcerun", cell, "--until", cell]  # fmt: skip
+    run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while True:
+        evaluating = [p for p in psutil.Process(run.pid).children(recursive=True)
+                      if "workflow_scripts.evaluation" in " ".join(p.cmdline())]  # fmt: skip
+        if evaluating:
+            break
+        assert run.poll() is None and time.time() < deadline, "the evaluation never started"
+        time.sleep(0.05)
+    time.sleep(1.0)  # mid-run: imports and model load are under way
+    for process in evaluating:
+        process.send_signal(signal.SIGKILL)
+    assert run.wait(timeout=120) != 0
+    assert not (demo_run / cell).exists()
+    plan = snakemake("-n", "--configfile", str(REPO / "config/demo.yaml"), workdir=demo_run).stdout
+    counts = job_counts(plan)
+    assert counts.get("evaluate") == 1 and "test_bin=2" in plan and "train=1" in plan
+    assert set(counts) == {"evaluate", "aggregate", "heatmaps", "cell_table", "all", "total"}
+    snakemake("--configfile", str(REPO / "config/demo.yaml"), "--cores", "2", workdir=demo_run)
+    assert json.loads((demo_run / cell).read_text())["n"] == 20

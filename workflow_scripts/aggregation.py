@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow_scripts.io_utils import atomic_write_parquet, atomic_write_text
+from workflow_scripts.io_utils import atomic_write_parquet, atomic_write_text, one_line_errors
 
 COLUMNS = ["model", "dataset", "train", "test_bin", "task", "metric", "filter", "value", "n"]
 
@@ -46,6 +46,7 @@ def tidy_table(cell_files) -> pd.DataFrame:
     ).drop(columns="_order").reset_index(drop=True)
 
 
+@one_line_errors
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cells", nargs="*", default=[], help="cell json files (per-pair tables)")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.io_utils import atomic_write_json, atomic_write_parquet
+from workflow_scripts.io_utils import atomic_write_json, atomic_write_parquet, one_line_errors
 
 
 def bin_edges(n_bins: int) -> np.ndarray:
@@ -42,6 +42,7 @@ def split_into_bins(table: pd.DataFrame, n_bins: int, quantile_key: str) -> list
     return parts
 
 
+@one_line_errors
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, help="normalized parquet from the download step")

@@ -13,6 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
+from workflow_scripts.io_utils import one_line_errors
+
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
                    "vocab.json", "merges.txt", "tokenizer.model", "generation_config.json")  # fmt: skip
 
@@ -74,6 +76,7 @@ def check_probe(model_dir: Path, probe_path: Path, atol: float = 1e-4) -> dict:
     return report
 
 
+@one_line_errors
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--zero-dir", required=True, help="training output with global_step*/ and latest")

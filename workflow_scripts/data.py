@@ -14,7 +14,7 @@ import os
 
 import pandas as pd
 
-from workflow_scripts.io_utils import atomic_write_parquet
+from workflow_scripts.io_utils import atomic_write_parquet, one_line_errors
 
 # Columns the study's configs use as ids, in order of preference; rows without one get their row number.
 ID_COLUMNS = ("id", "doc_id", "key")
@@ -32,11 +32,24 @@ def load_source(source: dict) -> pd.DataFrame:
             raise ValueError(f"source.path {path!r}: use a .parquet, .jsonl or .json file")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"source.path {path!r} does not exist")
-        dataset = datasets.load_dataset(LOCAL_BUILDERS[extension], data_files={split: path}, split=split)
+        try:
+            dataset = datasets.load_dataset(LOCAL_BUILDERS[extension], data_files={split: path}, split=split)
+        except Exception as error:  # datasets raises many types for a broken file; say which file
+            raise ValueError(f"source.path {path!r} could not be read as {LOCAL_BUILDERS[extension]} "
+                             f"({type(error).__name__}); fix or regenerate the file") from error  # fmt: skip
     else:
-        dataset = datasets.load_dataset(
-            source["hub"], source.get("name"), split=split, token=os.environ.get("HF_TOKEN") or None
-        )
+        name = f"{source['hub']}" + (f" ({source['name']})" if source.get("name") else "")
+        try:
+            dataset = datasets.load_dataset(
+                source["hub"], source.get("name"), split=split, token=os.environ.get("HF_TOKEN") or None
+            )
+        except Exception as error:
+            if "gated" in str(error).lower() or type(error).__name__ in ("GatedRepoError", "DatasetNotFoundError"):
+                raise PermissionError(
+                    f"dataset {name} is gated or not visible without a token: accept its terms on the Hub and "
+                    "set HF_TOKEN in the environment of the Snakemake process (download runs there)"
+                ) from None
+            raise
     return dataset.to_pandas()
 
 
@@ -50,12 +63,30 @@ def normalize(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(item_id=ids.values)
 
 
+def check_rows(table: pd.DataFrame, prompt_format: str) -> None:
+    """Every row must render to a training prompt: wrong column types fail here, not in training."""
+    from workflow_scripts import prompts
+
+    for row in table.to_dict("records"):
+        try:
+            prompts.render(prompt_format, row)
+        except (KeyError, IndexError, TypeError, ValueError, SyntaxError, AttributeError) as error:
+            raise ValueError(
+                f"row item_id={row.get('item_id')!r} does not fit prompt_format {prompt_format!r} "
+                f"({type(error).__name__}: {error}); fix the data or the dataset's prompt_format"
+            ) from None
+
+
+@one_line_errors
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", required=True, help="JSON: {hub, name, split} or {path, split}")
+    parser.add_argument("--prompt-format", help="check every row renders with this format")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     table = normalize(load_source(json.loads(args.source)))
+    if args.prompt_format:
+        check_rows(table, args.prompt_format)
     atomic_write_parquet(table, args.out)
     print(f"wrote {len(table)} rows, columns {list(table.columns)} to {args.out}")
 

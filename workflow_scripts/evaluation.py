@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from workflow_scripts.io_utils import atomic_write_json, atomic_write_text, package_versions
+from workflow_scripts.io_utils import atomic_write_json, atomic_write_text, package_versions, one_line_errors
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 # lm-eval finds a group only through its task index, where our own group already has the plain name.
@@ -178,6 +178,7 @@ def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf"
     return cell, rows
 
 
+@one_line_errors
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--task", required=True, help="task name, a file tasks/<task>.yaml")

@@ -33,6 +33,23 @@ def atomic_write_parquet(table, path) -> None:
     _atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
 
 
+def one_line_errors(main):
+    """Run a step's main(); a problem with its input ends it with one line naming it, not a traceback."""
+    import functools
+    import sys
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except (ValueError, FileNotFoundError, KeyError, PermissionError) as error:
+            message = error.args[0] if error.args else repr(error)
+            print(f"error: {message}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper
+
+
 def package_versions(*names: str) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 

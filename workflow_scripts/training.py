@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts import prompts
+from workflow_scripts.io_utils import one_line_errors
 
 PROBE_TEXT = "Question: What is 2 plus 2?\nA) 3\nB) 4\nAnswer:\n"
 COMPLETE_MARKER = "COMPLETE"
@@ -270,6 +271,7 @@ def launch(args) -> None:
     subprocess.run(launch_command(args), check=True, env=env)
 
 
+@one_line_errors
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["launch", "train"])

@@ -1,0 +1,79 @@
+# Config checks that run when the workflow is parsed, before any job: each problem is one line that
+# names the field and the fix. The schema (config/schema.yaml) says what is allowed; this file turns
+# its findings into readable messages and adds the checks a schema cannot express.
+import json
+import os
+
+import jsonschema
+import yaml
+
+from snakemake.exceptions import WorkflowError
+
+KEY_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
+
+
+def _field(path):
+    return ".".join(str(part) for part in path) or "(top level)"
+
+
+def _describe(error):
+    field, value = _field(error.absolute_path), error.instance
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(value) - set(allowed))
+        return f"{field}: unknown key(s) {unknown}; fix: remove or rename them (allowed: {allowed})"
+    if "propertyNames" in error.schema_path:
+        return f"{field}: name {value!r} is not allowed; fix: rename it using only {KEY_RULE} (names become folders and wildcards)"
+    if error.validator == "required":
+        return f"{field}: {error.message}; fix: add it (config/config.yaml shows every key)"
+    if error.validator == "oneOf" and field.endswith(".source"):
+        return f"{field}: give exactly one of `hub` (with `name`) or `path`; fix: remove the other"
+    if error.validator == "oneOf":
+        return f"{field}: give exactly one of `hub` or `path`; fix: remove the other"
+    if error.validator == "pattern" and field.endswith("headline_metric"):
+        return f"{field} = {value!r} is not 'metric,filter'; fix: e.g. 'acc,none' or 'exact_match,strict-match'"
+    limits = {k: error.schema[k] for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "type", "enum", "pattern") if k in error.schema}
+    return f"{field} = {value!r}: {error.message}; fix: use a value with {limits}"
+
+
+def _semantic_problems(config):
+    problems = []
+    accelerate = config.get("launch", {}).get("accelerate_config")
+    if accelerate and not os.path.isfile(os.path.join(workflow.basedir, accelerate)):
+        problems.append(f"launch.accelerate_config: {accelerate} does not exist; fix: point it at a file in config/accelerate/")
+    evaluation = config.get("evaluation", {})
+    gpus = config.get("resources", {}).get("evaluate", {}).get("gpu", 0)
+    for name, dataset in config.get("datasets", {}).items():
+        task = dataset.get("task")
+        if task and not os.path.isfile(os.path.join(workflow.basedir, "tasks", f"{task}.yaml")):
+            problems.append(f"datasets.{name}.task: no file tasks/{task}.yaml; fix: name a task in tasks/")
+        backend = dataset.get("evaluation", {}).get("backend", evaluation.get("backend"))
+        if backend == "vllm" and not gpus:
+            problems.append(f"datasets.{name}: evaluation backend 'vllm' needs a GPU but resources.evaluate.gpu is 0; "
+                            "fix: set evaluation.backend: hf for a CPU run")  # fmt: skip
+    for name, model in config.get("models", {}).items():
+        path = model.get("path")
+        if path and os.path.isdir(path) and not _has_chat_template(path):
+            problems.append(f"models.{name}.path: the tokenizer in {path} has no chat template; fix: use an instruct model")
+    return problems
+
+
+def _has_chat_template(folder):
+    if os.path.exists(os.path.join(folder, "chat_template.jinja")):
+        return True
+    tokenizer_config = os.path.join(folder, "tokenizer_config.json")
+    return os.path.exists(tokenizer_config) and bool(json.load(open(tokenizer_config)).get("chat_template"))
+
+
+def check_config(config):
+    with open(os.path.join(workflow.basedir, "config/schema.yaml")) as handle:
+        schema = yaml.safe_load(handle)
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = [_describe(e) for e in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))]
+    if not problems:
+        problems = _semantic_problems(config)
+    if problems:
+        raise WorkflowError("invalid config, nothing was run:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+check_config(config)

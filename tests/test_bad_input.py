@@ -1,0 +1,235 @@
+"""Bad input fails before any training or evaluation job, with one line naming the field or file and
+the fix, and leaves finished results alone. Each case here is a row of the README's table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from conftest import REPO, snakemake
+from workflow_scripts import data, sample_data
+
+SENTINEL = "results/demo/cells/tiny-qwen2/arc/train-base/test-0.json"
+
+
+def demo_config(tiny_model) -> dict:
+    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    config["models"]["tiny-qwen2"]["path"] = str(tiny_model)
+    return config
+
+
+def finished_result(workdir):
+    """A result from an earlier run that a failing run must not touch."""
+    path = workdir / SENTINEL
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"finished": true}')
+    return path
+
+
+def run(workdir, config: dict, dry_run: bool):
+    path = workdir / "bad.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    args = ["-n"] if dry_run else ["--cores", "1", "--keep-going"]
+    result = snakemake(*args, "--configfile", str(path), workdir=workdir, check=False, timeout=600)
+    return result, result.stdout + result.stderr
+
+
+def edit(config, dotted: str, value):
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+DELETE = object()
+
+CONFIG_CASES = [
+    ("unknown top-level key", [("resuls_dir", "x")], "unknown key(s) ['resuls_dir']"),
+    ("misspelled nested key", [("training.epochz", 1)], "training: unknown key(s) ['epochz']"),
+    ("n_bins below 2", [("n_bins", 1)], "n_bins = 1"),
+    ("n_bins not an integer", [("n_bins", 2.5)], "n_bins = 2.5"),
+    ("epochs zero", [("training.epochs", 0)], "training.epochs = 0"),
+    ("negative learning rate", [("training.learning_rate", -1e-5)], "training.learning_rate = -1e-05"),
+    ("model entry not defined (null)", [("models.tiny-qwen2", None)], "models.tiny-qwen2 = None"),
+    ("model name with a slash", [("models.org/tiny", {"path": "x"})], "name 'org/tiny' is not allowed"),
+    ("dataset name with ..", [("datasets...", {"source": {"path": "x"}})], "name '..' is not allowed"),
+    ("model name with a space", [("models.tiny qwen", {"path": "x"})], "name 'tiny qwen' is not allowed"),
+    ("dataset name with a shell metacharacter", [("datasets.arc;rm", {"source": {"path": "x"}})], "name 'arc;rm' is not allowed"),
+    ("source with both hub and path", [("datasets.arc.source.hub", "BatsResearch/Cross-Difficulty")], "datasets.arc.source: give exactly one"),
+    ("malformed headline metric", [("datasets.arc.headline_metric", "acc")], "is not 'metric,filter'"),
+    ("unknown prompt format", [("datasets.arc.prompt_format", "arcc")], "datasets.arc.prompt_format = 'arcc'"),
+    ("vllm without a GPU", [("evaluation.backend", "vllm")], "fix: set evaluation.backend: hf"),
+    ("missing accelerate config", [("launch.accelerate_config", "config/accelerate/nope.yaml")], "launch.accelerate_config"),
+    ("task without a task file", [("datasets.arc.task", "cross_difficulty_nope")], "no file tasks/cross_difficulty_nope.yaml"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("edits, message", [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
+def test_bad_config(tiny_model, tmp_path, edits, message):
+    config = demo_config(tiny_model)
+    for dotted, value in edits:
+        if dotted.startswith(("models.", "datasets.")) and dotted.count(".") == 1 or dotted == "datasets...":
+            section, name = ("datasets", "..") if dotted == "datasets..." else dotted.split(".", 1)
+            config[section][name] = value
+        else:
+            edit(config, dotted, value)
+    sentinel = finished_result(tmp_path)
+    result, output = run(tmp_path, config, dry_run=False)
+    assert result.returncode != 0
+    lines = [line for line in output.splitlines() if message in line]
+    assert lines and "fix" in lines[0], output[-2000:]
+    assert "invalid config, nothing was run" in output
+    assert sentinel.read_text() == '{"finished": true}'
+    assert not (tmp_path / "results/demo/logs").exists(), "a job ran"
+
+
+def test_tokenizer_without_chat_template(tiny_model, tmp_path):
+    model = tmp_path / "no-template"
+    shutil.copytree(tiny_model, model)
+    (model / "chat_template.jinja").unlink()
+    tokenizer_config = json.loads((model / "tokenizer_config.json").read_text())
+    tokenizer_config.pop("chat_template", None)
+    (model / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    config = demo_config(model)
+    result, output = run(tmp_path, config, dry_run=True)
+    assert result.returncode != 0
+    assert "models.tiny-qwen2.path: the tokenizer in" in output and "fix: use an instruct model" in output
+
+
+def write_rows(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+
+
+def arc_rows(n=30):
+    return sample_data.arc_rows(n).to_dict("records")
+
+
+def data_case(name):
+    rows = arc_rows()
+    if name == "quantile NaN":
+        rows[3]["1pl_quantile"] = None
+    elif name == "quantile above 1":
+        rows[3]["1pl_quantile"] = 1.7
+    elif name == "empty bin":
+        for row in rows:
+            row["1pl_quantile"] = min(row["1pl_quantile"], 0.6)
+    elif name == "duplicate item ids":
+        rows[4]["id"] = rows[3]["id"]
+    elif name == "choices not label/text":
+        for row in rows:
+            row["choices"] = list(row["choices"]["text"])
+    return rows
+
+
+DATA_CASES = [
+    ("quantile column missing", "bin", "quantile column 'difficulty_q' not in the data"),
+    ("quantile NaN", "bin", "quantile values must lie in [0, 1]"),
+    ("quantile above 1", "bin", "quantile values must lie in [0, 1]"),
+    ("empty bin", "bin", "difficulty bins [2] of 3 are empty"),
+    ("duplicate item ids", "download", "duplicate item ids"),
+    ("choices not label/text", "download", "does not fit prompt_format 'arc'"),
+    ("corrupt local file", "download", "could not be read as parquet"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case, rule, message", DATA_CASES, ids=[c[0] for c in DATA_CASES])
+def test_bad_data(tiny_model, tmp_path, case, rule, message):
+    config = demo_config(tiny_model)
+    config["datasets"] = {"arc": config["datasets"]["arc"]}
+    source = tmp_path / "data/arc.jsonl"
+    if case == "corrupt local file":
+        source = tmp_path / "data/arc.parquet"
+        source.parent.mkdir(parents=True)
+        source.write_bytes(b"PAR1 this is not parquet")
+    elif case != "missing local file":
+        write_rows(source, data_case(case))
+    config["datasets"]["arc"]["source"] = {"path": str(source)}
+    if case == "quantile column missing":
+        config["quantile_key"] = "difficulty_q"
+    sentinel = finished_result(tmp_path)
+    result, output = run(tmp_path, config, dry_run=False)
+    assert result.returncode != 0
+    log = (tmp_path / f"results/demo/logs/{rule}/arc.log").read_text()
+    errors = [line for line in log.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in log, log[-2000:]
+    assert sentinel.read_text() == '{"finished": true}'
+    for stage in ("train", "evaluate"):
+        assert not (tmp_path / f"results/demo/logs/{stage}").exists(), f"a {stage} job ran"
+
+
+def test_missing_local_file_is_named_before_any_job(tiny_model, tmp_path):
+    config = demo_config(tiny_model)
+    config["datasets"]["arc"]["source"] = {"path": str(tmp_path / "nowhere/arc.jsonl")}
+    sentinel = finished_result(tmp_path)
+    result, output = run(tmp_path, config, dry_run=False)
+    # Snakemake itself refuses: the file is a declared input of `download`.
+    assert result.returncode != 0
+    assert "Missing input files for rule download" in output and str(tmp_path / "nowhere/arc.jsonl") in output
+    assert sentinel.read_text() == '{"finished": true}' and not (tmp_path / "results/demo/logs").exists()
+
+
+def test_musr_options_malformed_string(tmp_path):
+    rows = sample_data.musr_rows(4)
+    rows.loc[1, "options"] = "['Mara', 'Ivo'"  # cut off
+    path = tmp_path / "musr.jsonl"
+    rows.to_json(path, orient="records", lines=True)
+    with pytest.raises(SystemExit):
+        data.main(["--source", json.dumps({"path": str(path)}), "--prompt-format", "musr", "--out", str(tmp_path / "o.parquet")])
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_gated_hub_dataset_without_token(monkeypatch, tmp_path, capsys):
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+
+    def gated(*args, **kwargs):
+        raise DatasetNotFoundError("Dataset 'BatsResearch/Cross-Difficulty' is a gated dataset on the Hub.")
+
+    monkeypatch.setattr(datasets, "load_dataset", gated)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(SystemExit):
+        data.main(["--source", json.dumps({"hub": "BatsResearch/Cross-Difficulty", "name": "arc"}),
+                   "--out", str(tmp_path / "o.parquet")])  # fmt: skip
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "set HF_TOKEN" in message and "BatsResearch/Cross-Difficulty (arc)" in message
+
+
+def test_gpu_count_and_process_count_cannot_disagree():
+    # One value sets both: the accelerate configs carry no process count of their own.
+    for name in ("zero3_gpu.yaml", "zero3_cpu.yaml"):
+        assert "num_processes" not in yaml.safe_load((REPO / "config/accelerate" / name).read_text())
+
+
+def test_second_run_on_the_same_results_is_refused(tiny_model, tmp_path):
+    import os
+    import socket
+
+    config = demo_config(tiny_model)
+    config["datasets"] = {"arc": config["datasets"]["arc"]}
+    config["results_dir"] = str(tmp_path / "shared-results")
+    (tmp_path / "shared-results").mkdir()
+    lock = tmp_path / "shared-results/.run.lock"
+    lock.write_text(f"{socket.gethostname()} {os.getpid()}\n")  # a live run, started from another directory
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result, output = run(elsewhere, config, dry_run=False)
+    assert result.returncode != 0
+    assert f"results_dir {tmp_path / 'shared-results'} is in use by another Snakemake run" in output
+    assert not (tmp_path / "shared-results/logs").exists()
+    # A lock left by a run that no longer exists is taken over, and released at the end.
+    lock.write_text(f"{socket.gethostname()} 999999\n")
+    path = elsewhere / "until.yaml"
+    path.write_text(yaml.safe_dump(config))
+    snakemake("--configfile", str(path), "--cores", "1", "--until", "download", workdir=elsewhere)
+    assert (tmp_path / "shared-results/data/arc/normalized.parquet").exists()
+    assert not lock.exists()
