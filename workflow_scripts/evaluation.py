@@ -9,6 +9,7 @@ question count, the model and package versions; the per-question log sits beside
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -38,7 +39,10 @@ def cell_task_spec(task: str, bin_file: str) -> dict:
     definition = _read_task_yaml(path)
     data = {"data_files": {"test": bin_file}}
     if "group" in definition:
-        children = [child for child in definition["task"] if _has_documents(child, bin_file)]
+        import datasets
+
+        documents = datasets.load_dataset("parquet", data_files={"test": bin_file}, split="test")
+        children = [child for child in definition["task"] if _has_documents(child, documents)]
         return {**definition, "group": f"{task}{CELL_GROUP_SUFFIX}", "task": children, "dataset_kwargs": data}
     return {"include": str(path), "task": task, "dataset_kwargs": data}
 
@@ -48,7 +52,7 @@ def cell_task_yaml(task: str, bin_file: str) -> str:
 
 
 class _TaskYamlLoader(yaml.SafeLoader):
-    """Reads a task file's keys; `!function utils.x` becomes the name 'x' (resolved by _task_hook)."""
+    """Reads a task file's keys; `!function utils.x` becomes the name 'x' (resolved in tasks/utils.py)."""
 
 
 _TaskYamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node).split(".", 1)[1])
@@ -62,23 +66,23 @@ def _read_task_yaml(path: Path) -> dict:
     return definition
 
 
-def _task_hook(name: str):
+@functools.cache
+def _task_hooks():
+    """tasks/utils.py, loaded once (it is not a package, so by file location)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("cross_difficulty_task_utils", TASKS_DIR / "utils.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return getattr(module, name)
+    return module
 
 
-def _has_documents(task: str, bin_file: str) -> bool:
-    import datasets
-
+def _has_documents(task: str, documents) -> bool:
+    """Whether the task's process_docs leaves any of the bin's documents."""
     process_docs = _read_task_yaml(TASKS_DIR / f"{task}.yaml").get("process_docs")
     if process_docs is None:
         return True
-    documents = datasets.load_dataset("parquet", data_files={"test": bin_file}, split="test")
-    return len(_task_hook(process_docs)(documents)) > 0
+    return len(getattr(_task_hooks(), process_docs)(documents)) > 0
 
 
 def model_spec(backend: str, model_path: str, dtype: str, trust_remote_code: bool) -> tuple[str, dict]:
