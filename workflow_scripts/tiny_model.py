@@ -91,26 +91,24 @@ def _train_bpe(split_pattern: str, special_tokens: list[str], vocab_size: int):
     return tokenizer
 
 
+# Per style: the pre-tokenizer split, the special tokens, and what the tokenizer declares of them.
+TOKENIZER_STYLES = {
+    "qwen2": (QWEN2_SPLIT, SPECIAL_TOKENS,
+              {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": CHAT_TEMPLATE}),
+    "llama3": (LLAMA3_SPLIT, LLAMA3_SPECIAL_TOKENS,
+               {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "chat_template": LLAMA3_CHAT_TEMPLATE}),
+}  # fmt: skip
+
+
 def build_tokenizer(style: str = "qwen2", vocab_size: int = 1024):
     from transformers import PreTrainedTokenizerFast
 
-    if style == "qwen2":
-        return PreTrainedTokenizerFast(
-            tokenizer_object=_train_bpe(QWEN2_SPLIT, SPECIAL_TOKENS, vocab_size),
-            eos_token="<|im_end|>",
-            pad_token="<|endoftext|>",
-            chat_template=CHAT_TEMPLATE,
-            model_max_length=4096,
-        )
-    if style == "llama3":
-        return PreTrainedTokenizerFast(
-            tokenizer_object=_train_bpe(LLAMA3_SPLIT, LLAMA3_SPECIAL_TOKENS, vocab_size),
-            bos_token="<|begin_of_text|>",
-            eos_token="<|eot_id|>",
-            chat_template=LLAMA3_CHAT_TEMPLATE,
-            model_max_length=4096,
-        )
-    raise ValueError(f"unknown tiny model style {style!r}; use 'qwen2' or 'llama3'")
+    if style not in TOKENIZER_STYLES:
+        raise ValueError(f"unknown tiny model style {style!r}; use one of {sorted(TOKENIZER_STYLES)}")
+    split, special_tokens, declared = TOKENIZER_STYLES[style]
+    return PreTrainedTokenizerFast(
+        tokenizer_object=_train_bpe(split, special_tokens, vocab_size), model_max_length=4096, **declared
+    )
 
 
 def build(out_dir, style: str = "qwen2", hidden_size: int = 64, layers: int = 2, seed: int = 0) -> Path:
