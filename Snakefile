@@ -29,6 +29,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/cluster.smk"
 
 
 onstart:

@@ -16,6 +16,9 @@ REPO = workflow.basedir
 shell.prefix(
     "set -euo pipefail; export PYTHONPATH=" + shlex.quote(REPO) + "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
+# Only download and fetch_model (localrules, on the login node) reach the hub. train, convert and
+# evaluate read local files and export HF_HUB_OFFLINE=1: on an offline compute node a stray hub lookup
+# then fails at once instead of hanging on network timeouts.
 
 
 def _one_of(names):
@@ -69,14 +72,18 @@ def evaluation_settings(dataset):
 
 
 def base_model(model):
-    """What from_pretrained gets: a hub name or a local folder."""
+    """The folder from_pretrained gets: a local `path`, or the model cache that fetch_model fills."""
     entry = config["models"][model]
-    return entry.get("hub") or entry["path"]
+    return entry.get("path") or model_cache_dir(model)
+
+
+def model_cache_dir(model):
+    return os.path.join(config["model_cache"], model)
 
 
 def local_base_model(wildcards):
-    entry = config["models"][wildcards.model]
-    return [entry["path"]] if "path" in entry else []
+    """The base model as an input: jobs wait for fetch_model, and compute nodes never need the hub."""
+    return [base_model(wildcards.model)]
 
 
 def train_settings(model, dataset):
@@ -94,13 +101,24 @@ def train_processes():
 
 
 def rule_resources(rule_name):
-    """SLURM-facing resources of a rule; the time limit grows with each retry of a job."""
-    entry = config["resources"][rule_name]
-    runtime = entry["runtime"]
-    if entry.get("retries", 0):
-        # Only rules that retry get a function (one per job to evaluate, on 6,160 cells it shows).
-        runtime = lambda wildcards, attempt: entry["runtime"] * attempt
-    return {"mem_mb": entry["mem_mb"], "runtime": runtime, "gpu": entry["gpu"]}
+    """The SLURM request of a rule's jobs, from config `resources:` and `cluster:`.
+
+    GPU rules go to the GPU partition with `gpu=N` (the plugin turns it into --gpus=N), CPU rules to
+    the CPU partition; a local run ignores the partition. The time limit grows with each attempt, so
+    a job killed at its limit gets more time when it is retried."""
+    entry, cluster = config["resources"][rule_name], config["cluster"]
+    minutes = entry["runtime"]
+    resources = {
+        "mem_mb": entry["mem_mb"],
+        "runtime": lambda wildcards, attempt: minutes * attempt,
+        "gpu": entry["gpu"],
+        "slurm_partition": cluster["gpu_partition"] if entry["gpu"] else cluster["cpu_partition"],
+    }
+    if entry["gpu"] and cluster.get("gpu_model"):
+        resources["gpu_model"] = cluster["gpu_model"]
+    if cluster.get("account"):
+        resources["slurm_account"] = cluster["account"]
+    return resources
 
 
 def rule_retries(rule_name):

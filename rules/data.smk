@@ -1,4 +1,5 @@
 # download: a hub dataset (or a local file of the same schema) -> one normalized parquet.
+# fetch_model: a hub base model -> the model cache, so that no compute job needs the hub.
 # bin: that table -> one parquet per difficulty bin and a manifest with counts.
 
 
@@ -20,6 +21,24 @@ rule download:
     shell:
         "python -m workflow_scripts.data --source {params.source:q} --prompt-format {params.prompt_format}"
         " --out {output:q} > {log:q} 2>&1"
+
+
+rule fetch_model:
+    output:
+        directory(os.path.join(config["model_cache"], "{model}")),
+    log:
+        os.path.join(config["model_cache"], "logs", "{model}.log"),
+    input:
+        code=code("workflow_scripts/fetch_model.py"),
+    params:
+        repo=lambda wc: config["models"][wc.model]["hub"],
+        revision=lambda wc: config["models"][wc.model]["revision"],
+    conda:
+        "../envs/data.yaml"
+    localrule: True  # the login node has the internet; HF_TOKEN (gated Llama) comes from its shell
+    shell:
+        "python -m workflow_scripts.fetch_model --repo {params.repo:q} --revision {params.revision:q}"
+        " --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule bin:

@@ -27,4 +27,4 @@ rule evaluate:
     conda:
         "../envs/eval.yaml"
     shell:
-        "python -m workflow_scripts.evaluation {params.args} --out {output.cell:q} > {log:q} 2>&1"
+        "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.evaluation {params.args} --out {output.cell:q} > {log:q} 2>&1"

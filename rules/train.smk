@@ -31,7 +31,7 @@ rule train:
     conda:
         "../envs/train.yaml"
     shell:
-        "python -m workflow_scripts.training launch --model {params.base_model:q}"
+        "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.training launch --model {params.base_model:q}"
         " --train-file {params.train_file:q} --prompt-format {params.prompt_format}"
         " --output-dir {output:q} --work-dir {params.work_dir:q} --save-steps {resources.save_steps}"
         " --settings {params.settings:q}"
@@ -58,5 +58,5 @@ rule convert:
     conda:
         "../envs/train.yaml"
     shell:
-        "python -m workflow_scripts.conversion --zero-dir {input.zero:q} --out-dir {output:q}"
+        "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.conversion --zero-dir {input.zero:q} --out-dir {output:q}"
         " --dtype {params.dtype} --max-shard-size {params.max_shard_size:q} > {log:q} 2>&1"

@@ -1,0 +1,34 @@
+# cluster_check (opt-in target): one SLURM job per GPU rule, with that rule's resources and conda env,
+# that reports the GPUs, CPUs and node it got. Run it once on a new cluster before the grid:
+#   snakemake --profile slurm-b200 cluster_check
+CHECKED_RULES = {"train": "../envs/train.yaml", "evaluate": "../envs/eval.yaml"}
+
+
+rule cluster_check:
+    input:
+        [results(f"cluster_check/{name}.json") for name in CHECKED_RULES],
+    localrule: True
+
+
+for checked_rule, conda_env in CHECKED_RULES.items():
+
+    rule:
+        name:
+            f"cluster_check_{checked_rule}"
+        output:
+            results(f"cluster_check/{checked_rule}.json"),
+        log:
+            results(f"logs/cluster_check/{checked_rule}.log"),
+        input:
+            code=code("workflow_scripts/cluster_check.py"),
+        params:
+            rule=checked_rule,
+            gpus=config["resources"][checked_rule]["gpu"],
+        threads: config["resources"][checked_rule]["threads"]
+        resources:
+            **rule_resources(checked_rule),
+        conda:
+            conda_env
+        shell:
+            "python -m workflow_scripts.cluster_check --rule {params.rule} --expected-gpus {params.gpus}"
+            " --out {output:q} > {log:q} 2>&1"

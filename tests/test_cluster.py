@@ -1,0 +1,183 @@
+"""The cluster profile: `snakemake --profile slurm-b200` as typed in the repository root.
+
+The dry-run and lint tests run everywhere. The SLURM tests start a real single-node SLURM (Debian's
+slurm-wlm + munge, tests/slurm/start_cluster.sh) and run the demo through the profile; they need root
+and those packages (.ci/run installs them in CI) and are skipped with the reason otherwise.
+
+What the SLURM run changes against the profile, on the command line where a reader sees it:
+  - resources: tests/slurm/demo_resources.yaml (test sizes; GPU rules still ask for GPUs);
+  - no conda (`--sdm env-modules`: none of our rules names a module, so jobs run in this venv):
+    conda cannot be installed here, and the env files are checked by tests/test_envs.py instead;
+  - job states from squeue and no account: the test cluster has no accounting database (sacct);
+  - status checks every second instead of every 30 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, snakemake
+
+GPU_RULES = {"train", "evaluate"}
+CPU_RULES = {"bin", "convert", "aggregate", "cell_table", "heatmaps"}
+LOCAL_RULES = {"download", "fetch_model", "sample_data", "tiny_model", "all"}
+SLURM_TEST_FLAGS = [
+    "--sdm", "env-modules",
+    "--slurm-status-command", "squeue", "--slurm-no-account",
+    "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
+    "--latency-wait", "5",
+]  # fmt: skip
+
+
+def planned_jobs(dry_run_output: str) -> list[tuple[str, dict]]:
+    """(rule, resources) of every job a dry-run prints."""
+    jobs, rule = [], None
+    for line in dry_run_output.splitlines():
+        if match := re.match(r"^(?:local)?rule (\w+):$", line.strip()):
+            rule = match.group(1)
+            jobs.append((rule, {}))
+        elif rule and line.strip().startswith("resources:"):
+            pairs = line.strip()[len("resources:") :].split(", ")
+            jobs[-1][1].update(pair.split("=", 1) for pair in pairs if "=" in pair)
+    return jobs
+
+
+def test_profile_dry_run_places_every_rule_of_the_paper_grid():
+    # Conda is on in the profile; a dry-run asks conda a few questions, answered by a stand-in here.
+    fake_conda = REPO / "tests/slurm/fake_conda"
+    result = snakemake("--profile", "slurm-b200", "-n", env_extra={"PATH": f"{fake_conda}:{os.environ['PATH']}"})
+    assert "Using profile slurm-b200" in result.stdout + result.stderr
+    jobs = planned_jobs(result.stdout)
+    by_rule: dict[str, set] = {}
+    for rule, resources in jobs:
+        by_rule.setdefault(rule, set()).add(
+            (resources.get("slurm_partition"), resources.get("gpu"), resources.get("mem_mb"), resources.get("runtime"))
+        )
+    assert len([rule for rule, _ in jobs if rule == "evaluate"]) == 6160
+    # As configured in config/config.yaml `cluster:` and `resources:`.
+    assert by_rule["train"] == {("b200", "4", "256000", "720")}
+    assert by_rule["evaluate"] == {("b200", "1", "64000", "120")}
+    assert by_rule["convert"] == {("cpu", "0", "200000", "120")}
+    for rule in ("bin", "aggregate", "cell_table", "heatmaps"):
+        assert {partition for partition, *_ in by_rule[rule]} == {"cpu"}, rule
+    # Hub access stays on the login node: no partition, no SLURM job.
+    assert by_rule["download"] == by_rule["fetch_model"] == {(None, None, None, None)}
+    assert len(by_rule["fetch_model"]) == 1 and sum(rule == "fetch_model" for rule, _ in jobs) == 7
+
+
+def test_lint_is_clean_with_the_profile():
+    result = snakemake("--profile", "slurm-b200", "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_cluster_settings_reach_every_job(tmp_path):
+    """Partition names, account and GPU model are one config section; a site edits only that."""
+    site = tmp_path / "site.yaml"
+    site.write_text("cluster: {gpu_partition: gpu-big, cpu_partition: short, account: lab42, gpu_model: b200}\n")
+    result = snakemake("--configfile", str(REPO / "config/demo.yaml"), str(REPO / "tests/slurm/demo_resources.yaml"),
+                       str(site), "-n", workdir=tmp_path)  # fmt: skip
+    for rule, resources in planned_jobs(result.stdout):
+        if rule in GPU_RULES:
+            assert (resources["slurm_partition"], resources["gpu_model"]) == ("gpu-big", "b200"), rule
+        elif rule in CPU_RULES:
+            assert resources["slurm_partition"] == "short" and "gpu_model" not in resources, rule
+        if rule not in LOCAL_RULES:
+            assert resources["slurm_account"] == "lab42", rule
+
+
+# ---- a real SLURM -------------------------------------------------------------------------------
+
+
+def slurm_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to start slurmctld/slurmd/munged"
+    missing = [tool for tool in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol") if not shutil.which(tool)]
+    if missing:
+        return f"SLURM is not installed ({', '.join(missing)} missing): apt-get install slurm-wlm munge"
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        return "snakemake-executor-plugin-slurm is not installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    reason = slurm_unavailable()
+    if reason:
+        pytest.skip(f"no local SLURM: {reason}")
+    started = subprocess.run([str(REPO / "tests/slurm/start_cluster.sh"), "b200", "cpu"], capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+    if started.returncode != 0:
+        pytest.skip(f"SLURM could not be started here: {started.stdout[-500:]} {started.stderr[-1500:]}")
+
+
+def slurm_jobs(workdir: Path) -> list[dict]:
+    """SLURM's own record of every job submitted from workdir (finished jobs stay: MinJobAge is large)."""
+    listing = subprocess.run(["scontrol", "show", "job", "-o"], capture_output=True, text=True, check=True).stdout
+    jobs = []
+    for line in listing.splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        if fields.get("WorkDir") == str(workdir):
+            jobs.append(fields)
+    return jobs
+
+
+def rule_of(job: dict) -> str:
+    # The plugin comments each job `rule_<name>` or `rule_<name>_wildcards_<...>`.
+    return re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", job["Comment"]).group(1)
+
+
+def run_through_profile(workdir: Path, *targets: str) -> subprocess.CompletedProcess:
+    # Typed in the repository root, as in the README; --directory keeps this run's files apart.
+    command = [str(Path(sys.executable).parent / "snakemake"), "--profile", "slurm-b200", *SLURM_TEST_FLAGS,
+               "--configfile", str(REPO / "config/demo.yaml"), str(REPO / "tests/slurm/demo_resources.yaml"),
+               "--directory", str(workdir), *targets]  # fmt: skip
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    # A status loop that hangs ignores SIGTERM; SIGINT stops it (hence not subprocess's own timeout).
+    result = subprocess.run(["timeout", "-s", "INT", "-k", "30", "1500", *command], cwd=REPO, env=env,
+                            capture_output=True, text=True)  # fmt: skip
+    (workdir / "run-output.txt").write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, f"run through the profile failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    return result
+
+
+def test_cluster_check_sees_the_gpus_each_rule_asks_for(slurm, tmp_path):
+    run_through_profile(tmp_path, "cluster_check")
+    for rule, gpus in (("train", 2), ("evaluate", 1)):
+        seen = json.loads((tmp_path / f"results/demo/cluster_check/{rule}.json").read_text())
+        assert seen["expected_gpus"] == seen["visible_gpus"] == gpus
+        assert len(seen["CUDA_VISIBLE_DEVICES"].split(",")) == gpus
+        assert seen["slurm_partition"] == "b200" and seen["slurm_job_id"]
+    jobs = slurm_jobs(tmp_path)
+    assert sorted(rule_of(job) for job in jobs) == ["cluster_check_evaluate", "cluster_check_train"]
+
+
+def test_demo_through_slurm_places_jobs_and_matches_a_local_run(slurm, tmp_path, demo_run):
+    run_through_profile(tmp_path)
+    jobs = slurm_jobs(tmp_path)
+    rules = [rule_of(job) for job in jobs]
+    # Every non-local job of the demo went through SLURM, once, and finished.
+    assert sorted(set(rules)) == sorted(GPU_RULES | CPU_RULES)
+    assert rules.count("train") == rules.count("convert") == 6 and rules.count("evaluate") == 24
+    assert {job["JobState"] for job in jobs} == {"COMPLETED"}
+    for job, rule in zip(jobs, rules):
+        if rule in GPU_RULES:
+            assert job["Partition"] == "b200", job
+            assert job.get("TresPerJob") == f"gres:gpu:{2 if rule == 'train' else 1}", job
+        else:
+            assert job["Partition"] == "cpu" and "gpu" not in job.get("TresPerJob", ""), job
+    # The same result files as the local run of the same config.
+    def files(root: Path) -> set[str]:
+        return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != ".run.lock"}
+
+    assert files(tmp_path / "results/demo") == files(demo_run / "results/demo")
