@@ -110,10 +110,11 @@ def _score_pair(value) -> tuple[float, float]:
 
 def resample_counts(n_questions: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
     """How often each question is drawn in each resample: (resamples x questions), rows sum to n."""
-    drawn = rng.integers(0, n_questions, size=(resamples, n_questions))
-    # Count draws per (resample, question) in one bincount over offset indices.
-    offsets = drawn + n_questions * np.arange(resamples)[:, None]
-    return np.bincount(offsets.ravel(), minlength=resamples * n_questions).reshape(resamples, n_questions).astype(float)
+    # Count draws per (resample, question) in one bincount over offset indices (int32: half the time).
+    index = np.int32 if resamples * n_questions < 2**31 else np.int64
+    drawn = rng.integers(0, n_questions, size=(resamples, n_questions), dtype=index)
+    drawn += (n_questions * np.arange(resamples, dtype=index))[:, None]
+    return np.bincount(drawn.ravel(), minlength=resamples * n_questions).reshape(resamples, n_questions).astype(float)
 
 
 def resampled_scores(sums: np.ndarray, counts: np.ndarray, draws: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -189,6 +190,7 @@ def draw_loss(records: dict[str, dict], model: str, dataset: str, stem, dpi: int
         history = loss_history(record)
         ax.plot(history["step"], history["loss"], marker="o" if len(history) < 30 else None, ms=3,
                 color=colour, label=f"bin {train_bin}")  # fmt: skip
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # steps are whole numbers
     ax.set(xlabel="optimizer step", ylabel="training loss (completion tokens)",
            title=f"{model} / {dataset}: training loss per train bin")  # fmt: skip
     ax.legend(title="trained on", fontsize=9, ncol=2)
