@@ -57,11 +57,13 @@ def test_counts_per_pair_with_and_without_a_live_run(tmp_path):
     assert sorted(first["failed_logs"])[0].endswith(f"{models[0]}/{datasets[0]}/train-1/test-1.log")
     second = rows[models[1], datasets[1]]
     assert (second["done"], second["pending"], second["failed"]) == (1, 109, 0)
-    assert all(r["pending"] == 110 for key, r in rows.items() if key not in {(models[0], datasets[0]), (models[1], datasets[1])})
+    touched = {(models[0], datasets[0]), (models[1], datasets[1])}
+    assert all(r["pending"] == 110 for key, r in rows.items() if key not in touched)
 
     # A live run (this process holds the lock): the marked cells are running.
     (tmp_path / "results/paper/.run.lock").write_text(f"{socket.gethostname()} {os.getpid()}\n")
-    first = next(r for r in grid_status.grid_status(config, tmp_path) if (r["model"], r["dataset"]) == (models[0], datasets[0]))
+    rows = {(r["model"], r["dataset"]): r for r in grid_status.grid_status(config, tmp_path)}
+    first = rows[models[0], datasets[0]]
     assert {k: first[k] for k in grid_status.STATES} == {"done": 105, "running": 2, "failed": 3, "pending": 0}
 
 

@@ -34,7 +34,8 @@ def report(demo_run, tmp_path_factory) -> Path:
     return path
 
 
-FIGURES = [f"tiny-qwen2/{d}/{name}.png" for d in ("arc", "gsm8k") for name in ("change_vs_base", "accuracy", "training_loss")]
+PAIR_FIGURES = ("change_vs_base", "accuracy", "training_loss")
+FIGURES = [f"tiny-qwen2/{d}/{name}.png" for d in ("arc", "gsm8k") for name in PAIR_FIGURES]
 FIGURES += ["change_by_distance/arc.png", "change_by_distance/gsm8k.png", "change_grid/tiny-qwen2.png"]
 
 

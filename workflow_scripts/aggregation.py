@@ -175,10 +175,12 @@ def _bootstrap_test_bin(cells: list[dict], bootstrap: Bootstrap) -> list[dict]:
     # The change is resampled paired: trained and base estimates of one resample share its questions.
     base_of = {row["_key"]: i for i, row in enumerate(rows) if row["train"] == "base"}
     change_low, change_high = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
-    paired = [(i, base_of[row["_key"]]) for i, row in enumerate(rows) if row["train"] != "base" and row["_key"] in base_of]
+    paired = [(i, base_of[row["_key"]]) for i, row in enumerate(rows)
+              if row["train"] != "base" and row["_key"] in base_of]  # fmt: skip
     if paired:
         mine, theirs = np.array(paired).T
-        change_low[mine], change_high[mine] = percentile_interval(estimates[mine] - estimates[theirs], bootstrap.confidence)
+        changes = estimates[mine] - estimates[theirs]
+        change_low[mine], change_high[mine] = percentile_interval(changes, bootstrap.confidence)
     for i, row in enumerate(rows):
         base_index = base_of.get(row.pop("_key"))
         base_value = rows[base_index]["value"] if base_index is not None else np.nan
@@ -189,7 +191,8 @@ def _bootstrap_test_bin(cells: list[dict], bootstrap: Bootstrap) -> list[dict]:
     return rows
 
 
-def tidy_table(cell_files, bootstrap: Bootstrap = Bootstrap(), headline_metrics: dict[str, str] | None = None) -> pd.DataFrame:
+def tidy_table(cell_files, bootstrap: Bootstrap = Bootstrap(),
+               headline_metrics: dict[str, str] | None = None) -> pd.DataFrame:  # fmt: skip
     """Every metric of every cell as a row, with its interval and its change vs the base model.
 
     headline_metrics: dataset -> 'metric,filter', marked in the `headline` column."""

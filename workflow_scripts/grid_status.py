@@ -93,8 +93,9 @@ def grid_status(config: dict, workdir: Path) -> list[dict]:
             failed = []
             for train in ["base", *bins]:
                 for test_bin in bins:
-                    cell = os.path.normpath(os.path.join(rel, "cells", model, dataset, f"train-{train}", f"test-{test_bin}.json"))
-                    log = os.path.normpath(os.path.join(rel, "logs", "evaluate", model, dataset, f"train-{train}", f"test-{test_bin}.log"))
+                    where = (model, dataset, f"train-{train}")
+                    cell = os.path.normpath(os.path.join(rel, "cells", *where, f"test-{test_bin}.json"))
+                    log = os.path.normpath(os.path.join(rel, "logs", "evaluate", *where, f"test-{test_bin}.log"))
                     if cell in marked:
                         state = "running" if live else "failed"
                     elif cell in cells:

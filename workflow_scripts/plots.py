@@ -151,7 +151,8 @@ def draw_distance(tables: list[pd.DataFrame], dataset: str, headline_metric: str
     ax.set_xticks(distances)
     ax.set(xlabel="bin distance (test bin - train bin; > 0: harder than training)",
            ylabel="change vs zero-shot (points)",
-           title=f"{dataset}: change vs zero-shot by bin distance\n{headline_metric}; band: 95% CI over train bins")  # fmt: skip
+           title=f"{dataset}: change vs zero-shot by bin distance\n"
+                 f"{headline_metric}; band: 95% CI over train bins")  # fmt: skip
     ax.legend(title="model", fontsize=9)
     save(fig, stem, dpi)
     return rows.groupby(["model", "distance"])["change_vs_base"].mean().reset_index()
