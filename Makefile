@@ -1,11 +1,14 @@
 # Two entry points: `make demo` and `make test`. Both create .venv and install the CPU stack first.
+# `make status CONFIG=config/config.yaml`: done / running / failed / pending cells of a running grid.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
 # Rules call `python -m workflow_scripts...`: put the venv's python first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test lint benchmark clean-demo
+.PHONY: demo test lint benchmark status clean-demo
+
+CONFIG ?= config/config.yaml
 
 $(VENV)/installed.stamp: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +31,10 @@ lint: $(VENV)/installed.stamp
 benchmark: $(VENV)/installed.stamp
 	$(BIN)/python benchmarks/eval_cell_overhead.py
 	$(BIN)/python benchmarks/dag_overhead.py
+	$(BIN)/python benchmarks/aggregate_grid.py
+
+status:
+	$(BIN)/python -m workflow_scripts.grid_status --configfile $(CONFIG)
 
 clean-demo:
 	rm -rf results/demo resources/demo

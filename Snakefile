@@ -23,6 +23,10 @@ include: "rules/checks.smk"
 validate(config, "config/schema.yaml")
 
 
+# The `snakemake --report report.html` front page; figure captions live in rules/captions/.
+report: "rules/captions/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/data.smk"

@@ -200,14 +200,47 @@ def evaluation_arguments(wildcards):
     return shlex.join(args)
 
 
+def samples_of(model, dataset):
+    """The per-question files beside a (model, dataset)'s cells: what the bootstrap resamples."""
+    return [path.removesuffix(".json") + ".samples.jsonl" for path in cells_of(model, dataset)]
+
+
+# ---- tables and figures ---------------------------------------------------------------------
+
+
+def bootstrap_arguments():
+    """The interval settings (config `statistics`): they change the tables, hence every figure."""
+    settings = config["statistics"]
+    return (
+        f"--resamples {settings['bootstrap_resamples']} --seed {settings['seed']}"
+        f" --confidence {settings['confidence']}"
+    )
+
+
+def figure_arguments():
+    """How figures are drawn (config `report`): changing it re-runs the figures only."""
+    return f"--dpi {config['report']['figure_dpi']}" + ("" if config["report"]["annotate_cells"] else " --no-annotate")
+
+
 def figures_of(model, dataset):
-    return [results("figures", model, dataset, f"{name}.png") for name in ("accuracy", "change_vs_base")]
+    names = ("accuracy", "change_vs_base", "training_loss")
+    return [results("figures", model, dataset, f"{name}.{kind}") for name in names for kind in ("png", "pdf")]
+
+
+def summary_figures():
+    """One change-by-distance figure per dataset, one grid of every dataset per model."""
+    return [
+        results("figures", kind, f"{name}.{ext}")
+        for kind, names in (("change_by_distance", DATASETS), ("change_grid", MODELS))
+        for name in names
+        for ext in ("png", "pdf")
+    ]
 
 
 def final_outputs():
     """Tables, figures, and every cell: cells are results in their own right, so a deleted or
     missing cell file is re-made even when the tables built from it look up to date."""
-    outputs = [results("tables", "cells.csv"), results("tables", "cells.parquet")]
+    outputs = [results("tables", "cells.csv"), results("tables", "cells.parquet"), *summary_figures()]
     for model in MODELS:
         for dataset in DATASETS:
             outputs += figures_of(model, dataset) + cells_of(model, dataset)

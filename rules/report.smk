@@ -1,5 +1,7 @@
-# aggregate: the cells of one (model, dataset) -> a tidy table; cell_table: all of them in one table.
-# heatmaps: per (model, dataset), accuracy and change vs the zero-shot base model.
+# aggregate: the cells of one (model, dataset) -> a tidy table with bootstrap intervals;
+# cell_table: all of them in one table (csv + parquet).
+# Figures (PNG + PDF, PNGs in the `snakemake --report` html): heatmaps per (model, dataset),
+# change_by_distance per dataset, change_grid per model, training_loss per (model, dataset).
 
 
 rule aggregate:
@@ -9,19 +11,29 @@ rule aggregate:
         results("logs/aggregate/{model}/{dataset}.log"),
     input:
         cells=lambda wc: cells_of(wc.model, wc.dataset),
+        samples=lambda wc: samples_of(wc.model, wc.dataset),
         code=code("workflow_scripts/aggregation.py", "workflow_scripts/io_utils.py"),
+    params:
+        headline=lambda wc: f"{wc.dataset}={config['datasets'][wc.dataset]['headline_metric']}",
+        bootstrap=bootstrap_arguments(),
     threads: config["resources"]["aggregate"]["threads"]
     resources:
         **rule_resources("aggregate"),
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m workflow_scripts.aggregation --cells {input.cells:q} --csv {output:q} > {log:q} 2>&1"
+        "python -m workflow_scripts.aggregation --cells {input.cells:q} --headline-metric {params.headline:q}"
+        " {params.bootstrap} --csv {output:q} > {log:q} 2>&1"
 
 
 rule cell_table:
     output:
-        csv=results("tables/cells.csv"),
+        csv=report(
+            results("tables/cells.csv"),
+            caption="captions/cell_table.rst",
+            category="Tables",
+            labels={"table": "every cell, every metric"},
+        ),
         parquet=results("tables/cells.parquet"),
     log:
         results("logs/cell_table.log"),
@@ -40,8 +52,22 @@ rule cell_table:
 
 rule heatmaps:
     output:
-        accuracy=results("figures/{model}/{dataset}/accuracy.png"),
-        change=results("figures/{model}/{dataset}/change_vs_base.png"),
+        change=report(
+            results("figures/{model}/{dataset}/change_vs_base.png"),
+            caption="captions/change_vs_base.rst",
+            category="{dataset}",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "change vs zero-shot"},
+        ),
+        change_pdf=results("figures/{model}/{dataset}/change_vs_base.pdf"),
+        accuracy=report(
+            results("figures/{model}/{dataset}/accuracy.png"),
+            caption="captions/accuracy.rst",
+            category="{dataset}",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "accuracy"},
+        ),
+        accuracy_pdf=results("figures/{model}/{dataset}/accuracy.pdf"),
     log:
         results("logs/heatmaps/{model}/{dataset}.log"),
     input:
@@ -49,15 +75,105 @@ rule heatmaps:
         code=code("workflow_scripts/plots.py"),
     params:
         headline_metric=lambda wc: config["datasets"][wc.dataset]["headline_metric"],
-        dpi=config.get("report", {}).get("figure_dpi", 150),
-        annotate="" if config.get("report", {}).get("annotate_cells", True) else "--no-annotate",
+        figure=figure_arguments(),
     threads: config["resources"]["aggregate"]["threads"]
     resources:
         **rule_resources("aggregate"),
     conda:
         "../envs/report.yaml"
     shell:
-        "python -m workflow_scripts.plots --table {input.table:q} --model {wildcards.model:q}"
+        "python -m workflow_scripts.plots {params.figure} pair --table {input.table:q}"
+        " --model {wildcards.model:q} --dataset {wildcards.dataset:q}"
+        " --headline-metric {params.headline_metric:q}"
+        " --change-png {output.change:q} --accuracy-png {output.accuracy:q} > {log:q} 2>&1"
+
+
+rule change_by_distance:
+    output:
+        png=report(
+            results("figures/change_by_distance/{dataset}.png"),
+            caption="captions/change_by_distance.rst",
+            category="{dataset}",
+            subcategory="all models",
+            labels={"model": "all models", "figure": "change by bin distance"},
+        ),
+        pdf=results("figures/change_by_distance/{dataset}.pdf"),
+    log:
+        results("logs/change_by_distance/{dataset}.log"),
+    input:
+        tables=lambda wc: [results("tables", model, f"{wc.dataset}.csv") for model in MODELS],
+        code=code("workflow_scripts/plots.py"),
+    params:
+        headline_metric=lambda wc: config["datasets"][wc.dataset]["headline_metric"],
+        seed=config["statistics"]["seed"],
+        dpi=config["report"]["figure_dpi"],
+    threads: config["resources"]["aggregate"]["threads"]
+    resources:
+        **rule_resources("aggregate"),
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m workflow_scripts.plots --dpi {params.dpi} distance --tables {input.tables:q}"
         " --dataset {wildcards.dataset:q} --headline-metric {params.headline_metric:q}"
-        " --accuracy-png {output.accuracy:q} --change-png {output.change:q} --dpi {params.dpi}"
-        " {params.annotate} > {log:q} 2>&1"
+        " --seed {params.seed} --png {output.png:q} > {log:q} 2>&1"
+
+
+rule change_grid:
+    output:
+        png=report(
+            results("figures/change_grid/{model}.png"),
+            caption="captions/change_grid.rst",
+            category="All datasets",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "change vs zero-shot, every dataset"},
+        ),
+        pdf=results("figures/change_grid/{model}.pdf"),
+    log:
+        results("logs/change_grid/{model}.log"),
+    input:
+        tables=lambda wc: [results("tables", wc.model, f"{dataset}.csv") for dataset in DATASETS],
+        code=code("workflow_scripts/plots.py"),
+    params:
+        tables=lambda wc, input: " ".join(f"--table {d} {shlex.quote(t)}" for d, t in zip(DATASETS, input.tables)),
+        headline=" ".join(
+            shlex.quote(f"--headline-metric={d}={config['datasets'][d]['headline_metric']}") for d in DATASETS
+        ),
+        figure=figure_arguments(),
+    threads: config["resources"]["aggregate"]["threads"]
+    resources:
+        **rule_resources("aggregate"),
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m workflow_scripts.plots {params.figure} model-grid {params.tables} {params.headline}"
+        " --model {wildcards.model:q} --png {output.png:q} > {log:q} 2>&1"
+
+
+rule training_loss:
+    output:
+        png=report(
+            results("figures/{model}/{dataset}/training_loss.png"),
+            caption="captions/training_loss.rst",
+            category="{dataset}",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "training loss"},
+        ),
+        pdf=results("figures/{model}/{dataset}/training_loss.pdf"),
+    log:
+        results("logs/training_loss/{model}/{dataset}.log"),
+    input:
+        models=lambda wc: [trained_model_dir(wc.model, wc.dataset, b) for b in bin_ids(wc.dataset)],
+        code=code("workflow_scripts/plots.py"),
+    params:
+        models=lambda wc, input: " ".join(
+            f"--model-dir {b} {shlex.quote(d)}" for b, d in zip(bin_ids(wc.dataset), input.models)
+        ),
+        dpi=config["report"]["figure_dpi"],
+    threads: config["resources"]["aggregate"]["threads"]
+    resources:
+        **rule_resources("aggregate"),
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m workflow_scripts.plots --dpi {params.dpi} loss {params.models}"
+        " --model {wildcards.model:q} --dataset {wildcards.dataset:q} --png {output.png:q} > {log:q} 2>&1"

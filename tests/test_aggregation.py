@@ -1,52 +1,190 @@
-"""Tables and heatmap matrices from synthetic cells of known values."""
+"""Tables, intervals, heatmap matrices and figures from synthetic cells of known values."""
 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from workflow_scripts import aggregation, plots
+from workflow_scripts import aggregation, plots, synthetic_cells
+
+# Per-question answers (1 = correct) of one test bin with 10 questions: base, then train bins 0..2.
+ANSWERS = {
+    "base": [1, 1, 0, 0, 0, 1, 0, 0, 1, 0],  # 0.4
+    "0": [1, 1, 1, 1, 0, 1, 1, 0, 1, 1],  # 0.8
+    "1": [1, 1, 0, 0, 0, 1, 0, 0, 1, 0],  # 0.4 (identical answers to base)
+    "2": [0, 0, 0, 0, 0, 1, 0, 0, 0, 0],  # 0.1
+}
+IDS = [f"q{k}" for k in range(10)]
 
 
-def write_cells(folder, values):
-    """values[train][test_bin] = accuracy; returns the cell paths."""
+def write_bin(folder, test_bin=0, answers=ANSWERS, dataset="d"):
     paths = []
-    for train, row in values.items():
-        for test_bin, value in enumerate(row):
-            path = folder / f"train-{train}-test-{test_bin}.json"
-            path.write_text(json.dumps({
-                "model": "m", "dataset": "d", "train": train, "test_bin": test_bin, "task": "t", "n": 10,
-                "metrics": {"acc,none": value, "acc_norm,none": value / 2},
-            }))  # fmt: skip
-            paths.append(path)
+    for train, correct in answers.items():
+        path = folder / "cells" / "m" / dataset / f"train-{train}" / f"test-{test_bin}.json"
+        synthetic_cells.write_cell(path, "m", dataset, train, test_bin, np.array(correct), IDS)
+        paths.append(path)
     return paths
 
 
-VALUES = {"base": [0.5, 0.4, 0.3], "0": [0.7, 0.4, 0.2], "1": [0.6, 0.6, 0.3], "2": [0.5, 0.5, 0.5]}
+def test_table_values_changes_and_intervals_are_exact(tmp_path):
+    table = aggregation.tidy_table(write_bin(tmp_path), aggregation.Bootstrap(resamples=2000), {"d": "acc,none"})
+    assert list(table.columns) == aggregation.COLUMNS
+    assert len(table) == 4 * 2  # 4 rows (base + 3 bins) x 2 metrics (acc, acc_norm)
+    acc = table[table.metric == "acc"].set_index("train")
+    assert acc.index.tolist() == ["base", "0", "1", "2"]
+    assert acc["headline"].all() and not table[table.metric == "acc_norm"]["headline"].any()
+    np.testing.assert_allclose(acc["value"], [0.4, 0.8, 0.4, 0.1])
+    np.testing.assert_allclose(acc["base_value"], 0.4)
+    np.testing.assert_allclose(acc.loc[["0", "1", "2"], "change_vs_base"], [0.4, 0.0, -0.3])
+    assert np.isnan(acc.loc["base", "change_vs_base"]) and np.isnan(acc.loc["base", "change_ci_low"])
+    # Identical answers: every paired resample has exactly zero change, so the interval is [0, 0].
+    assert (acc.loc["1", "change_ci_low"], acc.loc["1", "change_ci_high"]) == (0.0, 0.0)
+    assert not acc.loc["1", "significant"]
+    # Bin 0 answers right wherever base does, and 4 more: every paired resample gains >= 0, so the
+    # interval stays at or above 0 (above: the 2.5% quantile of 4 gains out of 10 draws is > 0).
+    assert acc.loc["0", "change_ci_low"] > 0 and acc.loc["0", "significant"]
+    for train, row in acc.iterrows():
+        assert row.ci_low <= row.value <= row.ci_high
+        assert 0.0 <= row.ci_low and row.ci_high <= 1.0
 
 
-def test_table_and_change_are_exact(tmp_path):
-    table = aggregation.tidy_table(write_cells(tmp_path, VALUES))
-    assert len(table) == 4 * 3 * 2
-    row = table[(table.train == "0") & (table.test_bin == 2) & (table.metric == "acc")].iloc[0]
-    assert (row.value, row.base_value, row.change_vs_base) == (0.2, 0.3, pytest.approx(-0.1))
-    assert table["train"].tolist()[:3] == ["base"] * 3
+def test_bootstrap_is_seeded_and_independent_of_what_is_aggregated_with_it(tmp_path):
+    one = write_bin(tmp_path / "a", test_bin=0)
+    both = one + write_bin(tmp_path / "a", test_bin=1)
+    alone = aggregation.tidy_table(one, aggregation.Bootstrap(resamples=500))
+    again = aggregation.tidy_table(list(reversed(one)), aggregation.Bootstrap(resamples=500))
+    together = aggregation.tidy_table(both, aggregation.Bootstrap(resamples=500))
+    pd.testing.assert_frame_equal(alone, again)
+    pd.testing.assert_frame_equal(alone, together[together.test_bin == 0].reset_index(drop=True))
 
 
-def test_heatmap_matrices(tmp_path):
-    table = aggregation.tidy_table(write_cells(tmp_path, VALUES))
-    accuracy, change = plots.matrices(table, "acc", "none")
-    assert accuracy.index.tolist() == ["base", "0", "1", "2"]
-    np.testing.assert_allclose(accuracy.to_numpy(), np.array(list(VALUES.values())))
-    np.testing.assert_allclose(change.to_numpy(), np.array(list(VALUES.values()))[1:] - VALUES["base"])
-    with pytest.raises(ValueError, match="acc,none"):
-        plots.matrices(table, "exact_match", "none")
-    plots.draw(table, "m", "d", "acc,none", tmp_path / "a.png", tmp_path / "c.png", dpi=60)
-    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+def test_list_scores_are_pooled_like_lm_eval(tmp_path):
+    """ifeval's instruction-level accuracy: a list of scores per question, pooled over all of them."""
+    path = tmp_path / "cells/m/ifeval/train-base/test-0.json"
+    path.parent.mkdir(parents=True)
+    scores = [[True, False, True], [True], [False, False], [True, True, True, True]]  # 7 / 10
+    path.with_suffix(".samples.jsonl").write_text("".join(
+        json.dumps({"item_id": f"q{k}", "target": "", "inst_level_strict_acc,none": s,
+                    "prompt_level_strict_acc,none": all(s)}) + "\n"
+        for k, s in enumerate(scores)
+    ))  # fmt: skip
+    metrics = {"inst_level_strict_acc,none": 0.7, "prompt_level_strict_acc,none": 0.25}
+    path.write_text(json.dumps({"model": "m", "dataset": "ifeval", "train": "base", "test_bin": 0, "task": "t", "n": 4,
+                                "metrics": metrics}))  # fmt: skip
+    ids, found = aggregation.read_question_scores(aggregation.samples_path(path))
+    assert ids == ["q0", "q1", "q2", "q3"]
+    sums, counts = found["inst_level_strict_acc,none"]
+    np.testing.assert_array_equal(sums, [2, 1, 0, 4])
+    np.testing.assert_array_equal(counts, [3, 1, 2, 4])
+    every_question_once = np.ones((1, 4))
+    assert aggregation.resampled_scores(sums[None], counts[None], every_question_once)[0, 0] == pytest.approx(0.7)
+    table = aggregation.tidy_table([path])
+    assert table.set_index("metric").loc["inst_level_strict_acc", "ci_low"] < 0.7
 
 
-def test_corrupt_cell_is_named(tmp_path):
+def _coverage(true_mean, n, replicates, rng, paired=False):
+    """Share of simulated cells whose 95% interval holds the true value (the real bootstrap code)."""
+    hits = 0
+    for _ in range(replicates):
+        if paired:  # base right with p=0.5; training fixes a wrong answer with p=0.3, breaks a right one with p=0.1
+            base = rng.random(n) < 0.5
+            trained = np.where(base, rng.random(n) >= 0.1, rng.random(n) < 0.3)
+            sums = np.vstack([trained, base]).astype(float)
+        else:
+            sums = (rng.random((1, n)) < true_mean).astype(float)
+        estimates = aggregation.resampled_scores(sums, np.ones_like(sums), aggregation.resample_counts(n, 1000, rng))
+        if paired:
+            estimates = estimates[:1] - estimates[1:]
+        low, high = aggregation.percentile_interval(estimates, 0.95)
+        hits += bool(low[0] <= true_mean <= high[0])
+    return hits / replicates
+
+
+def test_bootstrap_intervals_cover_the_true_mean_at_about_the_nominal_rate():
+    rng = np.random.default_rng(2026)
+    # 300 replicates: the coverage estimate's standard error is ~1.3 points around 95%. The percentile
+    # bootstrap of a proportion runs a little below nominal at n = 100 (~94%).
+    assert 0.90 <= _coverage(0.6, 100, 300, rng) <= 0.985
+    assert 0.90 <= _coverage(0.5 * 0.9 + 0.5 * 0.3 - 0.5, 100, 300, rng, paired=True) <= 0.985
+
+
+def test_missing_or_corrupt_files_are_named(tmp_path):
+    paths = write_bin(tmp_path)
+    aggregation.samples_path(paths[1]).unlink()
+    with pytest.raises(ValueError, match="train-0/test-0.samples.jsonl is missing"):
+        aggregation.tidy_table(paths)
     bad = tmp_path / "broken.json"
     bad.write_text('{"model": "m"')
     with pytest.raises(ValueError, match="broken.json"):
         aggregation.tidy_table([bad])
+
+
+def grid_table(tmp_path, models=("m1", "m2"), dataset="d", n_bins=4):
+    paths = synthetic_cells.write_grid(tmp_path / dataset, list(models), [dataset], n_bins, 60, seed=3)
+    return aggregation.tidy_table(paths, aggregation.Bootstrap(resamples=300), {dataset: "acc,none"})
+
+
+def test_heatmap_matrices_are_exact(tmp_path):
+    cells = write_bin(tmp_path, 0) + write_bin(tmp_path, 1, answers={k: v[::-1] for k, v in ANSWERS.items()})
+    found = plots.matrices(aggregation.tidy_table(cells, aggregation.Bootstrap(resamples=300)), "acc,none")
+    assert found.accuracy.index.tolist() == ["base", "0", "1", "2"] and found.accuracy.columns.tolist() == [0, 1]
+    np.testing.assert_allclose(found.accuracy.to_numpy(), [[0.4, 0.4], [0.8, 0.8], [0.4, 0.4], [0.1, 0.1]])
+    np.testing.assert_allclose(found.change.to_numpy(), [[0.4, 0.4], [0.0, 0.0], [-0.3, -0.3]])
+    assert found.significant.to_numpy()[1].tolist() == [False, False]
+    with pytest.raises(ValueError, match="acc,none"):
+        plots.matrices(aggregation.tidy_table(cells), "exact_match,none")
+
+
+def test_distance_rows_average_over_train_bins(tmp_path):
+    table = grid_table(tmp_path)
+    rows = plots.distance_rows([table], "acc,none")
+    assert sorted(rows["distance"].unique()) == [-3, -2, -1, 0, 1, 2, 3]
+    m1 = rows[rows.model == "m1"]
+    assert len(m1[m1.distance == 0]) == 4 and len(m1[m1.distance == 3]) == 1
+    acc = table[(table.model == "m1") & (table.metric == "acc")]
+    one_easier = [acc[(acc.train == str(t)) & (acc.test_bin == t - 1)]["change_vs_base"].item() for t in (1, 2, 3)]
+    assert m1[m1.distance == -1]["change_vs_base"].mean() == pytest.approx(np.mean(one_easier))
+
+
+def assert_image(path, min_bytes=10_000, min_size=(400, 300)):
+    import matplotlib.image
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > min_bytes, path
+    pixels = matplotlib.image.imread(path)
+    height, width = pixels.shape[:2]
+    assert width >= min_size[0] and height >= min_size[1], (path, width, height)
+    assert pixels[..., :3].std() > 0.05, f"{path} is blank"
+    assert path.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-", path
+
+
+def test_every_figure_is_a_sensible_image(tmp_path):
+    tables = {d: grid_table(tmp_path, dataset=d) for d in ("arc", "gsm8k")}
+    one = tables["arc"][tables["arc"].model == "m1"]
+    plots.draw_pair(one, "m1", "arc", "acc,none", tmp_path / "change", tmp_path / "accuracy", dpi=80)
+    plots.draw_distance([tables["arc"]], "arc", "acc,none", tmp_path / "distance", dpi=80)
+    headline = {"arc": "acc,none", "gsm8k": "acc,none"}
+    limit = plots.draw_model_grid({d: t[t.model == "m1"] for d, t in tables.items()}, headline, "m1",
+                                  tmp_path / "grid", dpi=80)  # fmt: skip
+    records = {str(b): {"loss_per_step": [{"step": s, "loss": 2.0 / (s + b)} for s in range(1, 11)]} for b in range(4)}
+    plots.draw_loss(records, "m1", "arc", tmp_path / "loss", dpi=80)
+    for name in ("change", "accuracy", "distance", "grid", "loss"):
+        assert_image(tmp_path / f"{name}.png")
+    changes = [plots.matrices(t[t.model == "m1"], "acc,none").change for t in tables.values()]
+    assert limit == pytest.approx(max(np.abs(c.to_numpy()).max() for c in changes))  # one shared scale
+
+
+def test_non_significant_cells_are_faded(tmp_path):
+    """The same change is drawn paler when its interval contains 0."""
+    import matplotlib.pyplot as plt
+
+    change = pd.DataFrame([[0.2, 0.2]], index=["0"], columns=[0, 1])
+    significant = pd.DataFrame([[True, False]], index=["0"], columns=[0, 1])
+    fig, ax = plt.subplots()
+    plots._heatmap(ax, change, significant, plt.get_cmap("RdBu"), plt.Normalize(-0.3, 0.3), "+.1f", True, 0)
+    colours = ax.images[0].get_array()
+    plt.close(fig)
+    strong, faded = colours[0, 0, :3], colours[0, 1, :3]
+    assert faded.min() > strong.min() + 0.3  # closer to white
+    assert np.allclose(1 - faded, plots.MUTED * (1 - strong))

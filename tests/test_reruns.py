@@ -71,12 +71,25 @@ def training(models=MODELS, datasets=DATASETS, bins=BINS) -> set:
 
 
 def reports(models=MODELS, datasets=DATASETS) -> set:
+    """What new cells of these models x datasets re-make: their tables and heatmaps, the distance
+    figure of each of those datasets (all models in it), the grid of each of those models."""
     pairs = {job(rule, model=m, dataset=d) for rule, m, d in product(("aggregate", "heatmaps"), models, datasets)}
-    return pairs | {job("cell_table")}
+    summaries = {job("change_by_distance", dataset=d) for d in datasets} | {job("change_grid", model=m) for m in models}
+    return pairs | summaries | {job("cell_table")}
+
+
+def loss_curves(models=MODELS, datasets=DATASETS) -> set:
+    return {job("training_loss", model=m, dataset=d) for m, d in product(models, datasets)}
 
 
 def figures(models=MODELS, datasets=DATASETS) -> set:
-    return {job("heatmaps", model=m, dataset=d) for m, d in product(models, datasets)}
+    """Every figure job; a figure option (report.*) re-makes these and nothing else."""
+    return (
+        {job("heatmaps", model=m, dataset=d) for m, d in product(models, datasets)}
+        | loss_curves(models, datasets)
+        | {job("change_by_distance", dataset=d) for d in datasets}
+        | {job("change_grid", model=m) for m in models}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +114,12 @@ def test_figure_option_reruns_only_figures(checkout):
     assert planned(checkout, write_config(checkout, config, "case")) == figures()
 
 
+def test_interval_setting_reruns_tables_and_their_figures_only(checkout):
+    config = base_config()
+    config["statistics"]["bootstrap_resamples"] = 500
+    assert planned(checkout, write_config(checkout, config, "case")) == reports()
+
+
 def test_evaluation_setting_of_one_dataset(checkout):
     config = base_config()
     config["datasets"]["gsm8k"]["evaluation"] = {"max_gen_toks": 16}
@@ -111,14 +130,19 @@ def test_evaluation_setting_of_one_dataset(checkout):
 def test_training_hyper_parameter_of_one_model(checkout):
     config = base_config()
     config["models"]["tiny-a"]["training"] = {"learning_rate": 2.0e-3}
-    expected = training(models=["tiny-a"]) | cells(models=["tiny-a"], trains=BINS) | reports(models=["tiny-a"])
+    expected = (
+        training(models=["tiny-a"]) | cells(models=["tiny-a"], trains=BINS) | reports(models=["tiny-a"])
+        | loss_curves(models=["tiny-a"])
+    )  # fmt: skip
     assert planned(checkout, write_config(checkout, config, "case")) == expected
 
 
 def test_added_model_plans_only_its_jobs(checkout):
     config = base_config()
     config["models"]["tiny-c"] = dict(config["models"]["tiny-a"])
-    expected = training(models=["tiny-c"]) | cells(models=["tiny-c"]) | reports(models=["tiny-c"])
+    # The new model's line joins every dataset's distance figure.
+    expected = training(models=["tiny-c"]) | cells(models=["tiny-c"]) | reports(models=["tiny-c"], datasets=DATASETS)
+    expected |= loss_curves(models=["tiny-c"])
     assert planned(checkout, write_config(checkout, config, "case")) == expected
 
 
@@ -128,6 +152,7 @@ def test_added_dataset_plans_only_its_jobs(checkout):
     expected = (
         {job("download", dataset="arc-copy"), job("bin", dataset="arc-copy")}
         | training(datasets=["arc-copy"]) | cells(datasets=["arc-copy"]) | reports(datasets=["arc-copy"])
+        | loss_curves(datasets=["arc-copy"])
     )  # fmt: skip
     assert planned(checkout, write_config(checkout, config, "case")) == expected
 
@@ -140,7 +165,7 @@ def test_deleted_cell_reruns_that_cell_and_its_aggregates(checkout):
         cell.unlink()
         expected = {job("evaluate", model="tiny-b", dataset="arc", train="1", test_bin="0")} | {
             job("aggregate", model="tiny-b", dataset="arc"), job("heatmaps", model="tiny-b", dataset="arc"),
-            job("cell_table"),
+            job("change_by_distance", dataset="arc"), job("change_grid", model="tiny-b"), job("cell_table"),
         }  # fmt: skip
         assert planned(checkout, "config/reruns.yaml") == expected
     finally:
@@ -169,7 +194,7 @@ def test_evaluation_module_edit_reruns_evaluation_only(checkout):
 
 def test_training_module_edit_spares_base_cells(checkout):
     with edited(checkout / "workflow_scripts/training.py"):
-        assert planned(checkout, "config/reruns.yaml") == training() | cells(trains=BINS) | reports()
+        assert planned(checkout, "config/reruns.yaml") == training() | cells(trains=BINS) | reports() | loss_curves()
 
 
 def test_touched_raw_data_without_change_plans_nothing(checkout):
@@ -187,5 +212,6 @@ def test_n_bins_of_one_dataset(checkout):
         | training(datasets=["arc"], bins=bins3)
         | cells(datasets=["arc"], trains=("base", *bins3), test_bins=bins3)
         | reports(datasets=["arc"])
+        | loss_curves(datasets=["arc"])
     )
     assert planned(checkout, write_config(checkout, config, "case")) == expected

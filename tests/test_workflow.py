@@ -15,7 +15,8 @@ def test_paper_grid_plans_the_study():
     assert counts["convert"] == 560
     assert counts["evaluate"] == 7 * 8 * 11 * 10 == 6160
     assert counts["download"] == counts["bin"] == 8
-    assert counts["heatmaps"] == counts["aggregate"] == 56
+    assert counts["heatmaps"] == counts["aggregate"] == counts["training_loss"] == 56
+    assert counts["change_by_distance"] == 8 and counts["change_grid"] == 7
 
 
 def test_lint_is_clean():
@@ -56,7 +57,9 @@ def test_demo_trained_models_differ_from_base_and_leave_no_zero_state(demo_run):
     assert not list(demo_run.rglob("global_step*"))
 
 
-def test_demo_tables_and_heatmaps(demo_run):
+def test_demo_tables_and_figures(demo_run):
+    import matplotlib.image
+    import numpy as np
     import pandas as pd
 
     root = demo_run / "results/demo"
@@ -66,10 +69,21 @@ def test_demo_tables_and_heatmaps(demo_run):
     assert len(table) == 2 * 12 * 2
     trained = table[table["train"] != "base"]
     assert (trained["change_vs_base"] == trained["value"] - trained["base_value"]).all()
-    for dataset in ("arc", "gsm8k"):
-        for name in ("accuracy", "change_vs_base"):
-            png = (root / f"figures/tiny-qwen2/{dataset}/{name}.png").read_bytes()
-            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    # Every cell has an interval around its value (20 questions, bootstrap over them), and every
+    # trained cell a paired interval around its change.
+    assert ((table["ci_low"] <= table["value"]) & (table["value"] <= table["ci_high"])).all()
+    assert ((trained["change_ci_low"] <= trained["change_vs_base"] + 1e-12)
+            & (trained["change_vs_base"] <= trained["change_ci_high"] + 1e-12)).all()  # fmt: skip
+    headline = table[table["headline"]]
+    assert set(zip(headline["dataset"], headline["metric"] + "," + headline["filter"])) == {
+        ("arc", "acc,none"), ("gsm8k", "exact_match,flexible-extract")}  # fmt: skip
+    figures = [f"tiny-qwen2/{d}/{name}" for d in ("arc", "gsm8k") for name in ("accuracy", "change_vs_base", "training_loss")]
+    figures += ["change_by_distance/arc", "change_by_distance/gsm8k", "change_grid/tiny-qwen2"]
+    for name in figures:
+        png = root / f"figures/{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        assert matplotlib.image.imread(png)[..., :3].std() > 0.05, f"{png} is blank"
+        assert (root / f"figures/{name}.pdf").read_bytes()[:5] == b"%PDF-"
 
 
 def test_demo_second_dry_run_plans_nothing(demo_run):
@@ -169,6 +183,7 @@ def test_killed_evaluation_leaves_no_cell_and_reruns_only_it(demo_run):
     plan = snakemake("-n", "--configfile", str(REPO / "config/demo.yaml"), workdir=demo_run).stdout
     counts = job_counts(plan)
     assert counts.get("evaluate") == 1 and "test_bin=2" in plan and "train=1" in plan
-    assert set(counts) == {"evaluate", "aggregate", "heatmaps", "cell_table", "all", "total"}
+    assert set(counts) == {"evaluate", "aggregate", "heatmaps", "change_by_distance", "change_grid", "cell_table",
+                           "all", "total"}  # fmt: skip
     snakemake("--configfile", str(REPO / "config/demo.yaml"), "--cores", "2", workdir=demo_run)
     assert json.loads((demo_run / cell).read_text())["n"] == 20

@@ -1,77 +1,257 @@
-"""Heatmaps of one (model, dataset): accuracy per (train bin, test bin) with the base model on top, and
-the change against the base model, on a diverging scale centred at zero. The diagonal (tested on the
-training bin) is outlined.
+"""Figures from the tidy tables (aggregation.py), each written as PNG and PDF.
+
+- pair:       per (model, dataset): change vs the zero-shot base model (train bin x test bin, diverging
+              colours centred at 0) and absolute accuracy with the base model's row on top;
+- distance:   per dataset: change as a function of bin distance (test bin - train bin), one line per
+              model, mean and 95% interval over the train bins at each distance;
+- model-grid: per model: the change heatmaps of every dataset on one shared colour scale;
+- loss:       per (model, dataset): the training loss of every train bin, from its training.json.
+
+In the heatmaps, the diagonal (tested on the training bin) is outlined, and a cell whose change is not
+significant (its bootstrap interval contains 0) is drawn faded with a grey label, so the colour a reader
+sees first is the colour of a change the data support.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from workflow_scripts.aggregation import read_table  # noqa: E402
 
-def matrices(table: pd.DataFrame, metric: str, filter_name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(accuracy with rows base, 0..n-1; change vs base with rows 0..n-1), columns = test bins."""
+# Slide-readable defaults: large type, no chart junk.
+plt.rcParams.update({"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "figure.dpi": 100})
+MUTED = 0.25  # a non-significant cell keeps this share of its colour (the rest is white)
+
+
+class Matrices(NamedTuple):
+    accuracy: pd.DataFrame  # rows: base, 0..n-1 (train bins); columns: test bins
+    change: pd.DataFrame  # rows: train bins; columns: test bins
+    significant: pd.DataFrame  # same shape as change: its interval excludes 0
+
+
+def headline_rows(table: pd.DataFrame, headline_metric: str) -> pd.DataFrame:
+    metric, filter_name = headline_metric.split(",", 1)
     rows = table[(table["metric"] == metric) & (table["filter"] == filter_name)]
     if rows.empty:
         available = sorted(set(table["metric"] + "," + table["filter"]))
-        raise ValueError(f"headline_metric {metric},{filter_name} not in the results; available: {available}")
-    accuracy = rows.pivot(index="train", columns="test_bin", values="value")
-    order = ["base"] + sorted((t for t in accuracy.index if t != "base"), key=int)
-    accuracy = accuracy.reindex(order)
+        raise ValueError(f"headline_metric {headline_metric} not in the results; available: {available}")
+    return rows
+
+
+def matrices(table: pd.DataFrame, headline_metric: str) -> Matrices:
+    rows = headline_rows(table, headline_metric)
+    order = ["base"] + sorted((t for t in set(rows["train"]) if t != "base"), key=int)
+
+    def pivot(column):
+        return rows.pivot(index="train", columns="test_bin", values=column).reindex(order)
+
+    accuracy = pivot("value")
     change = accuracy.drop(index="base") - accuracy.loc["base"]
-    return accuracy, change
+    significant = pivot("significant").drop(index="base").fillna(False).astype(bool)
+    return Matrices(accuracy, change, significant)
 
 
-def _heatmap(matrix: pd.DataFrame, title: str, cmap, vmin, vmax, annotate: bool, diagonal_offset: int, path, dpi):
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.5 + 0.7 * matrix.shape[1]), max(3.5, 1.5 + 0.5 * matrix.shape[0])))
-    image = ax.imshow(matrix.to_numpy(dtype=float), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns])
-    ax.set_yticks(range(matrix.shape[0]), [str(r) for r in matrix.index])
-    ax.set_xlabel("test bin (0 = easiest)")
-    ax.set_ylabel("trained on bin")
-    ax.set_title(title)
-    if annotate:
-        for (i, j), value in np.ndenumerate(matrix.to_numpy(dtype=float)):
-            if np.isfinite(value):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
-    for k in range(min(matrix.shape[0] - diagonal_offset, matrix.shape[1])):
-        ax.add_patch(plt.Rectangle((k - 0.5, k + diagonal_offset - 0.5), 1, 1, fill=False, lw=1.5, ec="black"))
-    fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+def save(fig, stem, dpi: int) -> None:
+    """stem.png and stem.pdf (the PDF for papers, the PNG for the report and slides)."""
+    fig.savefig(f"{stem}.png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(f"{stem}.pdf", bbox_inches="tight")
     plt.close(fig)
 
 
-def draw(table: pd.DataFrame, model: str, dataset: str, headline_metric: str, accuracy_png, change_png,
-         dpi: int = 150, annotate: bool = True) -> None:  # fmt: skip
-    metric, filter_name = headline_metric.split(",", 1)
-    accuracy, change = matrices(table, metric, filter_name)
-    label = f"{model} / {dataset}\n{headline_metric}"
-    _heatmap(accuracy, label, "viridis", 0.0, 1.0, annotate, 1, accuracy_png, dpi)
-    limit = max(float(np.nanmax(np.abs(change.to_numpy(dtype=float)))), 1e-6)
-    _heatmap(change, f"{label}: change vs zero-shot base", "RdBu", -limit, limit, annotate, 0, change_png, dpi)
+def _heatmap(ax, matrix: pd.DataFrame, significant: pd.DataFrame | None, cmap, norm, label_format: str,
+             annotate: bool, diagonal_row_offset: int, font_size: float = 10):  # fmt: skip
+    """Draw a matrix as coloured cells; faded where not significant; returns a mappable for a colorbar."""
+    values = matrix.to_numpy(dtype=float)
+    colours = cmap(norm(np.nan_to_num(values)))
+    faded = np.zeros(values.shape, dtype=bool)
+    if significant is not None:  # rows of `significant` are the last rows of `matrix`
+        faded[diagonal_row_offset:] = ~significant.to_numpy(dtype=bool)
+    colours[faded, :3] = 1 - MUTED * (1 - colours[faded, :3])
+    colours[~np.isfinite(values)] = (0.9, 0.9, 0.9, 1.0)
+    ax.imshow(colours, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns])
+    ax.set_yticks(range(matrix.shape[0]), [str(r) for r in matrix.index])
+    if annotate:
+        size = font_size if matrix.shape[1] <= 10 else 0.8 * font_size
+        # Labels stay legible on any cell: white on dark colours, grey (normal weight) on faded cells.
+        luminance = colours[..., :3] @ np.array([0.299, 0.587, 0.114])
+        for (i, j), value in np.ndenumerate(values):
+            if np.isfinite(value):
+                colour = "0.4" if faded[i, j] else ("white" if luminance[i, j] < 0.5 else "black")
+                ax.text(j, i, format(100 * value, label_format), ha="center", va="center", fontsize=size,
+                        color=colour, fontweight="normal" if faded[i, j] else "bold")  # fmt: skip
+    for k in range(min(matrix.shape[0] - diagonal_row_offset, matrix.shape[1])):
+        ax.add_patch(plt.Rectangle((k - 0.5, k + diagonal_row_offset - 0.5), 1, 1, fill=False, lw=2, ec="black"))
+    return matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
+
+
+def change_limit(*changes: pd.DataFrame) -> float:
+    """Half-range of a symmetric colour scale: the largest |change| (at least 1 point)."""
+    largest = max((float(np.nanmax(np.abs(c.to_numpy(dtype=float)))) for c in changes if c.size), default=0.0)
+    return max(largest if np.isfinite(largest) else 0.0, 0.01)
+
+
+def draw_pair(table: pd.DataFrame, model: str, dataset: str, headline_metric: str, change_stem, accuracy_stem,
+              dpi: int = 150, annotate: bool = True) -> Matrices:  # fmt: skip
+    found = matrices(table, headline_metric)
+    n_bins = found.accuracy.shape[1]
+    size = (max(6.0, 2.5 + 0.75 * n_bins), max(4.5, 1.8 + 0.6 * (n_bins + 1)))
+
+    fig, ax = plt.subplots(figsize=size)
+    limit = change_limit(found.change)
+    norm = matplotlib.colors.Normalize(-limit, limit)
+    mappable = _heatmap(ax, found.change, found.significant, plt.get_cmap("RdBu"), norm, "+.1f", annotate, 0)
+    fig.colorbar(mappable, ax=ax, label="change vs zero-shot (points)", format=lambda x, _: f"{100 * x:+.0f}")
+    ax.set(xlabel="test bin (0 = easiest)", ylabel="trained on bin",
+           title=f"{model} / {dataset}: change vs zero-shot\n{headline_metric}; faded: 95% CI contains 0")  # fmt: skip
+    save(fig, change_stem, dpi)
+
+    fig, ax = plt.subplots(figsize=size)
+    norm = matplotlib.colors.Normalize(0.0, 1.0)
+    mappable = _heatmap(ax, found.accuracy, found.significant, plt.get_cmap("viridis"), norm, ".1f", annotate, 1)
+    ax.axhline(0.5, color="white", lw=3)  # the base row apart from the trained rows
+    fig.colorbar(mappable, ax=ax, label=f"{headline_metric} (%)", format=lambda x, _: f"{100 * x:.0f}")
+    ax.set(xlabel="test bin (0 = easiest)", ylabel="trained on bin (base = zero-shot)",
+           title=f"{model} / {dataset}: accuracy\nfaded: not significantly different from zero-shot")  # fmt: skip
+    save(fig, accuracy_stem, dpi)
+    return found
+
+
+def distance_rows(tables: list[pd.DataFrame], headline_metric: str) -> pd.DataFrame:
+    """Trained rows of the headline metric with distance = test bin - train bin."""
+    rows = pd.concat([headline_rows(t, headline_metric) for t in tables], ignore_index=True)
+    rows = rows[rows["train"] != "base"].copy()
+    rows["distance"] = rows["test_bin"] - rows["train"].astype(int)
+    return rows
+
+
+def draw_distance(tables: list[pd.DataFrame], dataset: str, headline_metric: str, stem, dpi: int = 150,
+                  seed: int = 42) -> pd.DataFrame:  # fmt: skip
+    """Change vs bin distance, per model: mean over train bins and its 95% bootstrap interval."""
+    import seaborn as sns
+
+    rows = distance_rows(tables, headline_metric)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.axhline(0, color="0.4", lw=1)
+    ax.axvline(0, color="0.8", lw=1, ls=":")
+    sns.lineplot(data=rows.assign(points=100 * rows["change_vs_base"]), x="distance", y="points", hue="model",
+                 marker="o", errorbar=("ci", 95), seed=seed, ax=ax)  # fmt: skip
+    distances = sorted(rows["distance"].unique())
+    ax.set_xticks(distances)
+    ax.set(xlabel="bin distance (test bin - train bin; > 0: harder than training)",
+           ylabel="change vs zero-shot (points)",
+           title=f"{dataset}: change vs zero-shot by bin distance\n"
+                 f"{headline_metric}; band: 95% CI over train bins")  # fmt: skip
+    ax.legend(title="model", fontsize=9)
+    save(fig, stem, dpi)
+    return rows.groupby(["model", "distance"])["change_vs_base"].mean().reset_index()
+
+
+def draw_model_grid(tables: dict[str, pd.DataFrame], headline_metrics: dict[str, str], model: str, stem,
+                    dpi: int = 150, annotate: bool = True) -> float:  # fmt: skip
+    """Every dataset's change heatmap for one model, on one colour scale; returns its half-range."""
+    found = {dataset: matrices(table, headline_metrics[dataset]) for dataset, table in tables.items()}
+    limit = change_limit(*(m.change for m in found.values()))
+    norm = matplotlib.colors.Normalize(-limit, limit)
+    columns = min(4, len(found))
+    rows = -(-len(found) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.0 * columns, 4.4 * rows), squeeze=False)
+    mappable = None
+    for ax, (dataset, m) in zip(axes.flat, found.items()):
+        mappable = _heatmap(ax, m.change, m.significant, plt.get_cmap("RdBu"), norm, "+.0f", annotate, 0, 7)
+        ax.set(title=f"{dataset} ({headline_metrics[dataset]})", xlabel="test bin", ylabel="trained on bin")
+    for ax in axes.flat[len(found) :]:
+        ax.axis("off")
+    fig.colorbar(mappable, ax=axes, label="change vs zero-shot (points)", format=lambda x, _: f"{100 * x:+.0f}")
+    fig.suptitle(f"{model}: change vs zero-shot, every dataset (shared scale; faded: 95% CI contains 0)")
+    save(fig, stem, dpi)
+    return limit
+
+
+def loss_history(record: dict) -> pd.DataFrame:
+    return pd.DataFrame(record.get("loss_per_step") or [], columns=["step", "loss"])
+
+
+def draw_loss(records: dict[str, dict], model: str, dataset: str, stem, dpi: int = 150) -> None:
+    """One training-loss line per train bin (records: train bin -> its training.json)."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(records), 1)))
+    for colour, (train_bin, record) in zip(colours, sorted(records.items(), key=lambda kv: int(kv[0]))):
+        history = loss_history(record)
+        ax.plot(history["step"], history["loss"], marker="o" if len(history) < 30 else None, ms=3,
+                color=colour, label=f"bin {train_bin}")  # fmt: skip
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # steps are whole numbers
+    ax.set(xlabel="optimizer step", ylabel="training loss (completion tokens)",
+           title=f"{model} / {dataset}: training loss per train bin")  # fmt: skip
+    ax.legend(title="trained on", fontsize=9, ncol=2)
+    save(fig, stem, dpi)
+
+
+def _stem(path: str) -> str:
+    return str(Path(path).with_suffix(""))
 
 
 def main(argv=None) -> None:
+    from workflow_scripts.io_utils import one_line_errors
+
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--table", required=True, help="per-(model, dataset) csv from aggregation")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--headline-metric", required=True, help="metric,filter")
-    parser.add_argument("--accuracy-png", required=True)
-    parser.add_argument("--change-png", required=True)
     parser.add_argument("--dpi", type=int, default=150)
     parser.add_argument("--no-annotate", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+    pair = commands.add_parser("pair", help="heatmaps of one (model, dataset)")
+    pair.add_argument("--table", required=True)
+    pair.add_argument("--model", required=True)
+    pair.add_argument("--dataset", required=True)
+    pair.add_argument("--headline-metric", required=True, help="metric,filter")
+    pair.add_argument("--change-png", required=True, help="the PDF goes beside it")
+    pair.add_argument("--accuracy-png", required=True)
+    distance = commands.add_parser("distance", help="change vs bin distance of one dataset")
+    distance.add_argument("--tables", nargs="+", required=True)
+    distance.add_argument("--dataset", required=True)
+    distance.add_argument("--headline-metric", required=True)
+    distance.add_argument("--seed", type=int, default=42)
+    distance.add_argument("--png", required=True)
+    grid = commands.add_parser("model-grid", help="every dataset's change heatmap of one model")
+    grid.add_argument("--table", nargs=2, action="append", required=True, metavar=("DATASET", "CSV"))
+    grid.add_argument("--headline-metric", action="append", required=True, metavar="DATASET=METRIC,FILTER")
+    grid.add_argument("--model", required=True)
+    grid.add_argument("--png", required=True)
+    loss = commands.add_parser("loss", help="training loss curves of one (model, dataset)")
+    loss.add_argument("--model-dir", nargs=2, action="append", required=True, metavar=("TRAIN_BIN", "DIR"))
+    loss.add_argument("--model", required=True)
+    loss.add_argument("--dataset", required=True)
+    loss.add_argument("--png", required=True)
     args = parser.parse_args(argv)
-    table = pd.read_csv(args.table, dtype={"train": str})
-    draw(table, args.model, args.dataset, args.headline_metric, args.accuracy_png, args.change_png,
-         args.dpi, not args.no_annotate)  # fmt: skip
+    annotate = not args.no_annotate
+
+    @one_line_errors
+    def run():
+        if args.command == "pair":
+            draw_pair(read_table(args.table), args.model, args.dataset, args.headline_metric,
+                      _stem(args.change_png), _stem(args.accuracy_png), args.dpi, annotate)  # fmt: skip
+        elif args.command == "distance":
+            draw_distance([read_table(p) for p in args.tables], args.dataset, args.headline_metric,
+                          _stem(args.png), args.dpi, args.seed)  # fmt: skip
+        elif args.command == "model-grid":
+            headline = dict(item.split("=", 1) for item in args.headline_metric)
+            tables = {dataset: read_table(path) for dataset, path in args.table}
+            draw_model_grid(tables, headline, args.model, _stem(args.png), args.dpi, annotate)
+        else:
+            records = {b: json.loads((Path(d) / "training.json").read_text()) for b, d in args.model_dir}
+            draw_loss(records, args.model, args.dataset, _stem(args.png), args.dpi)
+
+    run()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,83 @@
+"""grid_status on a synthetic results folder: every state counted where it should be, for the paper grid."""
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import yaml
+
+from conftest import REPO
+from workflow_scripts import grid_status, synthetic_cells
+
+
+def mark_incomplete(workdir, relative_path):
+    """What Snakemake writes when a job starts: a marker named by the base64 of its output path."""
+    folder = workdir / ".snakemake" / "incomplete"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / base64.urlsafe_b64encode(relative_path.encode()).decode()).write_text("{}")
+
+
+def setup_grid(workdir):
+    """The paper config; two (model, dataset) pairs touched in known ways, the rest pending."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["results_dir"] = "results/paper"
+    results = workdir / "results/paper"
+    models, datasets = list(config["models"]), list(config["datasets"])
+    model, dataset = models[0], datasets[0]
+    # First pair: every cell done, except 3 failed (log, no cell), 2 running, 1 left incomplete.
+    synthetic_cells.write_grid(results, [model], [dataset], 10, 5)
+    removed = [("base", 0), ("3", 4), ("9", 9), ("1", 1), ("2", 2)]
+    for train, test_bin in removed:
+        cell = results / "cells" / model / dataset / f"train-{train}" / f"test-{test_bin}.json"
+        cell.unlink()
+        log = results / "logs/evaluate" / model / dataset / f"train-{train}" / f"test-{test_bin}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("Traceback ...")
+    for train, test_bin in (("1", 1), ("2", 2)):
+        mark_incomplete(workdir, f"results/paper/cells/{model}/{dataset}/train-{train}/test-{test_bin}.json")
+    for b in range(4):
+        (results / "models" / model / dataset / f"train-{b}" / "hf").mkdir(parents=True)
+    # Second pair: one done cell.
+    path = results / "cells" / models[1] / datasets[1] / "train-base/test-0.json"
+    synthetic_cells.write_cell(path, models[1], datasets[1], "base", 0, np.ones(3), ["a", "b", "c"])
+    return config, models, datasets
+
+
+def test_counts_per_pair_with_and_without_a_live_run(tmp_path):
+    config, models, datasets = setup_grid(tmp_path)
+    rows = {(r["model"], r["dataset"]): r for r in grid_status.grid_status(config, tmp_path)}
+    assert len(rows) == 7 * 8 and sum(r["cells"] for r in rows.values()) == 6160
+    first = rows[models[0], datasets[0]]
+    # No run holds the results folder: incomplete markers are interrupted jobs, hence failed.
+    assert {k: first[k] for k in grid_status.STATES} == {"done": 105, "running": 0, "failed": 5, "pending": 0}
+    assert first["trained"] == 4
+    assert sorted(first["failed_logs"])[0].endswith(f"{models[0]}/{datasets[0]}/train-1/test-1.log")
+    second = rows[models[1], datasets[1]]
+    assert (second["done"], second["pending"], second["failed"]) == (1, 109, 0)
+    touched = {(models[0], datasets[0]), (models[1], datasets[1])}
+    assert all(r["pending"] == 110 for key, r in rows.items() if key not in touched)
+
+    # A live run (this process holds the lock): the marked cells are running.
+    (tmp_path / "results/paper/.run.lock").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    rows = {(r["model"], r["dataset"]): r for r in grid_status.grid_status(config, tmp_path)}
+    first = rows[models[0], datasets[0]]
+    assert {k: first[k] for k in grid_status.STATES} == {"done": 105, "running": 2, "failed": 3, "pending": 0}
+
+
+def test_command_line_prints_the_table(tmp_path):
+    config, models, datasets = setup_grid(tmp_path)
+    configfile = tmp_path / "paper.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "workflow_scripts.grid_status", "--configfile", str(configfile),
+                             "--directory", str(tmp_path), "--list-failed"],
+                            cwd=REPO, capture_output=True, text=True, check=True)  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["model", "dataset", "cells", "done", "running", "failed", "pending", "trained"]
+    first = next(line.split() for line in lines if line.startswith(models[0] + " ") and f" {datasets[0]} " in line)
+    assert first[2:] == ["110", "105", "0", "5", "0", "4/10"]
+    total = next(line.split() for line in lines if line.startswith("total"))
+    assert total[1:] == ["6160", "106", "0", "5", str(6160 - 111), "4/560"]
+    assert sum(line.startswith("failed: ") for line in lines) == 5
