@@ -27,7 +27,7 @@ import pytest
 from conftest import REPO, snakemake
 
 GPU_RULES = {"train", "evaluate"}
-CPU_RULES = {"bin", "convert", "aggregate", "cell_table", "heatmaps"}
+CPU_RULES = {"bin", "convert", "aggregate", "cell_table", "heatmaps", "change_by_distance", "change_grid", "training_loss"}
 LOCAL_RULES = {"download", "fetch_model", "sample_data", "tiny_model", "all"}
 SLURM_TEST_FLAGS = [
     "--sdm", "env-modules",
@@ -66,7 +66,7 @@ def test_profile_dry_run_places_every_rule_of_the_paper_grid():
     assert by_rule["train"] == {("b200", "4", "256000", "720")}
     assert by_rule["evaluate"] == {("b200", "1", "64000", "120")}
     assert by_rule["convert"] == {("cpu", "0", "200000", "120")}
-    for rule in ("bin", "aggregate", "cell_table", "heatmaps"):
+    for rule in CPU_RULES - {"convert"}:
         assert {partition for partition, *_ in by_rule[rule]} == {"cpu"}, rule
     # Hub access stays on the login node: no partition, no SLURM job.
     assert by_rule["download"] == by_rule["fetch_model"] == {(None, None, None, None)}
