@@ -167,9 +167,9 @@ def pool_file(dataset, source_bin, heldout):
 
 
 def heldout_split_input(wildcards):
-    """The held-out split, for a job whose row (train or train_bin) carries the -heldout tag."""
-    name = wildcards.get("train", wildcards.get("train_bin"))
-    return [heldout_dir(wildcards.dataset)] if cell_names.labels(name)["eval_split"] == "heldout" else []
+    """The held-out split, for a training job whose train_bin carries the -heldout tag."""
+    heldout = cell_names.labels(wildcards.train_bin)["eval_split"] == "heldout"
+    return [heldout_dir(wildcards.dataset)] if heldout else []
 
 
 def training_file(wildcards, input):
