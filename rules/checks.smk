@@ -51,6 +51,12 @@ def _semantic_problems(config):
         if backend == "vllm" and not gpus:
             problems.append(f"datasets.{name}: evaluation backend 'vllm' needs a GPU but resources.evaluate.gpu is 0; "
                             "fix: set evaluation.backend: hf for a CPU run")  # fmt: skip
+    # A run's seed is part of its name (-seed<S>); an override would train under another name's seed.
+    for kind in ("models", "datasets"):
+        for name, entry in config.get(kind, {}).items():
+            if "seed" in (entry or {}).get("training", {}):
+                problems.append(f"{kind}.{name}.training.seed: a run's seed comes from the top-level `seeds`; "
+                                "fix: remove it and list the seeds there")  # fmt: skip
     for name, model in config.get("models", {}).items():
         path = model.get("path")
         if path and os.path.isdir(path) and not _has_chat_template(path):

@@ -6,6 +6,8 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 
+from workflow_scripts import cell_names
+
 RESULTS = config["results_dir"]
 MODELS = list(config["models"])
 DATASETS = list(config["datasets"])
@@ -28,9 +30,9 @@ def _one_of(names):
 wildcard_constraints:
     model=_one_of(MODELS),
     dataset=_one_of(DATASETS),
-    train_bin=r"\d+",
+    train_bin=cell_names.TRAIN_BIN_PATTERN,
     test_bin=r"\d+",
-    train=r"base|\d+",
+    train=cell_names.TRAIN_PATTERN,
 
 
 def results(*parts):
@@ -86,12 +88,15 @@ def local_base_model(wildcards):
     return [base_model(wildcards.model)]
 
 
-def train_settings(model, dataset):
-    """The hyper-parameters of one (model, dataset): defaults < dataset overrides < model overrides."""
+def train_settings(model, dataset, seed=None):
+    """The hyper-parameters of one (model, dataset): defaults < dataset overrides < model overrides;
+    `seed` (one of `seeds`) is the run's own."""
     settings = dict(config["training"])
     settings.update(config["datasets"][dataset].get("training", {}))
     settings.update(config["models"][model].get("training", {}))
     settings["system_prompt"] = config["models"][model].get("system_prompt")
+    if seed is not None:
+        settings["seed"] = seed
     return settings
 
 
@@ -133,6 +138,70 @@ def task_files(wildcards):
     return [path for path in code(f"tasks/{task}.yaml") if os.path.exists(path)] + shared
 
 
+# ---- beyond the study: held-out diagonal, repeated seeds, in-context baseline --------------------
+# Off by default (the study's setting). Names of rows and their tags: workflow_scripts/cell_names.py.
+
+
+def eval_split():
+    return config.get("eval_split", "all")
+
+
+def seeds():
+    """Training seeds; each trained (and in-context) row is repeated per seed. Default: training.seed."""
+    return config.get("seeds") or [config["training"].get("seed", cell_names.STUDY_SEED)]
+
+
+def in_context_k():
+    return config.get("in_context", {}).get("k", 0)
+
+
+def heldout_dir(dataset):
+    return results("data", dataset, "heldout")
+
+
+def row_names(dataset, every_seed=True):
+    """The rows of a (model, dataset) table in this config: the base model, one trained row per bin
+    and seed, and with in_context.k one in-context row per source bin and seed."""
+    split, runs = eval_split(), seeds() if every_seed else seeds()[:1]
+    names = [cell_names.base_name(split)]
+    names += [cell_names.bin_name(b, split, seed) for seed in runs for b in bin_ids(dataset)]
+    if in_context_k() and every_seed:
+        names += [cell_names.in_context_name(in_context_k(), b, split, seed) for seed in runs for b in bin_ids(dataset)]
+    return names
+
+
+def test_file(dataset, test_bin, heldout):
+    """The items a cell is scored on: the whole test bin, or its held-out part."""
+    if heldout:
+        return os.path.join(heldout_dir(dataset), f"heldout-{test_bin}.parquet")
+    return os.path.join(bins_dir(dataset), f"bin-{test_bin}.parquet")
+
+
+def pool_file(dataset, source_bin, heldout):
+    """The items a bin's row may learn from: the whole bin, or its training part."""
+    if heldout:
+        return os.path.join(heldout_dir(dataset), f"train-{source_bin}.parquet")
+    return os.path.join(bins_dir(dataset), f"bin-{source_bin}.parquet")
+
+
+def heldout_split_input(wildcards):
+    """The held-out split, for a training job whose train_bin carries the -heldout tag."""
+    heldout = cell_names.labels(wildcards.train_bin)["eval_split"] == "heldout"
+    return [heldout_dir(wildcards.dataset)] if heldout else []
+
+
+def training_file(wildcards, input):
+    labels = cell_names.labels(wildcards.train_bin)
+    if labels["eval_split"] == "heldout":
+        return pool_file(wildcards.dataset, labels["train_bin"], True)
+    return os.path.join(input.bins, f"bin-{labels['train_bin']}.parquet")
+
+
+def training_settings(wildcards):
+    labels = cell_names.labels(wildcards.train_bin)
+    return json.dumps(train_settings(wildcards.model, wildcards.dataset, labels["seed"]), sort_keys=True)
+
+
 # ---- paths ----------------------------------------------------------------------------------
 
 
@@ -154,22 +223,36 @@ def cell_path(model, dataset, train, test_bin):
 
 
 def cells_of(model, dataset):
+    """The cells today's tables and heatmaps read: base and trained rows of the first seed. Further
+    seeds and in-context rows are made too (every_cell_of) and carry their labels, for the tables of
+    the results issue; so adding a seed plans only that seed's jobs."""
     return [
         cell_path(model, dataset, train, test_bin)
-        for train in ["base", *bin_ids(dataset)]
+        for train in row_names(dataset, every_seed=False)
         for test_bin in bin_ids(dataset)
     ]
 
 
-def evaluation_inputs(wildcards):
-    """A cell's model (the converted fine-tuned one, or a local base model for `base`) and task files.
+def every_cell_of(model, dataset):
+    return [cell_path(model, dataset, train, test_bin) for train in row_names(dataset) for test_bin in bin_ids(dataset)]
 
-    One function for both (fewer functions per job keep the paper grid's dry-run fast)."""
-    if wildcards.train == "base":
-        model = local_base_model(wildcards)
-    else:
+
+def evaluation_inputs(wildcards):
+    """A cell's model (the converted fine-tuned one, or a local base model for `base` and in-context
+    rows), task files, and the held-out split where the row uses it.
+
+    One function for all (fewer functions per job keep the paper grid's dry-run fast)."""
+    labels = cell_names.labels(wildcards.train)
+    if labels["train_kind"] == "bin":
         model = [trained_model_dir(wildcards.model, wildcards.dataset, wildcards.train)]
-    return {"model": model, "task": task_files(wildcards)}
+    else:
+        model = local_base_model(wildcards)
+    inputs = {"model": model, "task": task_files(wildcards)}
+    if labels["eval_split"] == "heldout":
+        inputs["split"] = heldout_dir(wildcards.dataset)
+    if labels["train_kind"] == "in_context":
+        inputs["in_context_code"] = code("workflow_scripts/in_context.py", "workflow_scripts/heldout_split.py")
+    return inputs
 
 
 def evaluation_arguments(wildcards):
@@ -178,14 +261,18 @@ def evaluation_arguments(wildcards):
     Everything a cell depends on is in here, so changing any of it re-runs that cell."""
     dataset, model = wildcards.dataset, wildcards.model
     settings = evaluation_settings(dataset)
-    if wildcards.train == "base":
-        evaluated = base_model(model)
-    else:
+    labels = cell_names.labels(wildcards.train)
+    heldout = labels["eval_split"] == "heldout"
+    if labels["train_kind"] == "bin":
         evaluated = trained_model_dir(model, dataset, wildcards.train)
-    label = {"model": model, "dataset": dataset, "train": wildcards.train, "test_bin": int(wildcards.test_bin)}
+    else:
+        evaluated = base_model(model)
+    # The cell file carries every label (row kind, bin learned from, k, seed, eval_split): no table
+    # has to parse a path.
+    label = {"model": model, "dataset": dataset, **labels, "test_bin": int(wildcards.test_bin)}
     args = [
         "--task", config["datasets"][dataset]["task"],
-        "--bin-file", os.path.join(bins_dir(dataset), f"bin-{wildcards.test_bin}.parquet"),
+        "--bin-file", test_file(dataset, wildcards.test_bin, heldout),
         "--model", evaluated,
         "--label", json.dumps(label),
         "--backend", settings["backend"],
@@ -197,6 +284,13 @@ def evaluation_arguments(wildcards):
         args += ["--max-gen-toks", str(settings["max_gen_toks"])]
     if config["models"][model].get("trust_remote_code"):
         args.append("--trust-remote-code")
+    if labels["train_kind"] == "in_context":
+        args += [
+            "--in-context-k", str(labels["in_context_k"]),
+            "--in-context-pool", pool_file(dataset, labels["train_bin"], heldout),
+            "--in-context-seed", str(labels["seed"]),
+            "--prompt-format", config["datasets"][dataset]["prompt_format"],
+        ]  # fmt: skip
     return shlex.join(args)
 
 
@@ -243,7 +337,7 @@ def final_outputs():
     outputs = [results("tables", "cells.csv"), results("tables", "cells.parquet"), *summary_figures()]
     for model in MODELS:
         for dataset in DATASETS:
-            outputs += figures_of(model, dataset) + cells_of(model, dataset)
+            outputs += figures_of(model, dataset) + every_cell_of(model, dataset)
     return outputs
 
 

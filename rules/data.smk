@@ -1,6 +1,7 @@
 # download: a hub dataset (or a local file of the same schema) -> one normalized parquet.
 # fetch_model: a hub base model -> the model cache, so that no compute job needs the hub.
 # bin: that table -> one parquet per difficulty bin and a manifest with counts.
+# heldout_split: each bin -> a training part and a held-out part (only with eval_split: heldout).
 
 
 rule download:
@@ -61,3 +62,24 @@ rule bin:
     shell:
         "python -m workflow_scripts.binning --data {input.data:q} --n-bins {params.n_bins}"
         " --quantile-key {params.quantile_key:q} --out-dir {output:q} > {log:q} 2>&1"
+
+
+rule heldout_split:
+    output:
+        directory(results("data/{dataset}/heldout")),
+    log:
+        results("logs/heldout_split/{dataset}.log"),
+    input:
+        bins=rules.bin.output[0],
+        code=code("workflow_scripts/heldout_split.py", "workflow_scripts/io_utils.py"),
+    params:
+        fraction=config.get("heldout_fraction", 0.2),
+        seed=config.get("heldout_seed", 42),
+    threads: config["resources"]["bin"]["threads"]
+    resources:
+        **rule_resources("bin"),
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m workflow_scripts.heldout_split --bins-dir {input.bins:q} --fraction {params.fraction}"
+        " --seed {params.seed} --out-dir {output:q} > {log:q} 2>&1"

@@ -1,4 +1,6 @@
 # train: full fine-tuning of one base model on one difficulty bin (TRL + accelerate + DeepSpeed ZeRO-3).
+# train_bin is the bin with its tags (workflow_scripts/cell_names.py): `3`, or `3-heldout-seed43` for
+# the training part of bin 3 with seed 43.
 # convert: that ZeRO checkpoint -> a Hugging Face model folder; the ZeRO state is then deleted (temp).
 
 
@@ -11,14 +13,15 @@ rule train:
         results("benchmarks/train/{model}/{dataset}/train-{train_bin}.tsv")
     input:
         bins=rules.bin.output[0],
+        split=heldout_split_input,
         base_model=local_base_model,
         accelerate_config=code(config["launch"]["accelerate_config"]),
         code=code("workflow_scripts/training.py", "workflow_scripts/prompts.py"),
     params:
         base_model=lambda wc: base_model(wc.model),
-        train_file=lambda wc, input: os.path.join(input.bins, f"bin-{wc.train_bin}.parquet"),
+        train_file=training_file,
         prompt_format=lambda wc: config["datasets"][wc.dataset]["prompt_format"],
-        settings=lambda wc: json.dumps(train_settings(wc.model, wc.dataset), sort_keys=True),
+        settings=training_settings,
         processes=train_processes(),
         work_dir=lambda wc: training_work_dir(wc.model, wc.dataset, wc.train_bin),
     threads: config["resources"]["train"]["threads"]

@@ -68,6 +68,12 @@ CONFIG_CASES = [
     ("vllm without a GPU", [("evaluation.backend", "vllm")], "fix: set evaluation.backend: hf"),
     ("missing accelerate config", [("launch.accelerate_config", "config/accelerate/nope.yaml")], "launch.accelerate_config"),
     ("task without a task file", [("datasets.arc.task", "cross_difficulty_nope")], "no file tasks/cross_difficulty_nope.yaml"),
+    ("eval_split misspelled", [("eval_split", "held-out")], "eval_split = 'held-out'"),
+    ("heldout_fraction of 1", [("heldout_fraction", 1)], "heldout_fraction = 1"),
+    ("no seeds", [("seeds", [])], "seeds = []"),
+    ("a seed listed twice", [("seeds", [42, 42])], "seeds = [42, 42]"),
+    ("a model's own training seed", [("models.tiny-qwen2.training", {"seed": 7})], "models.tiny-qwen2.training.seed: a run's seed comes from"),
+    ("negative in-context k", [("in_context.k", -1)], "in_context.k = -1"),
 ]  # fmt: skip
 
 

@@ -121,6 +121,8 @@ def per_question_rows(samples: list[dict], metric_names: list[str]) -> list[dict
             "target": str(sample["target"]),
         })  # fmt: skip
         filter_name = sample.get("filter", "none")
+        if "in_context_ids" in sample["doc"]:  # the examples this question was shown (in-context baseline)
+            row["in_context_ids"] = list(sample["doc"]["in_context_ids"])
         row["raw_response"] = sample["resps"][0][0] if sample["resps"] and sample["resps"][0] else None
         row[f"response,{filter_name}"] = sample["filtered_resps"]
         for name in metric_names:
@@ -131,13 +133,14 @@ def per_question_rows(samples: list[dict], metric_names: list[str]) -> list[dict
 
 def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf", dtype: str = "float32",
                   batch_size: str = "auto", max_gen_toks: int | None = None, seed: int = 42,
-                  trust_remote_code: bool = False) -> tuple[dict, list[dict]]:  # fmt: skip
+                  trust_remote_code: bool = False, spec_overrides: dict | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     started = time.time()
     model_type, model_args = model_spec(backend, model_path, dtype, trust_remote_code)
-    spec = cell_task_spec(task, bin_file)
+    # spec_overrides: task keys a cell changes (the in-context baseline's doc_to_text).
+    spec = {**cell_task_spec(task, bin_file), **(spec_overrides or {})}
     with tempfile.TemporaryDirectory() as tmp:
         cell_file = Path(tmp) / "cell.yaml"
         cell_file.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -196,10 +199,22 @@ def main(argv=None) -> None:
     parser.add_argument("--max-gen-toks", type=int)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--in-context-k", type=int, default=0, help="examples in the prompt (in-context baseline)")
+    parser.add_argument("--in-context-pool", help="parquet the examples are drawn from (the source bin)")
+    parser.add_argument("--in-context-seed", type=int, default=42, help="keys the draw of the examples")
+    parser.add_argument("--prompt-format", help="how an example is written (workflow_scripts/prompts.py)")
     args = parser.parse_args(argv)
 
-    cell, rows = evaluate_cell(args.task, args.bin_file, args.model, args.backend, args.dtype, args.batch_size,
-                               args.max_gen_toks, args.seed, args.trust_remote_code)  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        bin_file, overrides = args.bin_file, None
+        if args.in_context_k:
+            from workflow_scripts import in_context
+
+            bin_file, overrides = in_context.prepare_cell(args.task, args.bin_file, args.in_context_pool,
+                                                          args.in_context_k, args.in_context_seed,
+                                                          args.prompt_format, tmp)  # fmt: skip
+        cell, rows = evaluate_cell(args.task, bin_file, args.model, args.backend, args.dtype, args.batch_size,
+                                   args.max_gen_toks, args.seed, args.trust_remote_code, overrides)  # fmt: skip
     cell.update(json.loads(args.label))
     out = Path(args.out)
     # Per-question log first, cell file last: a cell file on disk means the cell is complete.

@@ -1,0 +1,70 @@
+"""Split every difficulty bin once into a training part and a held-out part (eval_split: heldout).
+
+The study evaluates each model on its own training items too, so its diagonal cell is contaminated.
+Here a bin's items are ordered by a keyed hash of their item id (SHA-256 of "<seed>:<item id>", never
+Python's per-process salted hash()), and the first round(fraction x size) of them are held out, at least
+one and never the whole bin. The order depends only on the ids and the seed, so the split is the same
+on every run and machine. Training uses `train-<k>.parquet`; every evaluation cell, the base model's
+included, uses `heldout-<k>.parquet`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from workflow_scripts.io_utils import atomic_write_json, atomic_write_parquet, one_line_errors
+
+
+def hash_key(item_id, seed: int, purpose: str) -> int:
+    """A stable 64-bit key of one item. `purpose` keeps unrelated orders (split, in-context draw) apart."""
+    digest = hashlib.sha256(f"{purpose}:{seed}:{item_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def heldout_count(size: int, fraction: float) -> int:
+    if size < 2:
+        raise ValueError(f"a bin of {size} item(s) cannot be split into a training and a held-out part")
+    return min(max(round(size * fraction), 1), size - 1)
+
+
+def split_bin(table: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training part, held-out part), each in the bin's own row order."""
+    keys = table["item_id"].map(lambda item_id: hash_key(item_id, seed, "heldout"))
+    heldout_ids = set(table["item_id"][keys.sort_values(kind="stable").index[: heldout_count(len(table), fraction)]])
+    is_heldout = table["item_id"].isin(heldout_ids)
+    return table[~is_heldout].reset_index(drop=True), table[is_heldout].reset_index(drop=True)
+
+
+@one_line_errors
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bins-dir", required=True, help="bin-<k>.parquet and manifest.json from the bin step")
+    parser.add_argument("--fraction", type=float, required=True, help="share of each bin held out")
+    parser.add_argument("--seed", type=int, required=True, help="keys the hash that orders the items")
+    parser.add_argument("--out-dir", required=True, help="train-<k>.parquet, heldout-<k>.parquet, manifest.json")
+    args = parser.parse_args(argv)
+
+    bins_dir, out = Path(args.bins_dir), Path(args.out_dir)
+    n_bins = json.loads((bins_dir / "manifest.json").read_text())["n_bins"]
+    manifest = {"fraction": args.fraction, "seed": args.seed, "bins": {}}
+    for k in range(n_bins):
+        table = pd.read_parquet(bins_dir / f"bin-{k}.parquet")
+        try:
+            train, heldout = split_bin(table, args.fraction, args.seed)
+        except ValueError as error:
+            raise ValueError(f"bin {k}: {error}; fix: lower n_bins, add data, or set eval_split: all") from None
+        atomic_write_parquet(train, out / f"train-{k}.parquet")
+        atomic_write_parquet(heldout, out / f"heldout-{k}.parquet")
+        manifest["bins"][str(k)] = {"train": len(train), "heldout": len(heldout),
+                                    "heldout_ids": sorted(map(str, heldout["item_id"]))}  # fmt: skip
+    atomic_write_json(manifest, out / "manifest.json")
+    print(json.dumps({k: {"train": v["train"], "heldout": v["heldout"]} for k, v in manifest["bins"].items()}))
+
+
+if __name__ == "__main__":
+    main()
