@@ -26,6 +26,7 @@ validate(config, "config/schema.yaml")
 include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/data.smk"
+include: "rules/irt.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"

@@ -51,6 +51,36 @@ def dataset_setting(dataset, key):
     return config["datasets"][dataset].get(key, config[key])
 
 
+def irt_settings(dataset):
+    """The dataset's `irt` block with its defaults, or None when its bins use a shipped quantile column."""
+    entry = config["datasets"][dataset].get("irt")
+    if entry is None:
+        return None
+    defaults = {"model": "1pl", "min_responses": 20, "metric": config["datasets"][dataset]["headline_metric"]}
+    return {**defaults, **entry}
+
+
+def binning_quantile_key(dataset):
+    """The dataset's own quantile_key; else `irt_quantile` when it fits IRT; else the global one."""
+    own = config["datasets"][dataset].get("quantile_key")
+    return own or ("irt_quantile" if irt_settings(dataset) else config["quantile_key"])
+
+
+def binning_data(wildcards):
+    """What the bin step splits: the dataset joined with fitted difficulties, or the dataset as is."""
+    if irt_settings(wildcards.dataset):
+        return results("data", wildcards.dataset, "irt", "with_difficulty.parquet")
+    return results("data", wildcards.dataset, "normalized.parquet")
+
+
+def irt_responses(wildcards):
+    """A response table as given, or the one converted from a folder of lm-eval per-sample logs."""
+    responses = irt_settings(wildcards.dataset)["responses"]
+    if os.path.isdir(responses):
+        return results("data", wildcards.dataset, "irt", "responses.parquet")
+    return responses
+
+
 def bin_ids(dataset):
     return [str(k) for k in range(dataset_setting(dataset, "n_bins"))]
 
@@ -93,9 +123,13 @@ def train_processes():
     return config["resources"]["train"]["gpu"] or config["launch"]["cpu_processes"]
 
 
+# Rules that only some configs use, so their resources are optional in the config.
+DEFAULT_RESOURCES = {"irt": {"gpu": 0, "threads": 1, "mem_mb": 8000, "runtime": 60}}
+
+
 def rule_resources(rule_name):
     """SLURM-facing resources of a rule; the time limit grows with each retry of a job."""
-    entry = config["resources"][rule_name]
+    entry = config["resources"].get(rule_name) or DEFAULT_RESOURCES[rule_name]
     runtime = entry["runtime"]
     if entry.get("retries", 0):
         # Only rules that retry get a function (one per job to evaluate, on 6,160 cells it shows).
