@@ -14,7 +14,7 @@ rule responses_from_logs:
         code=code("workflow_scripts/responses.py", "workflow_scripts/data.py", "workflow_scripts/io_utils.py"),
     params:
         metric=lambda wc: irt_settings(wc.dataset)["metric"],
-        task=lambda wc: ("--task " + irt_settings(wc.dataset)["task"]) if irt_settings(wc.dataset).get("task") else "",
+        task=lambda wc: f"--task {irt_settings(wc.dataset)['task']}" if irt_settings(wc.dataset).get("task") else "",
     resources:
         **rule_resources("irt"),
     conda:
