@@ -70,11 +70,24 @@ def fit_pyirt(correct, observed, model: str, epochs: int) -> np.ndarray:
     return np.asarray(trainer.best_params["diff"], dtype=float)
 
 
-def run_case(model: str, n_subjects: int, n_items: int, missing: float, epochs: int, seed: int) -> dict:
+def run_case(model: str, n_subjects: int, n_items: int, missing: float, epochs: int, seed: int, with_pyirt: bool = True) -> dict:
     correct, observed, truth = irt.simulate(n_subjects, n_items, model, missing, seed=seed)
     start = time.perf_counter()
     ours = irt.fit_irt(correct, observed, model=model)
     ours_seconds = time.perf_counter() - start
+    case = {
+        "model": model,
+        "subjects": n_subjects,
+        "items": n_items,
+        "missing": missing,
+        "seed": seed,
+        "threads": os.environ.get("OMP_NUM_THREADS", "all"),
+        "ours_seconds": round(ours_seconds, 2),
+        "ours_iterations": ours.iterations,
+        "ours": scores(ours.difficulty, truth["difficulty"]),
+    }
+    if not with_pyirt:
+        return case
     start = time.perf_counter()
     theirs = fit_pyirt(correct, observed, model, epochs)
     theirs_seconds = time.perf_counter() - start
@@ -96,7 +109,12 @@ def run_case(model: str, n_subjects: int, n_items: int, missing: float, epochs: 
 
 
 def line(case: dict) -> str:
-    ours, theirs = case["ours"], case["pyirt"]
+    ours = case["ours"]
+    if "pyirt" not in case:
+        return (f"{case['model']} {case['subjects']}x{case['items']} missing {case['missing']:.0%}: "
+                f"ours {case['ours_seconds']:.2f} s ({case['ours_iterations']} iterations); spearman {ours['spearman']:.4f}; "
+                f"pearson {ours['pearson']:.4f}; true decile {ours['true_decile']:.3f}; within one {ours['within_one_decile']:.3f}")  # fmt: skip
+    theirs = case["pyirt"]
     return (
         f"{case['model']} {case['subjects']}x{case['items']} missing {case['missing']:.0%}: "
         f"ours {case['ours_seconds']:.2f} s, py-irt {case['pyirt_seconds']:.1f} s ({case['speedup']:.0f}x); "
@@ -113,6 +131,7 @@ def main(argv=None) -> None:
     parser.add_argument("--missing", default="0,0.2", help="shares of missing responses, comma-separated")
     parser.add_argument("--epochs", type=int, default=2000, help="py-irt SVI epochs (its default: 2000)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-pyirt", action="store_true", help="time our fit only (runs in the workflow's venv too)")
     parser.add_argument("--results", default="benchmarks/out/irt_vs_pyirt.jsonl", help="one JSON line per case, appended")
     args = parser.parse_args(argv)
 
@@ -121,7 +140,7 @@ def main(argv=None) -> None:
         for size in args.sizes.split(","):
             n_subjects, n_items = (int(x) for x in size.lower().split("x"))
             for missing in (float(x) for x in args.missing.split(",")):
-                case = run_case(model, n_subjects, n_items, missing, args.epochs, args.seed)
+                case = run_case(model, n_subjects, n_items, missing, args.epochs, args.seed, not args.skip_pyirt)
                 print(line(case), flush=True)
                 with open(args.results, "a") as handle:
                     handle.write(json.dumps(case) + "\n")

@@ -4,7 +4,7 @@ lm-eval log conversion, and the demo DAG up to the bins with config/demo_irt.yam
 from __future__ import annotations
 
 import json
-import warnings
+import re
 
 import numpy as np
 import pandas as pd
@@ -70,7 +70,12 @@ def test_degenerate_items_get_finite_extreme_difficulty_and_a_warning(tmp_path, 
     correct[:, 0] = 1  # everyone right
     correct[:, 1] = 0  # everyone wrong
     table = irt.to_long(correct, observed, items=[f"q{j}" for j in range(40)])
-    items, report = irt.fit_items(table, "1pl", min_responses=1)
+    with pytest.warns(UserWarning) as caught:
+        items, report = irt.fit_items(table, "1pl", min_responses=1)
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert re.match(r"1 item\(s\) all correct by every subject .*'q0'", messages[0])
+    assert re.match(r"1 item\(s\) all wrong by every subject .*'q1'", messages[1])
     assert report["all_correct"] == ["q0"] and report["all_wrong"] == ["q1"]
     by_id = items.set_index("item_id")
     assert np.isfinite(items[["difficulty", "difficulty_se", "quantile"]].to_numpy()).all()
@@ -130,8 +135,6 @@ def test_bad_tables_are_rejected_with_one_line(tmp_path, capsys, change, message
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error:")
-    import re
-
     assert re.search(message, err), err
     assert not (tmp_path / "out.parquet").exists()
 

@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -293,15 +294,25 @@ def fit_items(responses: pd.DataFrame, model: str, min_responses: int) -> tuple[
         "all_correct": items.loc[items["status"] == "all_correct", "item_id"].tolist(),
         "all_wrong": items.loc[items["status"] == "all_wrong", "item_id"].tolist(),
     }
+    for kind in ("all_correct", "all_wrong"):
+        if report[kind]:
+            warnings.warn(f"{len(report[kind])} item(s) {kind.replace('_', ' ')} by every subject get an extreme "
+                          f"(prior-bounded) difficulty, e.g. {report[kind][:3]}", stacklevel=2)  # fmt: skip
+    if not fit.converged:
+        warnings.warn(f"the fit stopped after {fit.iterations} iterations without converging", stacklevel=2)
     return items, report
+
+
+def check_items_known(responses: pd.DataFrame, data: pd.DataFrame) -> None:
+    unknown = sorted(set(responses["item_id"]) - set(data["item_id"].astype(str)))
+    if unknown:
+        raise ValueError(f"response table: {len(unknown)} item_id(s) not in the dataset, e.g. {unknown[:3]}; "
+                         "fix: item_id must match the dataset's id column (id, doc_id or key; else the row number)")  # fmt: skip
 
 
 def join_to_dataset(data: pd.DataFrame, items: pd.DataFrame) -> tuple[pd.DataFrame, list]:
     """The dataset rows that got a quantile, with the IRT columns; and the item ids left out."""
-    unknown = sorted(set(items["item_id"]) - set(data["item_id"].astype(str)))
-    if unknown:
-        raise ValueError(f"response table: {len(unknown)} item_id(s) not in the dataset, e.g. {unknown[:3]}; "
-                         "fix: item_id must match the dataset's id column (id, doc_id or key; else the row number)")  # fmt: skip
+    check_items_known(items, data)
     fitted = items.dropna(subset=["quantile"]).set_index("item_id")
     fitted = fitted.rename(columns={k: v for k, v in COLUMNS.items()})[list(COLUMNS.values())]
     data = data.drop(columns=[c for c in COLUMNS.values() if c in data.columns])
@@ -325,21 +336,20 @@ def main(argv=None) -> None:
 
     responses = read_responses(args.responses)
     data = pd.read_parquet(args.data)
-    items, report = fit_items(responses, args.model, args.min_responses)
+    check_items_known(responses, data)  # before the fit: a wrong table fails at once
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        items, report = fit_items(responses, args.model, args.min_responses)
+    for warning in caught:  # one plain line each in the job's log
+        print(f"warning: {warning.message}", file=sys.stderr)
     joined, left_out = join_to_dataset(data, items)
     if joined.empty:
         raise ValueError(f"no dataset row got an IRT difficulty (every item has < {args.min_responses} responses "
                          "or none); fix: lower irt.min_responses or add responses")  # fmt: skip
     report.update({"dataset_rows": len(data), "binned_rows": len(joined), "rows_left_out": left_out})
-    for kind in ("all_correct", "all_wrong"):
-        if report[kind]:
-            print(f"warning: {len(report[kind])} item(s) {kind.replace('_', ' ')} by every subject get an extreme "
-                  f"(prior-bounded) difficulty, e.g. {report[kind][:3]}", file=sys.stderr)  # fmt: skip
     if left_out:
         print(f"warning: {len(left_out)} dataset row(s) left out of the bins (fewer than {args.min_responses} "
               f"responses, or none), e.g. {left_out[:3]}; listed in {args.report}", file=sys.stderr)  # fmt: skip
-    if not report["converged"]:
-        print(f"warning: EM stopped after {report['iterations']} iterations without converging", file=sys.stderr)
     atomic_write_parquet(items, args.items_out)
     atomic_write_parquet(joined, args.out)
     atomic_write_json(report, args.report)
