@@ -205,3 +205,19 @@ def test_bad_irt_config_fails_before_any_job(tmp_path, irt_block, message):
     result = snakemake("-n", "--configfile", str(tmp_path / "bad.yaml"), workdir=tmp_path, check=False)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
+
+
+def test_a_log_folder_is_converted_before_the_fit(tmp_path):
+    import yaml
+
+    (tmp_path / "logs/org__model-a").mkdir(parents=True)
+    (tmp_path / "logs/org__model-a/samples_cross_difficulty_arc_2026-01-01T00-00-00.jsonl").write_text("{}\n")
+    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    config["datasets"]["arc"]["irt"] = {"responses": str(tmp_path / "logs"), "model": "2pl"}
+    (tmp_path / "irt.yaml").write_text(yaml.safe_dump(config))
+    # The target goes first: --configfile takes every value that follows it.
+    dry = snakemake("results/demo/data/arc/bins", "-n", "-p", "--configfile", str(tmp_path / "irt.yaml"), workdir=tmp_path)
+    assert job_counts(dry.stdout) == {
+        "sample_data": 1, "download": 1, "responses_from_logs": 1, "irt": 1, "bin": 1, "total": 5,
+    }  # fmt: skip
+    assert "--metric acc,none" in dry.stdout + dry.stderr  # the dataset's headline_metric by default
