@@ -179,16 +179,15 @@ def fit_irt(correct, observed=None, model: str = "1pl", tol: float = 1e-4, max_i
             det = hess_bb * hess_ll - hess_bl**2
             step_b = (hess_ll * grad_b - hess_bl * grad_la) / det
             step_la = (hess_bb * grad_la - hess_bl * grad_b) / det
-            step_la = np.clip(step_la, -0.5, 0.5)
-            log_a = log_a + step_la
+            log_a = log_a + np.clip(step_la, -0.5, 0.5)
+        else:
+            step_b = grad_b / hess_bb
+        b = b + np.clip(step_b, -1.0, 1.0)  # damping: no jump of more than one logit per step
+        if model == "2pl":
             # The likelihood is unchanged by theta -> (theta - mu) / sd with b -> (b - mu) / sd and
             # a -> a sd; alternating steps crawl along that ridge, so put the abilities back on N(0, 1).
             mu, sd = theta.mean(), theta.std()
             theta, b, log_a = (theta - mu) / sd, (b - mu) / sd, log_a + np.log(sd)
-        else:
-            step_b, step_la = grad_b / hess_bb, np.zeros(1)
-        step_b = np.clip(step_b, -1.0, 1.0)  # damping: no jump of more than one logit per step
-        b = b + step_b
         # Measured after the rescaling: a fixed point of (steps + rescaling) is the answer.
         change = max(np.abs(theta - previous[0]).max(), np.abs(b - previous[1]).max(), np.abs(log_a - previous[2]).max())
         if change < tol:
