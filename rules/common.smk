@@ -60,6 +60,11 @@ def irt_settings(dataset):
     return {**defaults, **entry}
 
 
+def irt_bootstrap_arguments(dataset):
+    rounds = irt_settings(dataset).get("bootstrap", 0)
+    return f"--bootstrap {rounds} --n-bins {dataset_setting(dataset, 'n_bins')}" if rounds else ""
+
+
 def binning_quantile_key(dataset):
     """The dataset's own quantile_key; else `irt_quantile` when it fits IRT; else the global one."""
     own = config["datasets"][dataset].get("quantile_key")

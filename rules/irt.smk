@@ -40,6 +40,8 @@ rule irt:
     params:
         model=lambda wc: irt_settings(wc.dataset)["model"],
         min_responses=lambda wc: irt_settings(wc.dataset)["min_responses"],
+        # Bin stability needs the bin count; without bootstrap rounds n_bins is no input of this job.
+        bootstrap=lambda wc: irt_bootstrap_arguments(wc.dataset),
     threads: config["resources"].get("irt", DEFAULT_RESOURCES["irt"])["threads"]
     resources:
         **rule_resources("irt"),
@@ -47,5 +49,5 @@ rule irt:
         "../envs/data.yaml"
     shell:
         "python -m workflow_scripts.irt --responses {input.responses:q} --data {input.data:q}"
-        " --model {params.model} --min-responses {params.min_responses}"
+        " --model {params.model} --min-responses {params.min_responses} {params.bootstrap}"
         " --out {output.data:q} --items-out {output.item_table:q} --report {output.report:q} > {log:q} 2>&1"

@@ -139,6 +139,16 @@ def test_bad_tables_are_rejected_with_one_line(tmp_path, capsys, change, message
     assert not (tmp_path / "out.parquet").exists()
 
 
+def test_bin_stability_grows_with_the_number_of_subjects():
+    stability = {}
+    for n_subjects in (40, 1000):
+        correct, observed, _ = irt.simulate(n_subjects, 100, "1pl", missing=0.2, seed=11)
+        items, report = irt.fit_items(irt.to_long(correct, observed), "1pl", 1, bootstrap=10, n_bins=3)
+        assert items["bin_stability"].between(0, 1).all() and report["bootstrap_rounds"] == 10
+        stability[n_subjects] = report["mean_bin_stability"]
+    assert stability[40] < 0.85 < stability[1000]
+
+
 def test_lm_eval_logs_become_a_response_table(tmp_path):
     def write(model, stamp, samples):
         folder = tmp_path / "logs" / model
@@ -183,6 +193,8 @@ def test_demo_bins_from_a_fitted_response_table(tmp_path):
     assert spearman(bins["irt_difficulty"], bins["1pl_diff"]) >= 0.9
     report = json.loads((arc / "irt/report.json").read_text())
     assert report["n_subjects"] == 300 and report["binned_rows"] == 60 and report["converged"]
+    assert report["bootstrap_rounds"] == 20 and 0.5 < report["mean_bin_stability"] <= 1
+    assert bins["irt_bin_stability"].between(0, 1).all()
     # gsm8k has no irt block: it still bins on the shipped column.
     gsm8k = json.loads((tmp_path / "results/demo-irt/data/gsm8k/bins/manifest.json").read_text())
     assert gsm8k["quantile_key"] == "1pl_quantile"

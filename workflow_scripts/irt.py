@@ -254,10 +254,30 @@ def quantiles(values: np.ndarray) -> np.ndarray:
     return (ranks - ranks.min()) / (ranks.max() - ranks.min()) if ranks.max() > ranks.min() else np.zeros(len(values))
 
 
-def fit_items(responses: pd.DataFrame, model: str, min_responses: int) -> tuple[pd.DataFrame, dict]:
+def bin_stability(matrix: ResponseMatrix, binned: np.ndarray, model: str, n_bins: int, rounds: int,
+                  seed: int = 0) -> np.ndarray:  # fmt: skip
+    """Per item, the share of bootstrap refits (subjects drawn with replacement) that put it in the
+    same bin as the fit on all subjects: how much its bin depends on which models happened to answer."""
+    from workflow_scripts.binning import assign_bins
+
+    def bins_of(correct, observed):
+        difficulty = fit_irt(correct, observed, model=model).difficulty[binned]
+        return assign_bins(quantiles(difficulty), n_bins)
+
+    rng = np.random.default_rng(seed)
+    reference = bins_of(matrix.correct, matrix.observed)
+    same = np.zeros(len(reference))
+    for _ in range(rounds):
+        rows = rng.integers(0, matrix.correct.shape[0], matrix.correct.shape[0])
+        same += bins_of(matrix.correct[rows], matrix.observed[rows]) == reference
+    return same / rounds
+
+
+def fit_items(responses: pd.DataFrame, model: str, min_responses: int, bootstrap: int = 0,
+              n_bins: int = 10) -> tuple[pd.DataFrame, dict]:  # fmt: skip
     """Per-item table (item_id, n_responses, share_correct, difficulty, SE, discrimination, quantile,
-    status) and a report. Items with fewer than min_responses answers are fitted with the rest but get
-    no quantile (status `too_few_responses`), so they are never binned."""
+    status; bin_stability with bootstrap rounds) and a report. Items with fewer than min_responses
+    answers are fitted with the rest but get no quantile (status `too_few_responses`): never binned."""
     matrix = to_matrix(responses)
     fit = fit_irt(matrix.correct, matrix.observed, model=model)
     n_responses = matrix.observed.sum(0).astype(int)
@@ -278,6 +298,8 @@ def fit_items(responses: pd.DataFrame, model: str, min_responses: int) -> tuple[
     binned = items["status"] != "too_few_responses"
     items["quantile"] = np.nan
     items.loc[binned, "quantile"] = quantiles(items.loc[binned, "difficulty"].to_numpy())
+    if bootstrap:
+        items.loc[binned, "bin_stability"] = bin_stability(matrix, binned.to_numpy(), model, n_bins, bootstrap)
     report = {
         "model": model,
         "n_subjects": len(matrix.subjects),
@@ -289,6 +311,8 @@ def fit_items(responses: pd.DataFrame, model: str, min_responses: int) -> tuple[
         "last_step": fit.last_step,
         "fit_seconds": round(fit.seconds, 3),
         "min_responses": min_responses,
+        **({"bootstrap_rounds": bootstrap, "n_bins": n_bins, "mean_bin_stability": round(float(items["bin_stability"].mean()), 4)}
+           if bootstrap else {}),  # fmt: skip
         "too_few_responses": items.loc[~binned, "item_id"].tolist(),
         "all_correct": items.loc[items["status"] == "all_correct", "item_id"].tolist(),
         "all_wrong": items.loc[items["status"] == "all_wrong", "item_id"].tolist(),
@@ -313,8 +337,9 @@ def join_to_dataset(data: pd.DataFrame, items: pd.DataFrame) -> tuple[pd.DataFra
     """The dataset rows that got a quantile, with the IRT columns; and the item ids left out."""
     check_items_known(items, data)
     fitted = items.dropna(subset=["quantile"]).set_index("item_id")
-    fitted = fitted.rename(columns={k: v for k, v in COLUMNS.items()})[list(COLUMNS.values())]
-    data = data.drop(columns=[c for c in COLUMNS.values() if c in data.columns])
+    columns = {**COLUMNS, "bin_stability": "irt_bin_stability"} if "bin_stability" in fitted else COLUMNS
+    fitted = fitted.rename(columns=columns)[list(columns.values())]
+    data = data.drop(columns=[c for c in columns.values() if c in data.columns])
     keys = data["item_id"].astype(str)
     left_out = keys[~keys.isin(fitted.index)].tolist()
     joined = data[keys.isin(fitted.index).to_numpy()].join(fitted, on="item_id")
@@ -328,6 +353,8 @@ def main(argv=None) -> None:
     parser.add_argument("--data", required=True, help="normalized dataset parquet (has item_id)")
     parser.add_argument("--model", choices=MODELS, required=True)
     parser.add_argument("--min-responses", type=int, required=True)
+    parser.add_argument("--bootstrap", type=int, default=0, help="refits on resampled subjects to measure bin stability")
+    parser.add_argument("--n-bins", type=int, default=10, help="the bins whose stability --bootstrap measures")
     parser.add_argument("--out", required=True, help="the dataset with the IRT columns, binnable rows only")
     parser.add_argument("--items-out", required=True, help="per-item table")
     parser.add_argument("--report", required=True)
@@ -338,7 +365,7 @@ def main(argv=None) -> None:
     check_items_known(responses, data)  # before the fit: a wrong table fails at once
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        items, report = fit_items(responses, args.model, args.min_responses)
+        items, report = fit_items(responses, args.model, args.min_responses, args.bootstrap, args.n_bins)
     for warning in caught:  # one plain line each in the job's log
         print(f"warning: {warning.message}", file=sys.stderr)
     joined, left_out = join_to_dataset(data, items)
