@@ -36,7 +36,7 @@ rule irt:
     input:
         data=rules.download.output[0],
         responses=irt_responses,
-        code=code("workflow_scripts/irt.py", "workflow_scripts/io_utils.py"),
+        code=code("workflow_scripts/irt.py", "workflow_scripts/binning.py", "workflow_scripts/io_utils.py"),
     params:
         model=lambda wc: irt_settings(wc.dataset)["model"],
         min_responses=lambda wc: irt_settings(wc.dataset)["min_responses"],
