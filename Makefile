@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 # Rules call `python -m workflow_scripts...`: put the venv's python first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test lint benchmark status clean-demo
+.PHONY: demo demo-irt test lint benchmark benchmark-irt status clean-demo
 
 CONFIG ?= config/config.yaml
 
@@ -20,6 +20,10 @@ demo: $(VENV)/installed.stamp
 	@start=$$(date +%s); \
 	$(BIN)/snakemake --cores 2 --configfile config/demo.yaml && \
 	echo "Demo finished in $$(( $$(date +%s) - start )) s. Figures: $(CURDIR)/results/demo/figures/ ; table: $(CURDIR)/results/demo/tables/cells.csv"
+
+# The demo's bins from an IRT fit of synthetic responses instead of the shipped quantile column.
+demo-irt: $(VENV)/installed.stamp
+	$(BIN)/snakemake --cores 2 --configfile config/demo.yaml config/demo_irt.yaml
 
 test: $(VENV)/installed.stamp
 	$(BIN)/python -m pytest tests
@@ -38,3 +42,18 @@ status:
 
 clean-demo:
 	rm -rf results/demo resources/demo
+
+# Our IRT fit against py-irt, in its own venv (py-irt is no dependency of the workflow). torch==2.13.0
+# goes in first so that py-irt's torch requirement is met by the CPU build on disk, not a CUDA one.
+# Long (py-irt: minutes per 500 x 2,000 case, ~30+ min per 2,000 x 10,000): pick cases with
+# make benchmark-irt IRT_ARGS="--sizes 500x2000 --cases 1pl"; results append to benchmarks/out/.
+IRT_VENV := .venv-irt
+IRT_ARGS ?=
+$(IRT_VENV)/installed.stamp: benchmarks/irt_requirements.txt
+	test -x $(IRT_VENV)/bin/python || $(PYTHON) -m venv $(IRT_VENV)
+	$(IRT_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(IRT_VENV)/bin/python -m pip install --quiet -r benchmarks/irt_requirements.txt
+	touch $@
+
+benchmark-irt: $(IRT_VENV)/installed.stamp
+	OMP_NUM_THREADS=1 $(IRT_VENV)/bin/python benchmarks/irt_vs_pyirt.py $(IRT_ARGS)

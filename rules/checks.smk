@@ -47,6 +47,11 @@ def _semantic_problems(config):
         task = dataset.get("task")
         if task and not os.path.isfile(os.path.join(workflow.basedir, "tasks", f"{task}.yaml")):
             problems.append(f"datasets.{name}.task: no file tasks/{task}.yaml; fix: name a task in tasks/")
+        responses = (dataset.get("irt") or {}).get("responses")
+        # resources/ holds what the workflow itself makes (the demo's synthetic responses): not yet there is fine.
+        if responses and not os.path.exists(responses) and not responses.startswith("resources/"):
+            problems.append(f"datasets.{name}.irt.responses: {responses} does not exist; fix: point it at a "
+                            ".parquet/.csv table (subject, item_id, correct) or a folder of lm-eval sample logs")  # fmt: skip
         backend = dataset.get("evaluation", {}).get("backend", evaluation.get("backend"))
         if backend == "vllm" and not gpus:
             problems.append(f"datasets.{name}: evaluation backend 'vllm' needs a GPU but resources.evaluate.gpu is 0; "

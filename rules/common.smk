@@ -56,6 +56,41 @@ def dataset_setting(dataset, key):
     return config["datasets"][dataset].get(key, config[key])
 
 
+def irt_settings(dataset):
+    """The dataset's `irt` block with its defaults, or None when its bins use a shipped quantile column."""
+    entry = config["datasets"][dataset].get("irt")
+    if entry is None:
+        return None
+    defaults = {"model": "1pl", "min_responses": 20, "metric": config["datasets"][dataset]["headline_metric"]}
+    return {**defaults, **entry}
+
+
+def irt_bootstrap_arguments(dataset):
+    rounds = irt_settings(dataset).get("bootstrap", 0)
+    return f"--bootstrap {rounds} --n-bins {dataset_setting(dataset, 'n_bins')}" if rounds else ""
+
+
+def binning_quantile_key(dataset):
+    """The dataset's own quantile_key; else `irt_quantile` when it fits IRT; else the global one."""
+    own = config["datasets"][dataset].get("quantile_key")
+    return own or ("irt_quantile" if irt_settings(dataset) else config["quantile_key"])
+
+
+def binning_data(wildcards):
+    """What the bin step splits: the dataset joined with fitted difficulties, or the dataset as is."""
+    if irt_settings(wildcards.dataset):
+        return results("data", wildcards.dataset, "irt", "with_difficulty.parquet")
+    return results("data", wildcards.dataset, "normalized.parquet")
+
+
+def irt_responses(wildcards):
+    """A response table as given, or the one converted from a folder of lm-eval per-sample logs."""
+    responses = irt_settings(wildcards.dataset)["responses"]
+    if os.path.isdir(responses):
+        return results("data", wildcards.dataset, "irt", "responses.parquet")
+    return responses
+
+
 def bin_ids(dataset):
     return [str(k) for k in range(dataset_setting(dataset, "n_bins"))]
 
@@ -105,13 +140,18 @@ def train_processes():
     return config["resources"]["train"]["gpu"] or config["launch"]["cpu_processes"]
 
 
+# Rules that only some configs use, so their resources are optional in the config.
+DEFAULT_RESOURCES = {"irt": {"gpu": 0, "threads": 1, "mem_mb": 8000, "runtime": 60}}
+
+
 def rule_resources(rule_name):
     """The SLURM request of a rule's jobs, from config `resources:` and `cluster:`.
 
     GPU rules go to the GPU partition with `gpu=N` (the plugin turns it into --gpus=N), CPU rules to
     the CPU partition; a local run ignores the partition. The time limit grows with each attempt, so
     a job killed at its limit gets more time when it is retried."""
-    entry, cluster = config["resources"][rule_name], config["cluster"]
+    entry = config["resources"].get(rule_name) or DEFAULT_RESOURCES[rule_name]
+    cluster = config["cluster"]
     minutes = entry["runtime"]
     resources = {
         "mem_mb": entry["mem_mb"],

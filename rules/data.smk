@@ -49,11 +49,12 @@ rule bin:
     log:
         results("logs/bin/{dataset}.log"),
     input:
-        data=rules.download.output[0],
+        # The normalized table, or that table joined with IRT difficulties (rules/irt.smk).
+        data=binning_data,
         code=code("workflow_scripts/binning.py", "workflow_scripts/io_utils.py"),
     params:
         n_bins=lambda wc: dataset_setting(wc.dataset, "n_bins"),
-        quantile_key=lambda wc: dataset_setting(wc.dataset, "quantile_key"),
+        quantile_key=lambda wc: binning_quantile_key(wc.dataset),
     threads: config["resources"]["bin"]["threads"]
     resources:
         **rule_resources("bin"),

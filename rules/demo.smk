@@ -31,3 +31,21 @@ rule tiny_model:
     localrule: True
     shell:
         "python -m workflow_scripts.tiny_model --out-dir {output:q} > {log:q} 2>&1"
+
+
+rule sample_responses:
+    # A synthetic response table for a sample's items (1PL, known difficulties): config/demo_irt.yaml
+    # fits IRT on it instead of using the shipped quantile column.
+    output:
+        "resources/demo/sample_responses/{sample}.parquet",
+    log:
+        "resources/demo/logs/sample_responses/{sample}.log",
+    input:
+        sample="resources/demo/sample_data/{sample}.jsonl",
+        code=code("workflow_scripts/sample_data.py", "workflow_scripts/irt.py", "workflow_scripts/data.py"),
+    conda:
+        "../envs/data.yaml"
+    localrule: True
+    shell:
+        "python -m workflow_scripts.sample_data --dataset {wildcards.sample:q} --responses-for {input.sample:q}"
+        " --out {output:q} > {log:q} 2>&1"

@@ -223,13 +223,34 @@ GENERATORS = {
 }
 
 
+def sample_responses(sample: pd.DataFrame, n_subjects: int = 300, missing: float = 0.2, seed: int = 0) -> pd.DataFrame:
+    """A synthetic response table (subject, item_id, correct) for sample rows, drawn from a 1PL model
+    whose item difficulties are the rows' own standardized ``1pl_diff``: an IRT fit of it should give
+    back the shipped bins. Item ids are the ones the download step gives the rows."""
+    from workflow_scripts import data, irt
+
+    items = data.normalize(sample)
+    difficulty = items["1pl_diff"].to_numpy(dtype=float)
+    difficulty = (difficulty - difficulty.mean()) / difficulty.std()
+    correct, observed, _ = irt.simulate(n_subjects, len(items), "1pl", missing, seed=seed, difficulty=difficulty)
+    subjects = [f"synthetic-model-{i:03d}" for i in range(n_subjects)]
+    return irt.to_long(correct, observed, subjects, items["item_id"].tolist())
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True, choices=sorted(GENERATORS))
-    parser.add_argument("--out", required=True, help="jsonl file to write")
+    parser.add_argument("--out", required=True, help="jsonl file to write (parquet with --responses-for)")
     parser.add_argument("--rows", type=int, default=60)
+    parser.add_argument("--responses-for", help="write a synthetic response table for this sample jsonl instead")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    if args.responses_for:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table = sample_responses(pd.read_json(args.responses_for, lines=True))
+        table.to_parquet(out, index=False)
+        print(f"{len(table)} synthetic responses for {args.responses_for} written to {out}")
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     GENERATORS[args.dataset](args.rows).to_json(out, orient="records", lines=True)
     print(f"{args.rows} synthetic {args.dataset} rows written to {out}")

@@ -1,0 +1,53 @@
+# Difficulty from responses, for datasets with an `irt` block: (lm-eval logs ->) a long response table
+# -> a 1PL/2PL fit -> the dataset joined with irt_difficulty / _se / irt_discrimination / irt_quantile,
+# which the bin step then splits (rules/data.smk). Items with too few responses are listed in the
+# report and left out of the bins.
+
+
+rule responses_from_logs:
+    output:
+        results("data/{dataset}/irt/responses.parquet"),
+    log:
+        results("logs/responses/{dataset}.log"),
+    input:
+        logs=lambda wc: irt_settings(wc.dataset)["responses"],
+        code=code("workflow_scripts/responses.py", "workflow_scripts/data.py", "workflow_scripts/io_utils.py"),
+    params:
+        metric=lambda wc: irt_settings(wc.dataset)["metric"],
+        task=lambda wc: f"--task {irt_settings(wc.dataset)['task']}" if irt_settings(wc.dataset).get("task") else "",
+    resources:
+        **rule_resources("irt"),
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m workflow_scripts.responses --logs {input.logs:q} --metric {params.metric:q} {params.task}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule irt:
+    output:
+        data=results("data/{dataset}/irt/with_difficulty.parquet"),
+        item_table=results("data/{dataset}/irt/items.parquet"),
+        report=results("data/{dataset}/irt/report.json"),
+    log:
+        results("logs/irt/{dataset}.log"),
+    benchmark:
+        results("benchmarks/irt/{dataset}.tsv")
+    input:
+        data=rules.download.output[0],
+        responses=irt_responses,
+        code=code("workflow_scripts/irt.py", "workflow_scripts/binning.py", "workflow_scripts/io_utils.py"),
+    params:
+        model=lambda wc: irt_settings(wc.dataset)["model"],
+        min_responses=lambda wc: irt_settings(wc.dataset)["min_responses"],
+        # Bin stability needs the bin count; without bootstrap rounds n_bins is no input of this job.
+        bootstrap=lambda wc: irt_bootstrap_arguments(wc.dataset),
+    threads: config["resources"].get("irt", DEFAULT_RESOURCES["irt"])["threads"]
+    resources:
+        **rule_resources("irt"),
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "python -m workflow_scripts.irt --responses {input.responses:q} --data {input.data:q}"
+        " --model {params.model} --min-responses {params.min_responses} {params.bootstrap}"
+        " --out {output.data:q} --items-out {output.item_table:q} --report {output.report:q} > {log:q} 2>&1"
