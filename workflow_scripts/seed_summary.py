@@ -72,6 +72,8 @@ def seed_table(tidy: pd.DataFrame) -> pd.DataFrame:
     the cautious side. Unlike a pooled re-resampling it needs only the tidy table, so this table is a
     cheap job on tables/cells.parquet, and with one seed it is that seed's interval, unchanged.
     `significant`: the averaged change interval excludes 0, as in the tidy table."""
+    from workflow_scripts.aggregation import typed
+
     keys = [key for key in CELL_KEYS if key in tidy.columns]
     value = across_seeds(tidy, "value", keys)
     change = across_seeds(tidy, "change_vs_base", keys)[keys + ["mean", "std", "min", "max"]].rename(
@@ -83,6 +85,8 @@ def seed_table(tidy: pd.DataFrame) -> pd.DataFrame:
         .agg(**{c: (c, "first") for c in _PER_CELL if c in tidy.columns}, **{c: (c, "mean") for c in bounds})
         .reset_index()
     )
+    # Label columns that are empty throughout come out of groupby as objects: one dtype before merging.
+    value, change, per_cell = (typed(part) for part in (value, change, per_cell))
     table = value.merge(change, on=keys, how="left").merge(per_cell, on=keys, how="left")
     table["significant"] = (table["change_ci_low"] > 0) | (table["change_ci_high"] < 0)
     columns = [*keys, *(c for c in _PER_CELL if c in table.columns), *SUMMARY_COLUMNS, "ci_low", "ci_high",
