@@ -65,7 +65,9 @@ rule seed_table:
         results("logs/seed_table.log"),
     input:
         table=rules.cell_table.output.parquet,
-        code=code("workflow_scripts/seed_summary.py", "workflow_scripts/aggregation.py", "workflow_scripts/io_utils.py"),
+        code=code(
+            "workflow_scripts/seed_summary.py", "workflow_scripts/aggregation.py", "workflow_scripts/io_utils.py"
+        ),
     threads: config["resources"]["aggregate"]["threads"]
     resources:
         **rule_resources("aggregate"),

@@ -1,13 +1,15 @@
 """Cell files -> one tidy table with bootstrap confidence intervals.
 
 A row per (model, dataset, eval split, train, seed, test bin, metric, filter); ``train`` is a bin number,
-``base`` (the zero-shot model) or an in-context row (``icl4-bin3``), and the labels every cell file carries
-(see cell_names.labels: eval_split, train_kind, train_bin, in_context_k, seed) are columns, so every cell
-the run makes (all seeds, in-context rows) is a row. ``value`` is lm-eval's score of the cell; its interval comes from resampling the cell's
-questions (the ``.samples.jsonl`` beside each cell). Each trained and in-context row also carries the base model's value
-on the same test bin and eval split (the base model has no seed: every seed pairs with the one base row) and the change against it, with an interval from the *paired* bootstrap: trained
-and base scores are resampled with the same draw of questions, so the question-to-question spread that
-both share cancels out of the change, as in a paired test.
+``base`` (the zero-shot model) or an in-context row (``icl4-bin3``), and the labels every cell file
+carries (see cell_names.labels: eval_split, train_kind, train_bin, in_context_k, seed) are columns, so
+every cell the run makes (all seeds, in-context rows) is a row. ``value`` is lm-eval's score of the cell;
+its interval comes from resampling the cell's questions (the ``.samples.jsonl`` beside each cell). Each
+trained and in-context row also carries the base model's value on the same test bin and eval split (the
+base model has no seed: every seed pairs with the one base row) and the change against it, with an
+interval from the *paired* bootstrap: trained and base scores are resampled with the same draw of
+questions, so the question-to-question spread that both share cancels out of the change, as in a paired
+test.
 
 The bootstrap is vectorised: for one test bin, a (resamples x questions) matrix of draw counts is drawn
 once, and every cell and metric of that bin is resampled by one matrix product. A metric that scores a

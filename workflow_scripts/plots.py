@@ -11,9 +11,9 @@ Every figure names the evaluation mode that made it (eval_split: "scored on all 
 "scored on held-out items only"). With several seeds the heatmaps show the mean over seeds; in-context
 rows (`icl4-bin3`: the base model with 4 examples of bin 3 in its prompt) come below the trained rows.
 
-In the heatmaps, the cell tested on the bin a row learned from (the diagonal) is outlined, and a cell whose change is not
-significant (its bootstrap interval contains 0) is drawn faded with a grey label, so the colour a reader
-sees first is the colour of a change the data support.
+In the heatmaps, the cell tested on the bin a row learned from (the diagonal) is outlined, and a cell
+whose change is not significant (its bootstrap interval contains 0) is drawn faded with a grey label, so
+the colour a reader sees first is the colour of a change the data support.
 """
 
 from __future__ import annotations
@@ -177,7 +177,8 @@ def draw_pair(table: pd.DataFrame, model: str, dataset: str, headline_metric: st
     mappable = _heatmap(ax, found.change, found.significant, plt.get_cmap("RdBu"), norm, "+.1f", annotate, 0)
     fig.colorbar(mappable, ax=ax, label="change vs zero-shot (points)", format=lambda x, _: f"{100 * x:+.0f}")
     ax.set(xlabel="test bin (0 = easiest)", ylabel="trained on bin (icl<k>-bin<b>: k examples in prompt)",
-           title=f"{model} / {dataset}: change vs zero-shot\n{mode}\n{headline_metric}; faded: 95% CI contains 0")  # fmt: skip
+           title=f"{model} / {dataset}: change vs zero-shot\n{mode}\n"
+                 f"{headline_metric}; faded: 95% CI contains 0")  # fmt: skip
     save(fig, change_stem, dpi)
 
     fig, ax = plt.subplots(figsize=size)
@@ -186,7 +187,8 @@ def draw_pair(table: pd.DataFrame, model: str, dataset: str, headline_metric: st
     ax.axhline(0.5, color="white", lw=3)  # the base row apart from the trained rows
     fig.colorbar(mappable, ax=ax, label=f"{headline_metric} (%)", format=lambda x, _: f"{100 * x:.0f}")
     ax.set(xlabel="test bin (0 = easiest)", ylabel="trained on bin (base = zero-shot)",
-           title=f"{model} / {dataset}: accuracy\n{mode}\nfaded: not significantly different from zero-shot")  # fmt: skip
+           title=f"{model} / {dataset}: accuracy\n{mode}\n"
+                 "faded: not significantly different from zero-shot")  # fmt: skip
     save(fig, accuracy_stem, dpi)
     return found
 
