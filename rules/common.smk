@@ -262,18 +262,10 @@ def cell_path(model, dataset, train, test_bin):
     return results("cells", model, dataset, f"train-{train}", f"test-{test_bin}.json")
 
 
-def cells_of(model, dataset):
-    """The cells today's tables and heatmaps read: base and trained rows of the first seed. Further
-    seeds and in-context rows are made too (every_cell_of) and carry their labels, for the tables of
-    the results issue; so adding a seed plans only that seed's jobs."""
-    return [
-        cell_path(model, dataset, train, test_bin)
-        for train in row_names(dataset, every_seed=False)
-        for test_bin in bin_ids(dataset)
-    ]
-
-
 def every_cell_of(model, dataset):
+    """Every cell of a (model, dataset) in this config: the base model, each trained row per seed and,
+    with in_context.k, each in-context row per seed. The tables read them all, so adding a seed re-runs
+    that seed's jobs and the tables and figures built from them, nothing else."""
     return [cell_path(model, dataset, train, test_bin) for train in row_names(dataset) for test_bin in bin_ids(dataset)]
 
 
@@ -336,7 +328,7 @@ def evaluation_arguments(wildcards):
 
 def samples_of(model, dataset):
     """The per-question files beside a (model, dataset)'s cells: what the bootstrap resamples."""
-    return [path.removesuffix(".json") + ".samples.jsonl" for path in cells_of(model, dataset)]
+    return [path.removesuffix(".json") + ".samples.jsonl" for path in every_cell_of(model, dataset)]
 
 
 # ---- tables and figures ---------------------------------------------------------------------
@@ -354,6 +346,13 @@ def bootstrap_arguments():
 def figure_arguments():
     """How figures are drawn (config `report`): changing it re-runs the figures only."""
     return f"--dpi {config['report']['figure_dpi']}" + ("" if config["report"]["annotate_cells"] else " --no-annotate")
+
+
+def loss_rows(dataset):
+    """The trained rows whose loss curves a (model, dataset)'s figure shows: each bin, in this
+    eval_split, of the first seed (one line per bin stays readable; the other seeds' records sit in
+    their models' training.json)."""
+    return [cell_names.bin_name(b, eval_split(), seeds()[0]) for b in bin_ids(dataset)]
 
 
 def figures_of(model, dataset):
@@ -374,7 +373,8 @@ def summary_figures():
 def final_outputs():
     """Tables, figures, and every cell: cells are results in their own right, so a deleted or
     missing cell file is re-made even when the tables built from it look up to date."""
-    outputs = [results("tables", "cells.csv"), results("tables", "cells.parquet"), *summary_figures()]
+    outputs = [results("tables", f"{name}.{kind}") for name in ("cells", "seeds") for kind in ("csv", "parquet")]
+    outputs += summary_figures()
     for model in MODELS:
         for dataset in DATASETS:
             outputs += figures_of(model, dataset) + every_cell_of(model, dataset)

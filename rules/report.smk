@@ -1,5 +1,7 @@
 # aggregate: the cells of one (model, dataset) -> a tidy table with bootstrap intervals;
-# cell_table: all of them in one table (csv + parquet).
+# cell_table: all of them in one table (csv + parquet); seed_table: per cell, mean and spread over seeds
+# beside the bootstrap interval over questions.
+# Every cell the run makes (all seeds, in-context rows) is in the tables; the figures show seed means.
 # Figures (PNG + PDF, PNGs in the `snakemake --report` html): heatmaps per (model, dataset),
 # change_by_distance per dataset, change_grid per model, training_loss per (model, dataset).
 
@@ -10,7 +12,7 @@ rule aggregate:
     log:
         results("logs/aggregate/{model}/{dataset}.log"),
     input:
-        cells=lambda wc: cells_of(wc.model, wc.dataset),
+        cells=lambda wc: every_cell_of(wc.model, wc.dataset),
         samples=lambda wc: samples_of(wc.model, wc.dataset),
         code=code("workflow_scripts/aggregation.py", "workflow_scripts/io_utils.py"),
     params:
@@ -47,6 +49,32 @@ rule cell_table:
         "../envs/report.yaml"
     shell:
         "python -m workflow_scripts.aggregation --tables {input.tables:q} --csv {output.csv:q}"
+        " --parquet {output.parquet:q} > {log:q} 2>&1"
+
+
+rule seed_table:
+    output:
+        csv=report(
+            results("tables/seeds.csv"),
+            caption="captions/seed_table.rst",
+            category="Tables",
+            labels={"table": "mean and spread over seeds"},
+        ),
+        parquet=results("tables/seeds.parquet"),
+    log:
+        results("logs/seed_table.log"),
+    input:
+        table=rules.cell_table.output.parquet,
+        code=code(
+            "workflow_scripts/seed_summary.py", "workflow_scripts/aggregation.py", "workflow_scripts/io_utils.py"
+        ),
+    threads: config["resources"]["aggregate"]["threads"]
+    resources:
+        **rule_resources("aggregate"),
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "python -m workflow_scripts.seed_summary --table {input.table:q} --csv {output.csv:q}"
         " --parquet {output.parquet:q} > {log:q} 2>&1"
 
 
@@ -162,13 +190,14 @@ rule training_loss:
     log:
         results("logs/training_loss/{model}/{dataset}.log"),
     input:
-        models=lambda wc: [trained_model_dir(wc.model, wc.dataset, b) for b in bin_ids(wc.dataset)],
+        models=lambda wc: [trained_model_dir(wc.model, wc.dataset, row) for row in loss_rows(wc.dataset)],
         code=code("workflow_scripts/plots.py"),
     params:
         models=lambda wc, input: " ".join(
             f"--model-dir {b} {shlex.quote(d)}" for b, d in zip(bin_ids(wc.dataset), input.models)
         ),
         dpi=config["report"]["figure_dpi"],
+        eval_split=eval_split(),
     threads: config["resources"]["aggregate"]["threads"]
     resources:
         **rule_resources("aggregate"),
@@ -176,4 +205,5 @@ rule training_loss:
         "../envs/report.yaml"
     shell:
         "python -m workflow_scripts.plots --dpi {params.dpi} loss {params.models}"
-        " --model {wildcards.model:q} --dataset {wildcards.dataset:q} --png {output.png:q} > {log:q} 2>&1"
+        " --model {wildcards.model:q} --dataset {wildcards.dataset:q} --eval-split {params.eval_split}"
+        " --png {output.png:q} > {log:q} 2>&1"

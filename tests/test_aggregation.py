@@ -188,3 +188,137 @@ def test_non_significant_cells_are_faded(tmp_path):
     strong, faded = colours[0, 0, :3], colours[0, 1, :3]
     assert faded.min() > strong.min() + 0.3  # closer to white
     assert np.allclose(1 - faded, plots.MUTED * (1 - strong))
+
+
+# ---- every cell of a run: seeds, in-context rows, evaluation modes --------------------------------
+
+
+def write_labelled(folder, name, correct, test_bin=0, dataset="d"):
+    """A cell as the evaluate rule writes it: row name in the path, its labels in the file."""
+    from workflow_scripts import cell_names
+
+    path = folder / "cells" / "m" / dataset / f"train-{name}" / f"test-{test_bin}.json"
+    labels = cell_names.labels(name)
+    synthetic_cells.write_cell(path, "m", dataset, labels["train"], test_bin, np.array(correct), IDS)
+    cell = json.loads(path.read_text())
+    path.write_text(json.dumps({**cell, **labels}))
+    return path
+
+
+# Bin 0 over three seeds (0.8, 0.6, 0.7: mean 0.7, sample std 0.1) and an in-context row of bin 0.
+SEEDED = {
+    "base": ANSWERS["base"],  # 0.4
+    "0": [1, 1, 1, 1, 0, 1, 1, 0, 1, 1],  # 0.8
+    "0-seed43": [1, 1, 1, 0, 0, 1, 0, 0, 1, 1],  # 0.6
+    "0-seed44": [1, 1, 1, 1, 0, 1, 0, 0, 1, 1],  # 0.7
+    "icl2-bin0": [1, 1, 0, 1, 0, 1, 0, 0, 1, 0],  # 0.5: the base answers plus q3
+}
+
+
+def seeded_table(folder, **bootstrap):
+    paths = [write_labelled(folder, name, correct) for name, correct in SEEDED.items()]
+    return aggregation.tidy_table(paths, aggregation.Bootstrap(**bootstrap), {"d": "acc,none"})
+
+
+def test_every_seed_and_in_context_row_is_a_labelled_row_paired_with_base(tmp_path):
+    table = seeded_table(tmp_path, resamples=1000)
+    acc = table[table.metric == "acc"]
+    assert acc["train"].tolist() == ["base", "0", "0", "0", "icl2-bin0"]  # base, bins, then in-context
+    assert acc["seed"].isna().tolist() == [True, False, False, False, False]  # the base model has no seed
+    assert acc["seed"].dropna().tolist() == [42, 43, 44, 42]
+    assert acc["train_kind"].tolist() == ["base", "bin", "bin", "bin", "in_context"]
+    assert acc["in_context_k"].dropna().tolist() == [2] and set(acc["eval_split"]) == {"all"}
+    np.testing.assert_allclose(acc["value"], [0.4, 0.8, 0.6, 0.7, 0.5])
+    np.testing.assert_allclose(acc["base_value"], 0.4)  # every seed pairs with the one base row
+    np.testing.assert_allclose(acc["change_vs_base"].iloc[1:], [0.4, 0.2, 0.3, 0.1])
+    icl = acc[acc.train == "icl2-bin0"].iloc[0]
+    # Right wherever base is right, plus one question: every paired resample gains 0 or 0.1.
+    assert 0.0 <= icl.change_ci_low and icl.change_ci_high <= 0.3 + 1e-12
+    # Adding seeds and in-context rows leaves the study rows' intervals as they were.
+    study = aggregation.tidy_table(write_bin(tmp_path / "study", answers={k: SEEDED[k] for k in ("base", "0")}),
+                                   aggregation.Bootstrap(resamples=1000), {"d": "acc,none"})  # fmt: skip
+    study_acc = study[study.metric == "acc"].set_index("train")
+    for train in ("base", "0"):
+        row = acc[(acc.train == train) & (acc.seed.fillna(42) == 42)].iloc[0]
+        for column in ("ci_low", "ci_high", "change_ci_low", "change_ci_high"):
+            assert row[column] == study_acc.loc[train, column] or np.isnan(row[column])
+
+
+def test_heldout_and_whole_bin_cells_are_never_paired(tmp_path):
+    paths = [write_labelled(tmp_path, name, ANSWERS[key]) for name, key in
+             (("base", "base"), ("0", "0"), ("base-heldout", "2"), ("0-heldout", "1"))]  # fmt: skip
+    acc = aggregation.tidy_table(paths, aggregation.Bootstrap(resamples=200)).query("metric == 'acc'")
+    heldout = acc[acc.eval_split == "heldout"].set_index("train")
+    assert heldout.loc["0", "base_value"] == pytest.approx(0.1)  # base-heldout, not base
+    assert heldout.loc["0", "change_vs_base"] == pytest.approx(0.3)
+    assert acc[acc.eval_split == "all"].set_index("train").loc["0", "change_vs_base"] == pytest.approx(0.4)
+
+
+def test_csv_round_trip_keeps_the_labels(tmp_path):
+    table = seeded_table(tmp_path, resamples=100)
+    table.to_csv(tmp_path / "t.csv", index=False)
+    again = aggregation.read_table(tmp_path / "t.csv")
+    pd.testing.assert_frame_equal(table, again, check_dtype=False)
+    assert str(again["seed"].dtype) == "Int64" and again["train"].tolist() == table["train"].tolist()
+
+
+def test_seed_table_has_exact_means_spreads_and_averaged_intervals(tmp_path):
+    from workflow_scripts import seed_summary
+
+    table = seeded_table(tmp_path, resamples=500)
+    seeds = seed_summary.seed_table(table)
+    acc = seeds[seeds.metric == "acc"].set_index("train")
+    assert acc.index.tolist() == ["base", "0", "icl2-bin0"]
+    cell = acc.loc["0"]
+    assert (cell.n_seeds, cell.seeds) == (3, "42,43,44")
+    assert cell["mean"] == pytest.approx(0.7) and cell["std"] == pytest.approx(0.1)
+    assert cell["range"] == pytest.approx(0.2) and cell["change_mean"] == pytest.approx(0.3)
+    assert cell["change_std"] == pytest.approx(0.1) and cell["base_value"] == pytest.approx(0.4)
+    per_seed = table[(table.metric == "acc") & (table.train == "0")]
+    assert cell["ci_low"] == pytest.approx(per_seed["ci_low"].mean())
+    assert cell["change_ci_high"] == pytest.approx(per_seed["change_ci_high"].mean())
+    assert cell["significant"] == bool(cell["change_ci_low"] > 0 or cell["change_ci_high"] < 0)
+    base = acc.loc["base"]
+    assert (base.n_seeds, base.seeds, base["mean"]) == (1, "", pytest.approx(0.4)) and np.isnan(base["std"])
+    assert acc.loc["icl2-bin0", "change_mean"] == pytest.approx(0.1)
+
+
+def test_seed_table_of_one_seed_is_the_tidy_table(tmp_path):
+    from workflow_scripts import seed_summary
+
+    table = aggregation.tidy_table(write_bin(tmp_path), aggregation.Bootstrap(resamples=200))
+    seeds = seed_summary.seed_table(table)
+    assert len(seeds) == len(table) and set(seeds["n_seeds"]) == {1}
+    for column, source in (("mean", "value"), ("ci_low", "ci_low"), ("change_mean", "change_vs_base"),
+                           ("change_ci_high", "change_ci_high"), ("significant", "significant")):  # fmt: skip
+        np.testing.assert_array_equal(seeds[column].to_numpy(dtype=float), table[source].to_numpy(dtype=float))
+
+
+def test_heatmaps_average_seeds_and_add_in_context_rows(tmp_path):
+    found = plots.matrices(seeded_table(tmp_path, resamples=200), "acc,none")
+    assert found.accuracy.index.tolist() == ["base", "0", "icl2-bin0"] and found.n_seeds == 3
+    np.testing.assert_allclose(found.accuracy[0].to_numpy(), [0.4, 0.7, 0.5])
+    np.testing.assert_allclose(found.change[0].to_numpy(), [0.3, 0.1])
+
+
+def png_title(path):
+    from PIL import Image
+
+    return Image.open(path).info["Title"]
+
+
+@pytest.mark.parametrize("eval_split, mode", [("all", "scored on all items of each bin"),
+                                              ("heldout", "scored on held-out items only")])  # fmt: skip
+def test_every_figure_names_its_evaluation_mode(tmp_path, eval_split, mode):
+    table = seeded_table(tmp_path, resamples=100).assign(eval_split=eval_split)
+    plots.draw_pair(table, "m", "d", "acc,none", tmp_path / "change", tmp_path / "accuracy", dpi=60)
+    plots.draw_distance([table], "d", "acc,none", tmp_path / "distance", dpi=60)
+    plots.draw_model_grid({"d": table}, {"d": "acc,none"}, "m", tmp_path / "grid", dpi=60)
+    plots.draw_loss({"0": {"loss_per_step": [{"step": 1, "loss": 1.0}]}}, "m", "d", tmp_path / "loss", 60, eval_split)
+    for name in ("change", "accuracy", "distance", "grid", "loss"):
+        assert mode in png_title(tmp_path / f"{name}.png"), name
+        assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "mean over 3 seeds" in png_title(tmp_path / "change.png")
+    with pytest.raises(ValueError, match="mixes"):
+        plots.matrices(pd.concat([table, table.assign(eval_split="all" if eval_split == "heldout" else "heldout")]),
+                       "acc,none")  # fmt: skip

@@ -75,7 +75,7 @@ def reports(models=MODELS, datasets=DATASETS) -> set:
     figure of each of those datasets (all models in it), the grid of each of those models."""
     pairs = {job(rule, model=m, dataset=d) for rule, m, d in product(("aggregate", "heatmaps"), models, datasets)}
     summaries = {job("change_by_distance", dataset=d) for d in datasets} | {job("change_grid", model=m) for m in models}
-    return pairs | summaries | {job("cell_table")}
+    return pairs | summaries | {job("cell_table"), job("seed_table")}
 
 
 def loss_curves(models=MODELS, datasets=DATASETS) -> set:
@@ -166,6 +166,7 @@ def test_deleted_cell_reruns_that_cell_and_its_aggregates(checkout):
         expected = {job("evaluate", model="tiny-b", dataset="arc", train="1", test_bin="0")} | {
             job("aggregate", model="tiny-b", dataset="arc"), job("heatmaps", model="tiny-b", dataset="arc"),
             job("change_by_distance", dataset="arc"), job("change_grid", model="tiny-b"), job("cell_table"),
+            job("seed_table"),
         }  # fmt: skip
         assert planned(checkout, "config/reruns.yaml") == expected
     finally:

@@ -10,6 +10,7 @@ from itertools import product
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import REPO, snakemake
@@ -60,9 +61,16 @@ def training(train_bins, datasets=DATASETS) -> set:
             for rule, d, b in product(("train", "convert"), datasets, train_bins)}  # fmt: skip
 
 
-def reports(datasets=DATASETS) -> set:
+def tables_and_figures(datasets=DATASETS) -> set:
+    """Everything built from the cells: re-made whenever a cell is added (a seed, an in-context row)."""
     pairs = {job(rule, model="tiny-qwen2", dataset=d) for rule, d in product(("aggregate", "heatmaps"), datasets)}
-    return pairs | {job("cell_table")}
+    summaries = {job("change_by_distance", dataset=d) for d in datasets} | {job("change_grid", model="tiny-qwen2")}
+    return pairs | summaries | {job("cell_table"), job("seed_table")}
+
+
+def reports(datasets=DATASETS) -> set:
+    """Tables and figures, and the training-loss figures (built from the first seed's trained models)."""
+    return tables_and_figures(datasets) | {job("training_loss", model="tiny-qwen2", dataset=d) for d in datasets}
 
 
 def data_jobs(datasets=DATASETS) -> set:
@@ -99,12 +107,13 @@ def test_each_switch_from_scratch(tmp_path):
 def test_adding_a_seed_plans_only_that_seed(demo_run, tmp_path):
     planned = plan(demo_run, write(tmp_path, demo_config(seeds=[42, 43])))
     new = [f"{b}-seed43" for b in BINS]
-    assert planned == training(new) | cells(new)
+    # The new seed's jobs, and the tables and figures that now read its cells; nothing of seed 42.
+    assert planned == training(new) | cells(new) | tables_and_figures()
 
 
 def test_in_context_rows_cost_only_evaluation_jobs(demo_run, tmp_path):
     planned = plan(demo_run, write(tmp_path, demo_config(in_context={"k": 2})))
-    assert planned == cells([f"icl2-bin{b}" for b in BINS])
+    assert planned == cells([f"icl2-bin{b}" for b in BINS]) | tables_and_figures()
 
 
 def test_heldout_reuses_the_bins_and_keeps_the_study_results(demo_run, tmp_path):
@@ -156,8 +165,21 @@ def test_all_switches_together(demo_run, tmp_path):
         assert [r["settings"]["seed"] for r in records] == [42, 43]
         assert all(r["examples"] == 22 for r in records)  # the training part only
         assert records[0]["loss_per_step"] != records[1]["loss_per_step"]  # another seed, another run
-    # Today's table reads the first seed's held-out rows.
+    # The tables hold every cell: both seeds and the in-context rows, labelled, scored on held-out items.
     table = pd.read_csv(root / "tables/cells.csv", dtype={"train": str})
-    assert set(table["train"]) == {"base", "0", "1"}
+    assert set(table["train"]) == {"base", "0", "1", "icl2-bin0", "icl2-bin1"}
+    assert set(table["eval_split"]) == {"heldout"} and set(table["seed"].dropna()) == {42, 43}
+    headline = table[table["metric"] == "acc"]
+    assert len(headline) == (1 + 2 * 2 + 2 * 2) * 2  # (base + 2 bins x 2 seeds + 2 icl x 2 seeds) x 2 test bins
+    seeds = pd.read_csv(root / "tables/seeds.csv", dtype={"train": str})
+    acc = seeds[seeds["metric"] == "acc"].set_index(["train", "test_bin"])
+    assert len(acc) == 5 * 2 and set(acc["n_seeds"]) == {1, 2}
+    for (train, test_bin), row in acc.iterrows():
+        per_seed = headline[(headline["train"] == train) & (headline["test_bin"] == test_bin)]["value"]
+        assert row["mean"] == pytest.approx(per_seed.mean()) and row["n_seeds"] == len(per_seed)
+    from PIL import Image
+
+    title = Image.open(root / "figures/tiny-qwen2/arc/change_vs_base.png").info["Title"]
+    assert "scored on held-out items only" in title and "mean over 2 seeds" in title
     again = snakemake("-n", "--configfile", configfile, workdir=demo_run)
     assert "Nothing to be done" in again.stdout + again.stderr

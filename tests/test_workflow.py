@@ -17,6 +17,7 @@ def test_paper_grid_plans_the_study():
     assert counts["download"] == counts["bin"] == 8
     assert counts["heatmaps"] == counts["aggregate"] == counts["training_loss"] == 56
     assert counts["change_by_distance"] == 8 and counts["change_grid"] == 7
+    assert counts["cell_table"] == counts["seed_table"] == 1
 
 
 def test_lint_is_clean():
@@ -184,6 +185,6 @@ def test_killed_evaluation_leaves_no_cell_and_reruns_only_it(demo_run):
     counts = job_counts(plan)
     assert counts.get("evaluate") == 1 and "test_bin=2" in plan and "train=1" in plan
     assert set(counts) == {"evaluate", "aggregate", "heatmaps", "change_by_distance", "change_grid", "cell_table",
-                           "all", "total"}  # fmt: skip
+                           "seed_table", "all", "total"}  # fmt: skip
     snakemake("--configfile", str(REPO / "config/demo.yaml"), "--cores", "2", workdir=demo_run)
     assert json.loads((demo_run / cell).read_text())["n"] == 20

@@ -1,11 +1,15 @@
 """Cell files -> one tidy table with bootstrap confidence intervals.
 
-A row per (model, dataset, train, test bin, metric, filter); ``train`` is a bin number or ``base`` (the
-zero-shot model). ``value`` is lm-eval's score of the cell; its interval comes from resampling the cell's
-questions (the ``.samples.jsonl`` beside each cell). Each trained row also carries the base model's value
-on the same test bin and the change against it, with an interval from the *paired* bootstrap: trained
-and base scores are resampled with the same draw of questions, so the question-to-question spread that
-both share cancels out of the change, as in a paired test.
+A row per (model, dataset, eval split, train, seed, test bin, metric, filter); ``train`` is a bin number,
+``base`` (the zero-shot model) or an in-context row (``icl4-bin3``), and the labels every cell file
+carries (see cell_names.labels: eval_split, train_kind, train_bin, in_context_k, seed) are columns, so
+every cell the run makes (all seeds, in-context rows) is a row. ``value`` is lm-eval's score of the cell;
+its interval comes from resampling the cell's questions (the ``.samples.jsonl`` beside each cell). Each
+trained and in-context row also carries the base model's value on the same test bin and eval split (the
+base model has no seed: every seed pairs with the one base row) and the change against it, with an
+interval from the *paired* bootstrap: trained and base scores are resampled with the same draw of
+questions, so the question-to-question spread that both share cancels out of the change, as in a paired
+test.
 
 The bootstrap is vectorised: for one test bin, a (resamples x questions) matrix of draw counts is drawn
 once, and every cell and metric of that bin is resampled by one matrix product. A metric that scores a
@@ -30,11 +34,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workflow_scripts import cell_names
 from workflow_scripts.io_utils import atomic_write_parquet, atomic_write_text, one_line_errors
 
+# The labels of a row beyond model/dataset/train/test bin, appended last so that the study's columns keep
+# their places. train_bin, in_context_k and seed are empty where they do not apply (the base model).
+LABELS = ["eval_split", "train_kind", "train_bin", "in_context_k", "seed"]
+NULLABLE_INTEGERS = ["train_bin", "in_context_k", "seed"]
 COLUMNS = [
     "model", "dataset", "train", "test_bin", "task", "metric", "filter", "headline", "value", "n",
     "ci_low", "ci_high", "base_value", "change_vs_base", "change_ci_low", "change_ci_high", "significant",
+    *LABELS,
 ]  # fmt: skip
 
 
@@ -56,10 +66,14 @@ def samples_path(cell_path) -> Path:
 def read_cell(path) -> dict:
     try:
         cell = json.loads(Path(path).read_text())
+        # A cell written before cells carried labels is a study cell: its labels follow from its row name.
+        named = cell_names.labels(str(cell["train"]))
+        labels = {key: cell.get(key, named[key]) for key in LABELS}
         return {
             "model": cell["model"], "dataset": cell["dataset"], "train": str(cell["train"]),
             "test_bin": int(cell["test_bin"]), "task": cell["task"], "n": int(cell["n"]),
             "metrics": {key: float(value) for key, value in cell["metrics"].items() if "," in key},
+            **labels,
         }  # fmt: skip
     except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
         raise ValueError(f"cell file {path} is unreadable or incomplete ({error}); delete it to re-run that cell")
@@ -143,7 +157,9 @@ def group_seed(bootstrap: Bootstrap, model: str, dataset: str, test_bin: int) ->
 
 
 def _bootstrap_test_bin(cells: list[dict], bootstrap: Bootstrap) -> list[dict]:
-    """The rows of every cell of one (model, dataset, test bin), with intervals (paired with `base`)."""
+    """The rows of every cell of one (model, dataset, eval split, test bin), with intervals (paired with
+    `base`). Seeds and in-context rows answer the same questions as the study's rows, so they share the
+    draws and adding them changes no interval of the study's rows."""
     first = cells[0]
     question_ids = sorted({q for cell in cells for q in cell["question_ids"]})
     position = {q: i for i, q in enumerate(question_ids)}
@@ -158,7 +174,7 @@ def _bootstrap_test_bin(cells: list[dict], bootstrap: Bootstrap) -> list[dict]:
             rows.append({
                 "model": cell["model"], "dataset": cell["dataset"], "train": cell["train"],
                 "test_bin": cell["test_bin"], "task": cell["task"], "metric": metric, "filter": filter_name,
-                "value": value, "n": cell["n"], "_key": key,
+                "value": value, "n": cell["n"], "_key": key, **{label: cell[label] for label in LABELS},
             })  # fmt: skip
             row_sums, row_counts = np.zeros(len(question_ids)), np.zeros(len(question_ids))
             if key in cell["scores"]:
@@ -174,6 +190,8 @@ def _bootstrap_test_bin(cells: list[dict], bootstrap: Bootstrap) -> list[dict]:
 
     # The change is resampled paired: trained and base estimates of one resample share its questions.
     base_of = {row["_key"]: i for i, row in enumerate(rows) if row["train"] == "base"}
+    if len(base_of) < sum(row["train"] == "base" for row in rows):
+        raise ValueError(f"two base cells for {first['model']}/{first['dataset']} test bin {first['test_bin']}")
     change_low, change_high = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
     paired = [(i, base_of[row["_key"]]) for i, row in enumerate(rows)
               if row["train"] != "base" and row["_key"] in base_of]  # fmt: skip
@@ -200,7 +218,8 @@ def tidy_table(cell_files, bootstrap: Bootstrap = Bootstrap(),
     for path in cell_files:
         cell = read_cell(path)
         cell["question_ids"], cell["scores"] = read_question_scores(samples_path(path))
-        groups.setdefault((cell["model"], cell["dataset"], cell["test_bin"]), []).append(cell)
+        # Held-out and whole-bin cells score different questions: never resampled or paired together.
+        groups.setdefault((cell["model"], cell["dataset"], cell["eval_split"], cell["test_bin"]), []).append(cell)
     rows = [row for key in sorted(groups) for row in _bootstrap_test_bin(groups[key], bootstrap)]
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("headline", "significant")])
     headline_metrics = headline_metrics or {}
@@ -209,16 +228,32 @@ def tidy_table(cell_files, bootstrap: Bootstrap = Bootstrap(),
     table["significant"] = (table["change_ci_low"] > 0) | (table["change_ci_high"] < 0)
     table["n"] = table["n"].astype(int)
     table["test_bin"] = table["test_bin"].astype(int)
-    return sort_rows(table[COLUMNS])
+    return sort_rows(typed(table[COLUMNS]))
+
+
+def typed(table: pd.DataFrame) -> pd.DataFrame:
+    """Label columns as pandas' nullable integers: empty (not NaN floats) where they do not apply."""
+    return table.astype({column: "Int64" for column in NULLABLE_INTEGERS if column in table.columns})
+
+
+def row_order(train: str) -> tuple[int, int, int]:
+    """Base first, then train bins in numeric order, then in-context rows (by k, then source bin)."""
+    labels = cell_names.labels(train)
+    if labels["train_kind"] == "base":
+        return (0, 0, 0)
+    if labels["train_kind"] == "bin":
+        return (1, labels["train_bin"], 0)
+    return (2, labels["in_context_k"], labels["train_bin"])
 
 
 def sort_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """Base rows first, then train bins in numeric order."""
-    order = table["train"].map(lambda t: -1 if t == "base" else int(t))
+    """Per (model, dataset, eval split, metric, filter): rows in row_order, each row's seeds in order
+    (the base model, without a seed, first), then test bins."""
+    sort_keys = ["model", "dataset", "eval_split", "metric", "filter", "_order", "_seed", "test_bin"]
     return (
-        table.assign(_order=order)
-        .sort_values(["model", "dataset", "metric", "filter", "_order", "test_bin"], kind="stable")
-        .drop(columns="_order")
+        table.assign(_order=table["train"].map(row_order), _seed=table["seed"].astype("Float64").fillna(-1))
+        .sort_values(sort_keys, kind="stable")
+        .drop(columns=["_order", "_seed"])
         .reset_index(drop=True)
     )
 
@@ -227,7 +262,8 @@ def read_table(path) -> pd.DataFrame:
     """A table written by this module (csv or parquet), with `train` kept as text ('base', '0', ...)."""
     if str(path).endswith(".parquet"):
         return pd.read_parquet(path)
-    return pd.read_csv(path, dtype={"train": str, "filter": str, "metric": str})
+    integers = {column: "Int64" for column in NULLABLE_INTEGERS}
+    return pd.read_csv(path, dtype={"train": str, "filter": str, "metric": str, "eval_split": str, **integers})
 
 
 @one_line_errors

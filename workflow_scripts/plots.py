@@ -7,9 +7,13 @@
 - model-grid: per model: the change heatmaps of every dataset on one shared colour scale;
 - loss:       per (model, dataset): the training loss of every train bin, from its training.json.
 
-In the heatmaps, the diagonal (tested on the training bin) is outlined, and a cell whose change is not
-significant (its bootstrap interval contains 0) is drawn faded with a grey label, so the colour a reader
-sees first is the colour of a change the data support.
+Every figure names the evaluation mode that made it (eval_split: "scored on all items of each bin" or
+"scored on held-out items only"). With several seeds the heatmaps show the mean over seeds; in-context
+rows (`icl4-bin3`: the base model with 4 examples of bin 3 in its prompt) come below the trained rows.
+
+In the heatmaps, the cell tested on the bin a row learned from (the diagonal) is outlined, and a cell
+whose change is not significant (its bootstrap interval contains 0) is drawn faded with a grey label, so
+the colour a reader sees first is the colour of a change the data support.
 """
 
 from __future__ import annotations
@@ -34,10 +38,44 @@ plt.rcParams.update({"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12
 MUTED = 0.25  # a non-significant cell keeps this share of its colour (the rest is white)
 
 
+MODES = {"all": "scored on all items of each bin", "heldout": "scored on held-out items only"}
+TRAINED_ON = {"all": "trained on whole bins", "heldout": "trained on each bin's training part"}
+
+
 class Matrices(NamedTuple):
-    accuracy: pd.DataFrame  # rows: base, 0..n-1 (train bins); columns: test bins
-    change: pd.DataFrame  # rows: train bins; columns: test bins
+    accuracy: pd.DataFrame  # rows: base, 0..n-1 (train bins), then in-context rows; columns: test bins
+    change: pd.DataFrame  # rows: train bins, then in-context rows; columns: test bins
     significant: pd.DataFrame  # same shape as change: its interval excludes 0
+    n_seeds: int = 1  # the most seeds any row was averaged over
+
+
+def eval_split_of(table: pd.DataFrame) -> str:
+    """The one evaluation mode of a table's rows (a table of cells made before labels: the study's)."""
+    splits = set(table["eval_split"].dropna()) if "eval_split" in table.columns else set()
+    if len(splits) > 1:
+        raise ValueError(f"a figure shows one eval_split; the table mixes {sorted(splits)}")
+    return splits.pop() if splits else "all"
+
+
+def mode_label(table: pd.DataFrame) -> str:
+    return MODES[eval_split_of(table)]
+
+
+def row_bin(train: str) -> int | None:
+    """The bin a row learned from ('3' and 'icl4-bin3': 3; 'base': None)."""
+    return None if train == "base" else int(str(train).rsplit("bin", 1)[-1])
+
+
+def seed_means(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """One row per (model, train, test bin): value, change and their intervals averaged over seeds (the
+    seeds table's choice, see seed_summary.seed_table); significant again from the averaged interval."""
+    columns = ["value", "change_vs_base", "change_ci_low", "change_ci_high"]
+    if "seed" not in rows.columns or not rows.duplicated(["model", "train", "test_bin"]).any():
+        return rows, 1
+    grouped = rows.groupby(["model", "dataset", "train", "test_bin"], sort=False)
+    means = grouped[columns].mean().reset_index()
+    means["significant"] = (means["change_ci_low"] > 0) | (means["change_ci_high"] < 0)
+    return means, int(grouped.size().max())
 
 
 def headline_rows(table: pd.DataFrame, headline_metric: str) -> pd.DataFrame:
@@ -50,8 +88,11 @@ def headline_rows(table: pd.DataFrame, headline_metric: str) -> pd.DataFrame:
 
 
 def matrices(table: pd.DataFrame, headline_metric: str) -> Matrices:
-    rows = headline_rows(table, headline_metric)
-    order = ["base"] + sorted((t for t in set(rows["train"]) if t != "base"), key=int)
+    from workflow_scripts.aggregation import row_order
+
+    eval_split_of(table)
+    rows, n_seeds = seed_means(headline_rows(table, headline_metric))
+    order = sorted(set(rows["train"]), key=row_order)
 
     def pivot(column):
         return rows.pivot(index="train", columns="test_bin", values=column).reindex(order)
@@ -59,13 +100,28 @@ def matrices(table: pd.DataFrame, headline_metric: str) -> Matrices:
     accuracy = pivot("value")
     change = accuracy.drop(index="base") - accuracy.loc["base"]
     significant = pivot("significant").drop(index="base").fillna(False).astype(bool)
-    return Matrices(accuracy, change, significant)
+    return Matrices(accuracy, change, significant, n_seeds)
+
+
+def subtitle(table: pd.DataFrame, found: Matrices) -> str:
+    """The evaluation mode, and the number of seeds where cells are means."""
+    seeds = f"; mean over {found.n_seeds} seeds" if found.n_seeds > 1 else ""
+    return mode_label(table) + seeds
+
+
+def figure_title(fig) -> str:
+    """The figure's title text (suptitle, then each panel's title), one line."""
+    texts = [fig._suptitle.get_text()] if fig._suptitle is not None else []
+    texts += [ax.get_title() for ax in fig.axes]
+    return " | ".join(" ".join(text.split()) for text in texts if text)
 
 
 def save(fig, stem, dpi: int) -> None:
-    """stem.png and stem.pdf (the PDF for papers, the PNG for the report and slides)."""
-    fig.savefig(f"{stem}.png", dpi=dpi, bbox_inches="tight")
-    fig.savefig(f"{stem}.pdf", bbox_inches="tight")
+    """stem.png and stem.pdf (the PDF for papers, the PNG for the report and slides). Both carry the
+    title text in their metadata ("Title"), so a reader (or a test) can tell the mode without pixels."""
+    metadata = {"Title": figure_title(fig)}
+    fig.savefig(f"{stem}.png", dpi=dpi, bbox_inches="tight", metadata=metadata)
+    fig.savefig(f"{stem}.pdf", bbox_inches="tight", metadata=metadata)
     plt.close(fig)
 
 
@@ -91,8 +147,14 @@ def _heatmap(ax, matrix: pd.DataFrame, significant: pd.DataFrame | None, cmap, n
                 colour = "0.4" if faded[i, j] else ("white" if luminance[i, j] < 0.5 else "black")
                 ax.text(j, i, format(100 * value, label_format), ha="center", va="center", fontsize=size,
                         color=colour, fontweight="normal" if faded[i, j] else "bold")  # fmt: skip
-    for k in range(min(matrix.shape[0] - diagonal_row_offset, matrix.shape[1])):
-        ax.add_patch(plt.Rectangle((k - 0.5, k + diagonal_row_offset - 0.5), 1, 1, fill=False, lw=2, ec="black"))
+    columns = [str(c) for c in matrix.columns]
+    for i, train in enumerate(matrix.index):
+        source = row_bin(train)
+        if i >= diagonal_row_offset and source is not None and str(source) in columns:
+            ax.add_patch(plt.Rectangle((columns.index(str(source)) - 0.5, i - 0.5), 1, 1, fill=False, lw=2, ec="black"))
+    trained = sum(1 for train in matrix.index if not str(train).startswith("icl"))
+    if 0 < trained < matrix.shape[0]:  # the in-context rows apart from the trained ones
+        ax.axhline(trained - 0.5, color="white", lw=3)
     return matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
 
 
@@ -105,16 +167,18 @@ def change_limit(*changes: pd.DataFrame) -> float:
 def draw_pair(table: pd.DataFrame, model: str, dataset: str, headline_metric: str, change_stem, accuracy_stem,
               dpi: int = 150, annotate: bool = True) -> Matrices:  # fmt: skip
     found = matrices(table, headline_metric)
-    n_bins = found.accuracy.shape[1]
-    size = (max(6.0, 2.5 + 0.75 * n_bins), max(4.5, 1.8 + 0.6 * (n_bins + 1)))
+    n_bins, n_rows = found.accuracy.shape[1], found.accuracy.shape[0]
+    size = (max(6.0, 2.5 + 0.75 * n_bins), max(4.5, 1.8 + 0.6 * n_rows))
+    mode = subtitle(table, found)
 
     fig, ax = plt.subplots(figsize=size)
     limit = change_limit(found.change)
     norm = matplotlib.colors.Normalize(-limit, limit)
     mappable = _heatmap(ax, found.change, found.significant, plt.get_cmap("RdBu"), norm, "+.1f", annotate, 0)
     fig.colorbar(mappable, ax=ax, label="change vs zero-shot (points)", format=lambda x, _: f"{100 * x:+.0f}")
-    ax.set(xlabel="test bin (0 = easiest)", ylabel="trained on bin",
-           title=f"{model} / {dataset}: change vs zero-shot\n{headline_metric}; faded: 95% CI contains 0")  # fmt: skip
+    ax.set(xlabel="test bin (0 = easiest)", ylabel="trained on bin (icl<k>-bin<b>: k examples in prompt)",
+           title=f"{model} / {dataset}: change vs zero-shot\n{mode}\n"
+                 f"{headline_metric}; faded: 95% CI contains 0")  # fmt: skip
     save(fig, change_stem, dpi)
 
     fig, ax = plt.subplots(figsize=size)
@@ -123,15 +187,19 @@ def draw_pair(table: pd.DataFrame, model: str, dataset: str, headline_metric: st
     ax.axhline(0.5, color="white", lw=3)  # the base row apart from the trained rows
     fig.colorbar(mappable, ax=ax, label=f"{headline_metric} (%)", format=lambda x, _: f"{100 * x:.0f}")
     ax.set(xlabel="test bin (0 = easiest)", ylabel="trained on bin (base = zero-shot)",
-           title=f"{model} / {dataset}: accuracy\nfaded: not significantly different from zero-shot")  # fmt: skip
+           title=f"{model} / {dataset}: accuracy\n{mode}\n"
+                 "faded: not significantly different from zero-shot")  # fmt: skip
     save(fig, accuracy_stem, dpi)
     return found
 
 
 def distance_rows(tables: list[pd.DataFrame], headline_metric: str) -> pd.DataFrame:
-    """Trained rows of the headline metric with distance = test bin - train bin."""
+    """Trained rows of the headline metric (means over seeds) with distance = test bin - train bin.
+
+    In-context rows are left out: the figure is about how far training carries."""
     rows = pd.concat([headline_rows(t, headline_metric) for t in tables], ignore_index=True)
-    rows = rows[rows["train"] != "base"].copy()
+    rows = rows[rows["train"].str.fullmatch(r"\d+")]
+    rows = seed_means(rows)[0].copy()
     rows["distance"] = rows["test_bin"] - rows["train"].astype(int)
     return rows
 
@@ -142,6 +210,7 @@ def draw_distance(tables: list[pd.DataFrame], dataset: str, headline_metric: str
     import seaborn as sns
 
     rows = distance_rows(tables, headline_metric)
+    mode = mode_label(pd.concat(tables, ignore_index=True))
     fig, ax = plt.subplots(figsize=(8, 5))
     ax.axhline(0, color="0.4", lw=1)
     ax.axvline(0, color="0.8", lw=1, ls=":")
@@ -151,7 +220,7 @@ def draw_distance(tables: list[pd.DataFrame], dataset: str, headline_metric: str
     ax.set_xticks(distances)
     ax.set(xlabel="bin distance (test bin - train bin; > 0: harder than training)",
            ylabel="change vs zero-shot (points)",
-           title=f"{dataset}: change vs zero-shot by bin distance\n"
+           title=f"{dataset}: change vs zero-shot by bin distance\n{mode}\n"
                  f"{headline_metric}; band: 95% CI over train bins")  # fmt: skip
     ax.legend(title="model", fontsize=9)
     save(fig, stem, dpi)
@@ -174,7 +243,10 @@ def draw_model_grid(tables: dict[str, pd.DataFrame], headline_metrics: dict[str,
     for ax in axes.flat[len(found) :]:
         ax.axis("off")
     fig.colorbar(mappable, ax=axes, label="change vs zero-shot (points)", format=lambda x, _: f"{100 * x:+.0f}")
-    fig.suptitle(f"{model}: change vs zero-shot, every dataset (shared scale; faded: 95% CI contains 0)")
+    mode = mode_label(pd.concat(list(tables.values()), ignore_index=True))
+    seeds = max(m.n_seeds for m in found.values())
+    fig.suptitle(f"{model}: change vs zero-shot, every dataset (shared scale; faded: 95% CI contains 0)\n"
+                 f"{mode}" + (f"; mean over {seeds} seeds" if seeds > 1 else ""))  # fmt: skip
     save(fig, stem, dpi)
     return limit
 
@@ -183,7 +255,8 @@ def loss_history(record: dict) -> pd.DataFrame:
     return pd.DataFrame(record.get("loss_per_step") or [], columns=["step", "loss"])
 
 
-def draw_loss(records: dict[str, dict], model: str, dataset: str, stem, dpi: int = 150) -> None:
+def draw_loss(records: dict[str, dict], model: str, dataset: str, stem, dpi: int = 150,
+              eval_split: str = "all") -> None:  # fmt: skip
     """One training-loss line per train bin (records: train bin -> its training.json)."""
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(records), 1)))
@@ -193,7 +266,8 @@ def draw_loss(records: dict[str, dict], model: str, dataset: str, stem, dpi: int
                 color=colour, label=f"bin {train_bin}")  # fmt: skip
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # steps are whole numbers
     ax.set(xlabel="optimizer step", ylabel="training loss (completion tokens)",
-           title=f"{model} / {dataset}: training loss per train bin")  # fmt: skip
+           title=f"{model} / {dataset}: training loss per train bin\n"
+                 f"{TRAINED_ON[eval_split]} (run {MODES[eval_split]})")  # fmt: skip
     ax.legend(title="trained on", fontsize=9, ncol=2)
     save(fig, stem, dpi)
 
@@ -232,6 +306,7 @@ def main(argv=None) -> None:
     loss.add_argument("--model", required=True)
     loss.add_argument("--dataset", required=True)
     loss.add_argument("--png", required=True)
+    loss.add_argument("--eval-split", choices=sorted(MODES), default="all")
     args = parser.parse_args(argv)
     annotate = not args.no_annotate
 
@@ -249,7 +324,7 @@ def main(argv=None) -> None:
             draw_model_grid(tables, headline, args.model, _stem(args.png), args.dpi, annotate)
         else:
             records = {b: json.loads((Path(d) / "training.json").read_text()) for b, d in args.model_dir}
-            draw_loss(records, args.model, args.dataset, _stem(args.png), args.dpi)
+            draw_loss(records, args.model, args.dataset, _stem(args.png), args.dpi, args.eval_split)
 
     run()
 
