@@ -27,7 +27,10 @@ import pytest
 from conftest import REPO, snakemake
 
 GPU_RULES = {"train", "evaluate"}
-CPU_RULES = {"bin", "convert", "aggregate", "cell_table", "seed_table", "heatmaps", "change_by_distance", "change_grid", "training_loss"}
+CPU_RULES = {
+    "bin", "convert", "aggregate", "cell_table", "seed_table",
+    "heatmaps", "change_by_distance", "change_grid", "training_loss",
+}  # fmt: skip
 LOCAL_RULES = {"download", "fetch_model", "sample_data", "tiny_model", "all"}
 SLURM_TEST_FLAGS = [
     "--sdm", "env-modules",
