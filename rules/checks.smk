@@ -81,7 +81,10 @@ def check_config(config):
         schema = yaml.safe_load(handle)
     validator = jsonschema.Draft202012Validator(schema)
     problems = [_describe(e) for e in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))]
-    if not problems:
+    if not problems and workflow.is_main_process:
+        # Checked once, by the run that plans the jobs. A cluster job re-reads the workflow while
+        # other jobs may still be writing the files these checks look at (the demo's model folder),
+        # and would fail on a half-written folder.
         problems = _semantic_problems(config)
     if problems:
         raise WorkflowError("invalid config, nothing was run:\n" + "\n".join(f"  - {p}" for p in problems))
