@@ -169,9 +169,15 @@ def test_killed_evaluation_leaves_no_cell_and_reruns_only_it(demo_run):
                "--forcerun", cell, "--until", cell]  # fmt: skip
     run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
+    def command_line(process):
+        try:
+            return " ".join(process.cmdline())
+        except psutil.NoSuchProcess:  # a short-lived child (the shell's prefix) ended meanwhile
+            return ""
+
     while True:
         evaluating = [p for p in psutil.Process(run.pid).children(recursive=True)
-                      if "workflow_scripts.evaluation" in " ".join(p.cmdline())]  # fmt: skip
+                      if "workflow_scripts.evaluation" in command_line(p)]  # fmt: skip
         if evaluating:
             break
         assert run.poll() is None and time.time() < deadline, "the evaluation never started"
