@@ -91,19 +91,12 @@ def run_case(model: str, n_subjects: int, n_items: int, missing: float, epochs: 
     start = time.perf_counter()
     theirs = fit_pyirt(correct, observed, model, epochs)
     theirs_seconds = time.perf_counter() - start
+    # The same record, with py-irt's figures beside ours.
     return {
-        "model": model,
-        "subjects": n_subjects,
-        "items": n_items,
-        "missing": missing,
-        "seed": seed,
-        "threads": os.environ.get("OMP_NUM_THREADS", "all"),
-        "ours_seconds": round(ours_seconds, 2),
-        "ours_iterations": ours.iterations,
+        **case,
         "pyirt_seconds": round(theirs_seconds, 1),
         "pyirt_epochs": epochs,
         "speedup": round(theirs_seconds / ours_seconds, 1),
-        "ours": scores(ours.difficulty, truth["difficulty"]),
         "pyirt": scores(theirs, truth["difficulty"]),
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,24 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
+
+
+def planned_jobs(dry_run_output: str, leave_out=("all",)) -> set[tuple[str, frozenset]]:
+    """A dry-run's jobs as (rule, wildcards), without the rules named in leave_out."""
+    jobs, rule, wildcards = set(), None, frozenset()
+    for line in dry_run_output.splitlines() + ["rule end:"]:
+        match = re.match(r"^(?:local)?rule (\w+):$", line)
+        if match:
+            if rule and rule not in leave_out:
+                jobs.add((rule, wildcards))
+            rule, wildcards = match.group(1), frozenset()
+        elif rule and (match := re.match(r"^\s+wildcards: (.*)$", line)):
+            wildcards = frozenset(tuple(part.split("=", 1)) for part in match.group(1).split(", "))
+    return jobs
+
+
+def job(rule: str, **wildcards) -> tuple[str, frozenset]:
+    return rule, frozenset(wildcards.items())
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ SLURM_TEST_FLAGS = [
 ]  # fmt: skip
 
 
-def planned_jobs(dry_run_output: str) -> list[tuple[str, dict]]:
+def planned_resources(dry_run_output: str) -> list[tuple[str, dict]]:
     """(rule, resources) of every job a dry-run prints."""
     jobs, rule = [], None
     for line in dry_run_output.splitlines():
@@ -58,7 +58,7 @@ def test_profile_dry_run_places_every_rule_of_the_paper_grid():
     fake_conda = REPO / "tests/slurm/fake_conda"
     result = snakemake("--profile", "slurm-b200", "-n", env_extra={"PATH": f"{fake_conda}:{os.environ['PATH']}"})
     assert "Using profile slurm-b200" in result.stdout + result.stderr
-    jobs = planned_jobs(result.stdout)
+    jobs = planned_resources(result.stdout)
     by_rule: dict[str, set] = {}
     for rule, resources in jobs:
         by_rule.setdefault(rule, set()).add(
@@ -88,7 +88,7 @@ def test_cluster_settings_reach_every_job(tmp_path):
     site.write_text("cluster: {gpu_partition: gpu-big, cpu_partition: short, account: lab42, gpu_model: b200}\n")
     result = snakemake("--configfile", str(REPO / "config/demo.yaml"), str(REPO / "tests/slurm/demo_resources.yaml"),
                        str(site), "-n", workdir=tmp_path)  # fmt: skip
-    for rule, resources in planned_jobs(result.stdout):
+    for rule, resources in planned_resources(result.stdout):
         if rule in GPU_RULES:
             assert (resources["slurm_partition"], resources["gpu_model"]) == ("gpu-big", "b200"), rule
         elif rule in CPU_RULES:

@@ -8,7 +8,6 @@ edit, compares the dry-run's set of (rule, wildcards) with the expected set, and
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from itertools import product
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from conftest import REPO, job, planned_jobs, snakemake
 
 MODELS = ["tiny-a", "tiny-b"]
 DATASETS = ["arc", "gsm8k"]
@@ -44,20 +43,8 @@ def write_config(checkout: Path, config: dict, name: str) -> str:
 def planned(checkout: Path, configfile: str) -> set[tuple[str, frozenset]]:
     """The dry-run's jobs as (rule, wildcards); the `all` target is not work and is left out."""
     result = snakemake("-n", "--configfile", configfile, workdir=checkout, repo=checkout)
-    jobs, rule, wildcards = set(), None, frozenset()
-    for line in (result.stdout + result.stderr).splitlines() + ["rule end:"]:
-        match = re.match(r"^(?:local)?rule (\w+):$", line)
-        if match:
-            if rule and rule != "all":
-                jobs.add((rule, wildcards))
-            rule, wildcards = match.group(1), frozenset()
-        elif rule and (match := re.match(r"^\s+wildcards: (.*)$", line)):
-            wildcards = frozenset(tuple(part.split("=", 1)) for part in match.group(1).split(", "))
-    return jobs
+    return planned_jobs(result.stdout + result.stderr, leave_out=("all",))
 
-
-def job(rule: str, **wildcards) -> tuple[str, frozenset]:
-    return rule, frozenset(wildcards.items())
 
 
 def cells(models=MODELS, datasets=DATASETS, trains=("base", *BINS), test_bins=BINS) -> set:

@@ -4,7 +4,6 @@ from scratch and on top of the finished demo run, and one small real run with al
 from __future__ import annotations
 
 import json
-import re
 import time
 from itertools import product
 from pathlib import Path
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from conftest import REPO, job, planned_jobs, snakemake
 
 DATASETS = ("arc", "gsm8k")
 BINS = ("0", "1", "2")
@@ -35,20 +34,8 @@ def write(folder: Path, config: dict, name: str = "case") -> str:
 def plan(workdir: Path, configfile: str) -> set[tuple[str, frozenset]]:
     """The dry-run's jobs as (rule, wildcards), without `all` and the demo's setup rules."""
     result = snakemake("-n", "--configfile", configfile, workdir=workdir)
-    jobs, rule, wildcards = set(), None, frozenset()
-    for line in (result.stdout + result.stderr).splitlines() + ["rule end:"]:
-        match = re.match(r"^(?:local)?rule (\w+):$", line)
-        if match:
-            if rule and rule not in {"all", *SETUP_RULES}:
-                jobs.add((rule, wildcards))
-            rule, wildcards = match.group(1), frozenset()
-        elif rule and (match := re.match(r"^\s+wildcards: (.*)$", line)):
-            wildcards = frozenset(tuple(part.split("=", 1)) for part in match.group(1).split(", "))
-    return jobs
+    return planned_jobs(result.stdout + result.stderr, leave_out=("all", *SETUP_RULES))
 
-
-def job(rule: str, **wildcards) -> tuple[str, frozenset]:
-    return rule, frozenset(wildcards.items())
 
 
 def cells(trains, datasets=DATASETS, test_bins=BINS) -> set:
