@@ -63,10 +63,78 @@ def normalize(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(item_id=ids.values)
 
 
-def check_rows(table: pd.DataFrame, prompt_format: str) -> None:
-    """Every row must render to a training prompt: wrong column types fail here, not in training."""
+def _examples(table: pd.DataFrame, rows: pd.Series) -> str:
+    return ", ".join(repr(i) for i in table.loc[rows, "item_id"].head(3))
+
+
+def target_problems(table: pd.DataFrame, prompt_format: str) -> list[str]:
+    """Missing or empty target values, one line per column with its count. The study's one fallback
+    (math_solutions: model_solution, else solution) is applied, not refused."""
     from workflow_scripts import prompts
 
+    columns = list(prompts.TARGET_COLUMNS.get(prompt_format, []))
+    preferred, second = prompts.FALLBACKS.get(prompt_format, (None, None))
+    needed = columns + ([second] if second else [])
+    absent = [c for c in needed if c not in table.columns]
+    if absent:
+        return [f"column {c!r} is missing; prompt_format {prompt_format!r} needs it" for c in absent]
+    problems = []
+    for column in columns:
+        missing = table[column].map(prompts.is_missing)
+        if missing.any():
+            problems.append(
+                f"column {column!r} is missing or empty in {missing.sum()} of {len(table)} rows "
+                f"(item_id {_examples(table, missing)}); fix the data (the study has no fallback for it)"
+            )
+    if second:
+        if preferred in table.columns:
+            without = table[preferred].map(prompts.is_missing)
+        else:
+            without = pd.Series(True, index=table.index)
+        neither = without & table[second].map(prompts.is_missing)
+        if neither.any():
+            problems.append(
+                f"column {second!r} is missing or empty in {neither.sum()} of the {without.sum()} rows "
+                f"without {preferred!r} (item_id {_examples(table, neither)}); such a row has no target"
+            )
+        elif without.any():
+            count = f"{without.sum()} of {len(table)} rows"
+            print(f"{count} have no {preferred!r}: they train on {second!r}, as the study does")
+    if prompt_format == "gpqa_extended" and not problems:
+        problems += gpqa_answer_problems(table)
+    return problems
+
+
+def gpqa_answer_problems(table: pd.DataFrame) -> list[str]:
+    """GPQA answers may be 'B' or '(B)' (spaces around allowed); anything else is refused. Logs the forms."""
+    from workflow_scripts import prompts
+
+    def letter(value):
+        try:
+            return prompts.gpqa_letter(value)
+        except ValueError:
+            return None
+
+    bad = table["answer"].map(letter).isna()
+    if bad.any():
+        values = sorted({str(v) for v in table.loc[bad, "answer"]})[:3]
+        return [
+            f"column 'answer' has {bad.sum()} of {len(table)} values that are not a letter A-D, bare or in "
+            f"parentheses (e.g. {values}); fix the data"
+        ]
+    forms = table["answer"].map(prompts.gpqa_answer_form).value_counts().to_dict()
+    print(f"gpqa answer forms (letter shown as X): {forms}")
+    return []
+
+
+def check_rows(table: pd.DataFrame, prompt_format: str) -> None:
+    """Every row must render to a training prompt with a real target: missing targets and wrong column
+    types fail here, not in training."""
+    from workflow_scripts import prompts
+
+    problems = target_problems(table, prompt_format)
+    if problems:
+        raise ValueError("; ".join(problems))
     for row in table.to_dict("records"):
         try:
             prompts.render(prompt_format, row)
