@@ -6,6 +6,7 @@ trained on; both come from workflow_scripts/prompts.py where possible.
 
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 from lm_eval.api.filter import Filter
@@ -30,7 +31,23 @@ def lettered_doc_to_text(doc) -> str:
 
 
 def gpqa_doc_to_target(doc) -> int:
-    return "ABCD".index(str(doc["answer"]).strip())
+    """Either answer form, 'B' or '(B)' (the study's task compares the raw value with '(A)'..'(D)', so
+    it scores every question 0 if the data has the bare letter)."""
+    return "ABCD".index(prompts.gpqa_letter(doc["answer"]))
+
+
+_logged_bins: set[str] = set()
+
+
+def gpqa_docs(dataset):
+    """Leaves the documents as they are; logs which answer form this bin has (once per bin file)."""
+    key = getattr(dataset, "_fingerprint", None) or str(id(dataset))
+    if key not in _logged_bins:
+        _logged_bins.add(key)
+        forms = Counter(prompts.gpqa_answer_form(answer) for answer in dataset["answer"])
+        print(f"cross_difficulty_gpqa_extended: answer forms in this bin (letter as X): {dict(forms)}",
+              file=sys.stderr)  # fmt: skip
+    return dataset
 
 
 def musr_doc_to_text(doc) -> str:
@@ -44,11 +61,7 @@ def musr_doc_to_choice(doc) -> list[str]:
 
 
 def musr_doc_to_target(doc) -> int:
-    """The answer text's position among the options (or the answer itself where it is an index)."""
-    options, answer = prompts.musr_options(doc["options"]), doc["answer"]
-    if str(answer) in options:
-        return options.index(str(answer))
-    return int(answer)
+    return prompts.musr_answer_index(doc["options"], doc["answer"])
 
 
 # ---- mmlu_pro ---------------------------------------------------------------------------------
