@@ -98,15 +98,18 @@ def mmlu_pro_rows(n: int, seed: int = 2) -> pd.DataFrame:
     return _table(rows, magnitude, rng)
 
 
-def gpqa_extended_rows(n: int, seed: int = 3) -> pd.DataFrame:
-    """Synthetic only: GPQA's card asks that its questions never appear in plain text online."""
+def gpqa_extended_rows(n: int, seed: int = 3, answer_form: str = "B") -> pd.DataFrame:
+    """Synthetic only: GPQA's card asks that its questions never appear in plain text online.
+    answer_form: "B" (bare letter) or "(B)"; which one the real data uses is not known offline."""
+    if answer_form not in ("B", "(B)"):
+        raise ValueError(f"answer_form {answer_form!r}: use 'B' or '(B)'")
     rng = np.random.default_rng(seed)
     rows, magnitude = [], []
     for i in range(n):
         a, b = (int(x) for x in rng.integers(10, 20 + 3 * i, size=2))
         options, letter = _lettered(rng, a - b, 4, 2)
         rows.append({"doc_id": 1000 + i, "question": f"Synthetic item {i}: what is {a} minus {b}?",
-                     "options": options, "answer": letter})  # fmt: skip
+                     "options": options, "answer": answer_form.replace("B", letter)})  # fmt: skip
         magnitude.append(abs(a - b) + i)
     return _table(rows, magnitude, rng)
 
