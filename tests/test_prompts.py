@@ -1,6 +1,6 @@
 import pytest
 
-from workflow_scripts.prompts import gsm8k_target, render
+from workflow_scripts.prompts import gsm8k_target, musr_answer_index, render
 
 ARC_ROW = {
     "id": "Mercury_7175875",
@@ -48,3 +48,19 @@ def test_gsm8k_prompt_and_target():
 def test_unknown_format_names_the_choices():
     with pytest.raises(ValueError, match="unknown prompt format 'nope'.*'arc'"):
         render("nope", {})
+
+
+def test_rows_whose_target_cannot_be_scored_are_refused():
+    with pytest.raises(ValueError, match="no '#### <number>' line"):
+        render("gsm8k", {"question": "q", "answer": "It is 72."})
+    with pytest.raises(ValueError, match="answerKey 'E' is not one of the labels"):
+        render("arc", {**ARC_ROW, "answerKey": "E"})
+    with pytest.raises(ValueError, match="neither an option nor an option's index"):
+        render("musr", {"narrative": "n", "question": "q", "options": ["Ana", "Ben"], "answer": "Cy"})
+
+
+def test_musr_answer_is_an_index_when_it_is_a_number():
+    # As lm-eval reads the study's task ("{{answer}}"): digits are an index from 0, else the option text.
+    assert musr_answer_index(["Ana", "Ben"], "Ben") == 1
+    assert musr_answer_index(["Ana", "Ben"], 1) == 1
+    assert musr_answer_index("['1', '2']", "1") == 1
