@@ -7,7 +7,7 @@ the row, and the assistant turn (the target) that the loss is computed on.
 from __future__ import annotations
 
 import ast
-import math as _math
+import math as _math  # `math` is also the name of the MATH formatter below
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
