@@ -28,10 +28,8 @@ def job_environment_exports():
 # Every step runs `python -m workflow_scripts.<step>` from the repository, wherever the job runs, with
 # its caches under cache_dir(). In the prefix, not in params: moving the caches re-runs nothing.
 # (The prefix is formatted like a shell command, hence the doubled braces.)
-shell.prefix(
-    "set -euo pipefail; export PYTHONPATH=" + shlex.quote(REPO) + "${{PYTHONPATH:+:$PYTHONPATH}}; "
-    + job_environment_exports().replace("{", "{{").replace("}", "}}")
-)
+_exports = job_environment_exports().replace("{", "{{").replace("}", "}}")
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(REPO)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_exports}")
 # Only download and fetch_model (localrules, on the login node) reach the hub. train, convert and
 # evaluate read local files and export HF_HUB_OFFLINE=1: on an offline compute node a stray hub lookup
 # then fails at once instead of hanging on network timeouts.

@@ -99,6 +99,10 @@ def test_library_error_keeps_its_traceback_above_one_last_line(failing_jobs):
     assert "Traceback (most recent call last):" in log
     assert "transformers/activations.py" in log  # where it was raised, not only what
     assert lines[-1] == "error: KeyError in transformers (traceback above): no_such_activation"
+    # The job's JIT and compile caches: under results_dir/cache (config cache_dir), not $HOME.
+    cache = failing_jobs / "results/demo/cache"
+    assert lines[0] == (f"caches: VLLM_CACHE_ROOT={cache}/vllm, TRITON_CACHE_DIR={cache}/triton, "
+                        f"FLASHINFER_WORKSPACE_BASE={cache}/flashinfer, CUDA_CACHE_PATH={cache}/nv-compute-cache")  # fmt: skip
     assert not (failing_jobs / "results/demo/cells/tiny-qwen2/arc/train-base/test-0.json").exists()
 
 
@@ -161,3 +165,38 @@ def test_chat_template_date_reaches_lm_eval_prompts(tiny_llama):
     today = time.strftime("%d %b %Y")
     unpinned = get_model(name)(**{k: v for k, v in args.items() if k != "chat_template_args"})
     assert f"Today Date: {today}\n" in unpinned.apply_chat_template([{"role": "user", "content": "Q"}], add_generation_prompt=True)
+
+
+# ---- the GPU smoke script's plumbing --------------------------------------------------------------
+
+
+def test_gpu_smoke_plans_the_study_settings_on_one_gpu(tmp_path):
+    result = subprocess.run([sys.executable, "benchmarks/gpu_smoke.py", "--dry-run", "--out", str(tmp_path)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = {s["step"]: s["command"] for s in map(json.loads, (l for l in result.stdout.splitlines() if l.startswith("{")))}
+    assert list(steps) == ["fork", "fork-control", "train-llama3", "convert-llama3", "train-qwen2", "convert-qwen2",
+                           "eval-hf-arc", "eval-hf-gsm8k", "eval-vllm-arc", "eval-vllm-gsm8k"]  # fmt: skip
+    for style in ("llama3", "qwen2"):
+        train = steps[f"train-{style}"]
+        assert train[train.index("--gpus") + 1] == "1" and train[train.index("--num-processes") + 1] == "1"
+        assert train[train.index("--accelerate-config") + 1].endswith("config/accelerate/zero3_gpu.yaml")
+        settings = json.loads(train[train.index("--settings") + 1])
+        assert (settings["optim"], settings["use_liger_kernel"], settings["bf16"]) == ("paged_adamw_8bit", True, True)
+        assert settings["chat_template_date"] == DATE
+    for name, command in steps.items():
+        if name.startswith("eval-"):
+            assert command[command.index("--chat-template-date") + 1] == DATE
+            assert ("--attention-backend" in command) == name.startswith("eval-vllm")
+    # The inputs it built: head_dim 64 models (vLLM's CPU and GPU kernels take it), one untied.
+    llama = json.loads((tmp_path / "base-llama3/config.json").read_text())
+    assert llama["hidden_size"] // llama["num_attention_heads"] == 64 and not llama["tie_word_embeddings"]
+
+
+@pytest.mark.parametrize("device, works", [("cpu", True), ("meta-nonsense", False)])
+def test_gpu_smoke_fork_check_reports_what_the_child_saw(device, works):
+    result = subprocess.run([sys.executable, "benchmarks/gpu_smoke.py", "fork-check", "--device", device], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["nvml_check"] == "1" and (result.returncode == 0) == works
+    assert (seen["child"] == "ok") == works and (works or "RuntimeError" in seen["child"])
