@@ -20,6 +20,8 @@ import json
 import os
 import subprocess
 import time
+import uuid
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -71,17 +73,40 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
+def processes_marked(marker: str) -> list[int]:
+    """Processes whose environment carries the marker (a cell's process and whatever it started)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
 def run_cell(python, task, bin_file, model, out, backend, cache) -> tuple[dict, dict]:
-    """One cell as the evaluate rule runs it (its shell prefix's environment included)."""
-    env = {**os.environ, **runtime.job_environment(str(cache)), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    """One cell as the evaluate rule runs it (its shell prefix's environment, output to a log file)."""
+    marker = f"CROSS_DIFFICULTY_TEST_CELL={uuid.uuid4().hex}"
+    env = {**os.environ, **runtime.job_environment(str(cache)), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           marker.split("=")[0]: marker.split("=")[1]}  # fmt: skip
     command = [str(python), "-m", "workflow_scripts.evaluation", "--task", task, "--bin-file", str(bin_file),
                "--model", str(model), "--out", str(out), "--backend", backend, "--dtype", "float32",
                "--batch-size", "8", "--max-gen-toks", "24", "--seed", "42", "--chat-template-date", DATE,
                "--label", json.dumps({"train": "base", "test_bin": 0})]  # fmt: skip
     started = time.time()
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0 and out.exists(), f"{backend} cell failed:\n{result.stderr[-5000:]}"
+    log = out.with_suffix(".log")
+    with open(log, "w") as handle:
+        result = subprocess.run(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=900)
+    assert result.returncode == 0 and out.exists(), f"{backend} cell failed:\n{log.read_text()[-5000:]}"
     print(f"{task} cell with {backend}: {time.time() - started:.0f} s")
+    # Nothing of the cell outlives it (vLLM's engine process would keep a job's pipes and memory).
+    for _ in range(20):
+        left = processes_marked(marker)
+        if not left:
+            break
+        time.sleep(0.5)
+    assert not left, f"processes left running after the {backend} cell: {left}"
     rows = {row["item_id"]: row for row in map(json.loads, out.with_suffix(".samples.jsonl").read_text().splitlines())}
     return json.loads(out.read_text()), rows
 

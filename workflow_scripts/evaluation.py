@@ -260,6 +260,7 @@ def main(argv=None) -> None:
     atomic_write_text("".join(json.dumps(r, default=str) + "\n" for r in rows), samples_path(out))
     atomic_write_json(cell, out)
     print(json.dumps({k: cell[k] for k in ("task", "n", "metrics", "eval_seconds")}))
+    return args.backend
 
 
 def samples_path(cell_path: Path) -> Path:
@@ -267,9 +268,12 @@ def samples_path(cell_path: Path) -> Path:
 
 
 if __name__ == "__main__":
-    main()
-    # Both files are on disk (atomically). Tearing down the interpreter's torch/transformers/lm-eval
-    # module graph takes ~1.5 s on a CPU, paid once per cell, 6,160 times in the paper grid: skip it.
+    backend = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    # vLLM: a normal exit, whose exit handlers stop vLLM's engine process. Skipping them leaves that
+    # process running after the cell, holding the job's output pipes (and, on a GPU, its memory).
+    if backend != "vllm":
+        # Both files are on disk (atomically). Tearing down the interpreter's torch/transformers/lm-eval
+        # module graph takes ~1.5 s on a CPU, paid once per cell, 6,160 times in the paper grid: skip it.
+        os._exit(0)
