@@ -260,20 +260,32 @@ def main(argv=None) -> None:
     atomic_write_text("".join(json.dumps(r, default=str) + "\n" for r in rows), samples_path(out))
     atomic_write_json(cell, out)
     print(json.dumps({k: cell[k] for k in ("task", "n", "metrics", "eval_seconds")}))
-    return args.backend
 
 
 def samples_path(cell_path: Path) -> Path:
     return cell_path.with_suffix(".samples.jsonl")
 
 
+def stop_child_processes(timeout: float = 60) -> None:
+    """Stop the processes this one started (vLLM's engine process), as its exit handlers would."""
+    import multiprocessing
+
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
+
+
 if __name__ == "__main__":
-    backend = main()
+    main()
     sys.stdout.flush()
     sys.stderr.flush()
-    # vLLM: a normal exit, whose exit handlers stop vLLM's engine process. Skipping them leaves that
-    # process running after the cell, holding the job's output pipes (and, on a GPU, its memory).
-    if backend != "vllm":
-        # Both files are on disk (atomically). Tearing down the interpreter's torch/transformers/lm-eval
-        # module graph takes ~1.5 s on a CPU, paid once per cell, 6,160 times in the paper grid: skip it.
-        os._exit(0)
+    # Both files are on disk (atomically). Tearing down the interpreter's torch/transformers/lm-eval
+    # module graph takes ~1.5 s on a CPU, paid once per cell, 6,160 times in the paper grid: skip it,
+    # but first stop vLLM's engine process, which the skipped exit handlers would have stopped (left
+    # running, it keeps the job's output pipes and, on a GPU, its memory). A normal exit hangs there.
+    stop_child_processes()
+    os._exit(0)
