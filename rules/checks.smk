@@ -1,13 +1,17 @@
 # Config checks that run when the workflow is parsed, before any job: each problem is one line that
 # names the field and the fix. The schema (config/schema.yaml) says what is allowed; this file turns
 # its findings into readable messages and adds the checks a schema cannot express.
+import functools
 import json
 import os
+import shutil
+import subprocess
 
 import jsonschema
 import yaml
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 
 KEY_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
 
@@ -53,9 +57,11 @@ def _semantic_problems(config):
             problems.append(f"datasets.{name}.irt.responses: {responses} does not exist; fix: point it at a "
                             ".parquet/.csv table (subject, item_id, correct) or a folder of lm-eval sample logs")  # fmt: skip
         backend = dataset.get("evaluation", {}).get("backend", evaluation.get("backend"))
-        if backend == "vllm" and not gpus:
-            problems.append(f"datasets.{name}: evaluation backend 'vllm' needs a GPU but resources.evaluate.gpu is 0; "
-                            "fix: set evaluation.backend: hf for a CPU run")  # fmt: skip
+        if backend == "vllm" and not gpus and not _jobs_have_cpu_vllm():
+            problems.append(f"datasets.{name}: evaluation backend 'vllm' needs a GPU but resources.evaluate.gpu is 0 "
+                            "(and the jobs' python has no CPU build of vLLM); fix: set evaluation.backend: hf for a "
+                            "CPU run")  # fmt: skip
+    problems += _path_problems(config)
     # A run's seed is part of its name (-seed<S>); an override would train under another name's seed.
     for kind in ("models", "datasets"):
         for name, entry in config.get(kind, {}).items():
@@ -66,6 +72,38 @@ def _semantic_problems(config):
         path = model.get("path")
         if path and os.path.isdir(path) and not _has_chat_template(path):
             problems.append(f"models.{name}.path: the tokenizer in {path} has no chat template; fix: use an instruct model")
+    return problems
+
+
+def _uses_conda():
+    return DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+
+
+@functools.cache
+def _jobs_have_cpu_vllm():
+    """Whether the python that evaluation jobs run has a CPU build of vLLM (version `...+cpu`).
+
+    With conda, jobs run envs/eval.yaml (the CUDA build). Without, they run the `python` on PATH,
+    which is asked here (a CPU-only run with vLLM, e.g. `PATH=.venv-vllm/bin:$PATH`)."""
+    python = shutil.which("python")
+    if _uses_conda() or python is None:
+        return False
+    asked = subprocess.run([python, "-c", "from importlib.metadata import version; print(version('vllm'))"],
+                           capture_output=True, text=True)  # fmt: skip
+    return asked.returncode == 0 and "cpu" in asked.stdout
+
+
+def _path_problems(config):
+    """Folders named with an environment variable that is not set (it would be created literally)."""
+    problems = []
+    cache = config.get("cache_dir") or ""
+    if "$" in os.path.expandvars(cache):
+        problems.append(f"cache_dir = {cache!r} names an environment variable that is not set; fix: set it, "
+                        "or give a plain path")  # fmt: skip
+    prefix = str(workflow.deployment_settings.conda_prefix or "")
+    if _uses_conda() and "$" in prefix:
+        problems.append(f"conda-prefix = {prefix!r} names an environment variable that is not set; fix: set it, "
+                        "or edit conda-prefix in the profile (slurm-b200/profile.yaml)")  # fmt: skip
     return problems
 
 

@@ -6,18 +6,30 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 
-from workflow_scripts import cell_names
+from workflow_scripts import cell_names, runtime
 
 RESULTS = config["results_dir"]
 MODELS = list(config["models"])
 DATASETS = list(config["datasets"])
 REPO = workflow.basedir
 
-# Every step runs `python -m workflow_scripts.<step>` from the repository, wherever the job runs.
+
+def cache_dir():
+    """Where jobs keep JIT and compile caches (config `cache_dir`, default results_dir/cache), absolute."""
+    folder = os.path.expanduser(os.path.expandvars(config.get("cache_dir") or os.path.join(RESULTS, "cache")))
+    return os.path.abspath(folder)
+
+
+def job_environment_exports():
+    variables = runtime.job_environment(cache_dir())
+    return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in variables.items()) + "; "
+
+
+# Every step runs `python -m workflow_scripts.<step>` from the repository, wherever the job runs, with
+# its caches under cache_dir(). In the prefix, not in params: moving the caches re-runs nothing.
 # (The prefix is formatted like a shell command, hence the doubled braces.)
-shell.prefix(
-    "set -euo pipefail; export PYTHONPATH=" + shlex.quote(REPO) + "${{PYTHONPATH:+:$PYTHONPATH}}; "
-)
+_exports = job_environment_exports().replace("{", "{{").replace("}", "}}")
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(REPO)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_exports}")
 # Only download and fetch_model (localrules, on the login node) reach the hub. train, convert and
 # evaluate read local files and export HF_HUB_OFFLINE=1: on an offline compute node a stray hub lookup
 # then fails at once instead of hanging on network timeouts.
@@ -130,6 +142,7 @@ def train_settings(model, dataset, seed=None):
     settings.update(config["datasets"][dataset].get("training", {}))
     settings.update(config["models"][model].get("training", {}))
     settings["system_prompt"] = config["models"][model].get("system_prompt")
+    settings["chat_template_date"] = config.get("chat_template_date")
     if seed is not None:
         settings["seed"] = seed
     return settings
@@ -161,6 +174,10 @@ def rule_resources(rule_name):
     }
     if entry["gpu"] and cluster.get("gpu_model"):
         resources["gpu_model"] = cluster["gpu_model"]
+    if entry["gpu"]:
+        # All of a job's GPUs on one node: the plugin passes --gpus=N without --nodes, and the job
+        # step it starts (srun -n1 --gpus=N --nodes=1) cannot use GPUs SLURM spread over nodes.
+        resources["nodes"] = 1
     if cluster.get("account"):
         resources["slurm_account"] = cluster["account"]
     return resources
@@ -312,6 +329,10 @@ def evaluation_arguments(wildcards):
         "--batch-size", str(settings["batch_size"]),
         "--seed", str(settings["seed"]),
     ]  # fmt: skip
+    if config.get("chat_template_date"):
+        args += ["--chat-template-date", config["chat_template_date"]]
+    if settings["backend"] == "vllm" and settings.get("attention_backend"):
+        args += ["--attention-backend", settings["attention_backend"]]
     if settings.get("max_gen_toks"):
         args += ["--max-gen-toks", str(settings["max_gen_toks"])]
     if config["models"][model].get("trust_remote_code"):

@@ -16,6 +16,7 @@ rule evaluate:
             "workflow_scripts/evaluation.py",
             "workflow_scripts/io_utils.py",
             "workflow_scripts/prompts.py",
+            "workflow_scripts/runtime.py",
         ),
     params:
         # One function for all of a cell's arguments: Snakemake inspects every input/params function

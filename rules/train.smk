@@ -16,7 +16,7 @@ rule train:
         split=heldout_split_input,
         base_model=local_base_model,
         accelerate_config=code(config["launch"]["accelerate_config"]),
-        code=code("workflow_scripts/training.py", "workflow_scripts/prompts.py"),
+        code=code("workflow_scripts/training.py", "workflow_scripts/prompts.py", "workflow_scripts/runtime.py"),
     params:
         base_model=lambda wc: base_model(wc.model),
         train_file=training_file,
@@ -39,7 +39,7 @@ rule train:
         " --output-dir {output:q} --work-dir {params.work_dir:q} --save-steps {resources.save_steps}"
         " --settings {params.settings:q}"
         " --accelerate-config {input.accelerate_config:q} --num-processes {params.processes}"
-        " > {log:q} 2>&1"
+        " --gpus {resources.gpu} > {log:q} 2>&1"
 
 
 rule convert:

@@ -9,7 +9,10 @@ What the SLURM run changes against the profile, on the command line where a read
   - no conda (`--sdm env-modules`: none of our rules names a module, so jobs run in this venv):
     conda cannot be installed here, and the env files are checked by tests/test_envs.py instead;
   - job states from squeue and no account: the test cluster has no accounting database (sacct);
-  - status checks every second instead of every 30 s.
+  - status checks every second instead of every 30 s;
+  - CROSS_DIFFICULTY_DUMMY_GPUS=1: the test cluster's GPUs are dummy GRES devices, so GPU jobs run on
+    the CPU instead of stopping (a real GPU job that sees no CUDA device stops at once).
+The profile's conda prefix names $SCRATCH; the tests that read the profile with conda on set it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, snakemake
+from workflow_scripts import runtime
 
 GPU_RULES = {"train", "evaluate"}
 CPU_RULES = {
@@ -53,10 +57,15 @@ def planned_resources(dry_run_output: str) -> list[tuple[str, dict]]:
     return jobs
 
 
-def test_profile_dry_run_places_every_rule_of_the_paper_grid():
-    # Conda is on in the profile; a dry-run asks conda a few questions, answered by a stand-in here.
+def with_fake_conda(scratch) -> dict:
+    """Conda is on in the profile; a dry-run asks conda a few questions, answered by a stand-in here.
+    The profile builds the envs under $SCRATCH."""
     fake_conda = REPO / "tests/slurm/fake_conda"
-    result = snakemake("--profile", "slurm-b200", "-n", env_extra={"PATH": f"{fake_conda}:{os.environ['PATH']}"})
+    return {"PATH": f"{fake_conda}:{os.environ['PATH']}", "SCRATCH": str(scratch)}
+
+
+def test_profile_dry_run_places_every_rule_of_the_paper_grid(tmp_path):
+    result = snakemake("--profile", "slurm-b200", "-n", env_extra=with_fake_conda(tmp_path))
     assert "Using profile slurm-b200" in result.stdout + result.stderr
     jobs = planned_resources(result.stdout)
     by_rule: dict[str, set] = {}
@@ -71,15 +80,32 @@ def test_profile_dry_run_places_every_rule_of_the_paper_grid():
     assert by_rule["convert"] == {("cpu", "0", "200000", "120")}
     for rule in CPU_RULES - {"convert"}:
         assert {partition for partition, *_ in by_rule[rule]} == {"cpu"}, rule
+    # A GPU job's GPUs all on one node (the plugin turns `nodes` into --nodes); CPU jobs unpinned.
+    for rule, resources in jobs:
+        assert resources.get("nodes") == ("1" if rule in GPU_RULES else None), (rule, resources)
     # Hub access stays on the login node: no partition, no SLURM job.
     assert by_rule["download"] == by_rule["fetch_model"] == {(None, None, None, None)}
     assert len(by_rule["fetch_model"]) == 1 and sum(rule == "fetch_model" for rule, _ in jobs) == 7
 
 
-def test_lint_is_clean_with_the_profile():
-    result = snakemake("--profile", "slurm-b200", "--lint")
+def test_lint_is_clean_with_the_profile(tmp_path):
+    result = snakemake("--profile", "slurm-b200", "--lint", env_extra={"SCRATCH": str(tmp_path)})
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_conda_envs_are_built_under_the_profiles_prefix(tmp_path):
+    """Not in the checkout (home quotas): where the profile's conda-prefix says, $SCRATCH expanded."""
+    result = snakemake("--profile", "slurm-b200", "--list-conda-envs", env_extra=with_fake_conda(tmp_path / "scratch"))
+    locations = re.findall(r"^envs/(\w+)\.yaml\s+(\S+)$", result.stdout, re.M)
+    assert {name for name, _ in locations} == {"data", "train", "eval", "report"}
+    assert all(Path(where).parent == tmp_path / "scratch/cross-difficulty/conda-envs" for _, where in locations)
+    unset = {k: v for k, v in with_fake_conda(tmp_path).items() if k != "SCRATCH"}
+    env = {k: v for k, v in os.environ.items() if k != "SCRATCH"}
+    result = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--profile", "slurm-b200", "-n"],
+                            cwd=REPO, env={**env, **unset}, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode != 0
+    assert "conda-prefix = '$SCRATCH/cross-difficulty/conda-envs' names an environment variable that is not set; fix:" in result.stdout + result.stderr
 
 
 def test_cluster_settings_reach_every_job(tmp_path):
@@ -140,12 +166,13 @@ def rule_of(job: dict) -> str:
     return re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", job["Comment"]).group(1)
 
 
-def run_through_profile(workdir: Path, *targets: str) -> subprocess.CompletedProcess:
+def run_through_profile(workdir: Path, *targets: str, verbose: bool = False) -> subprocess.CompletedProcess:
     # Typed in the repository root, as in the README; --directory keeps this run's files apart.
     command = [str(Path(sys.executable).parent / "snakemake"), "--profile", "slurm-b200", *SLURM_TEST_FLAGS,
                "--configfile", str(REPO / "config/demo.yaml"), str(REPO / "tests/slurm/demo_resources.yaml"),
-               "--directory", str(workdir), *targets]  # fmt: skip
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+               "--directory", str(workdir), *(["--verbose"] if verbose else []), *targets]  # fmt: skip
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+           runtime.DUMMY_GPUS_VARIABLE: "1"}  # fmt: skip
     # A status loop that hangs ignores SIGTERM; SIGINT stops it (hence not subprocess's own timeout).
     result = subprocess.run(["timeout", "-s", "INT", "-k", "30", "1500", *command], cwd=REPO, env=env,
                             capture_output=True, text=True)  # fmt: skip
@@ -154,8 +181,16 @@ def run_through_profile(workdir: Path, *targets: str) -> subprocess.CompletedPro
     return result
 
 
+def sbatch_calls(output: str) -> dict[str, str]:
+    """The plugin's own sbatch command line per rule, as it logs it with --verbose."""
+    calls = {}
+    for call in re.findall(r"sbatch call: (sbatch .*)$", output, re.M):
+        calls[re.search(r"--comment '?rule_(\w+?)(?:_wildcards_\S*)?'? ", call).group(1)] = call
+    return calls
+
+
 def test_cluster_check_sees_the_gpus_each_rule_asks_for(slurm, tmp_path):
-    run_through_profile(tmp_path, "cluster_check")
+    result = run_through_profile(tmp_path, "cluster_check", verbose=True)
     for rule, gpus in (("train", 2), ("evaluate", 1)):
         seen = json.loads((tmp_path / f"results/demo/cluster_check/{rule}.json").read_text())
         assert seen["expected_gpus"] == seen["visible_gpus"] == gpus
@@ -163,6 +198,11 @@ def test_cluster_check_sees_the_gpus_each_rule_asks_for(slurm, tmp_path):
         assert seen["slurm_partition"] == "b200" and seen["slurm_job_id"]
     jobs = slurm_jobs(tmp_path)
     assert sorted(rule_of(job) for job in jobs) == ["cluster_check_evaluate", "cluster_check_train"]
+    # What the plugin submitted: the GPUs, and all of them on one node.
+    calls = sbatch_calls(result.stdout + result.stderr)
+    assert set(calls) == {"cluster_check_train", "cluster_check_evaluate"}, calls
+    for rule, gpus in (("cluster_check_train", 2), ("cluster_check_evaluate", 1)):
+        assert re.search(rf"--gpus[= ]{gpus}\b", calls[rule]) and " --nodes=1" in calls[rule], calls[rule]
 
 
 def test_demo_through_slurm_places_jobs_and_matches_a_local_run(slurm, tmp_path, demo_run):

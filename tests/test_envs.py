@@ -113,7 +113,8 @@ def is_pure_wheel(filename: str) -> bool:
 def test_env_file_is_a_pinned_conda_env(path):
     spec = yaml.safe_load(path.read_text())
     assert spec["name"] == f"cross-difficulty-{path.stem}"
-    assert spec["channels"] == ["conda-forge"]
+    # nodefaults: recent conda stops on the defaults channel until its terms of service are accepted.
+    assert spec["channels"] == ["conda-forge", "nodefaults"]
     assert "pip" in spec["dependencies"], f"{path.name}: conda must install pip before the pip list"
     env = read_env(path)
     names = [canonicalize_name(r.name) for r in env.pins]

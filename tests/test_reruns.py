@@ -203,3 +203,24 @@ def test_n_bins_of_one_dataset(checkout):
         | loss_curves(datasets=["arc"])
     )
     assert planned(checkout, write_config(checkout, config, "case")) == expected
+
+
+def test_moving_the_caches_reruns_nothing(checkout, tmp_path):
+    config = base_config()
+    config["cache_dir"] = str(tmp_path / "elsewhere")
+    assert planned(checkout, write_config(checkout, config, "case")) == set()
+
+
+def test_vllm_only_setting_reruns_no_hf_cell(checkout):
+    config = base_config()
+    config["evaluation"]["attention_backend"] = "FLASHINFER"
+    assert planned(checkout, write_config(checkout, config, "case")) == set()
+
+
+def test_chat_template_date_reruns_every_training_and_cell(checkout):
+    """The date is printed into the prompts of every model whose template uses it: all trained models
+    and cells depend on it (the Qwen-style demo model's prompts do not change, but a rule cannot know)."""
+    config = base_config()
+    config["chat_template_date"] = "01 Jan 2025"
+    expected = training() | cells() | reports() | loss_curves()
+    assert planned(checkout, write_config(checkout, config, "case")) == expected

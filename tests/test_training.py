@@ -26,7 +26,8 @@ def test_loss_mask_is_exactly_the_answer(request, model_fixture, system_prompt, 
     import pandas as pd
 
     model = request.getfixturevalue(model_fixture)
-    settings = TrainSettings.from_json(json.dumps({**CPU_SETTINGS, "system_prompt": system_prompt}))
+    date = "26 Jul 2024"
+    settings = TrainSettings.from_json(json.dumps({**CPU_SETTINGS, "system_prompt": system_prompt, "chat_template_date": date}))
     trainer = build_trainer(str(model), str(arc_bins / "bin-0.parquet"), "arc", str(tmp_path), settings)
     tokenizer = trainer.processing_class
     assert tokenizer.pad_token != tokenizer.eos_token
@@ -43,8 +44,11 @@ def test_loss_mask_is_exactly_the_answer(request, model_fixture, system_prompt, 
         # The loss sees the answer and the end of the assistant turn, nothing of the prompt.
         assert tokenizer.decode(answer_ids) == f"{target}{end_of_turn}"
         assert tokenizer.decode(context_ids) == tokenizer.apply_chat_template(
-            prompt, tokenize=False, add_generation_prompt=True
+            prompt, tokenize=False, add_generation_prompt=True, date_string=date
         )
+        # The Llama layout prints the pinned date, not the day the job runs.
+        if model_fixture == "tiny_llama":
+            assert f"Today Date: {date}\n" in tokenizer.decode(context_ids)
         # The masked part is one contiguous tail: the answer comes after the whole prompt.
         first = labels.index(next(label for label in labels if label != -100))
         assert all(label != -100 for label in labels[first:])

@@ -1,8 +1,9 @@
 """What a SLURM job of one rule's shape sees: its GPUs, CPUs and node, before hours are spent.
 
 `snakemake --profile slurm-b200 cluster_check` submits one job per GPU rule (train, evaluate) with that
-rule's resources. Each writes this report; the job fails when the GPUs SLURM handed it
-(CUDA_VISIBLE_DEVICES) are not the number the rule asked for.
+rule's resources. Each writes this report (driver version and compute capability included); the job
+fails when the GPUs SLURM handed it (CUDA_VISIBLE_DEVICES) are not the number the rule asked for, or
+when torch in the rule's env cannot use that many (a driver too old for its CUDA build, a CPU torch).
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import socket
 import subprocess
 from pathlib import Path
 
+from workflow_scripts import runtime
 from workflow_scripts.io_utils import atomic_write_text, one_line_errors
 
 
 def nvidia_smi_lines() -> list[str]:
+    """One line per GPU the job can see: index, name, driver version, compute capability, memory."""
     if shutil.which("nvidia-smi") is None:
         return ["nvidia-smi not found on this node"]
-    result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
+    query = "--query-gpu=index,name,driver_version,compute_cap,memory.total"
+    result = subprocess.run(["nvidia-smi", query, "--format=csv,noheader"], capture_output=True, text=True, timeout=60)
     return (result.stdout + result.stderr).strip().splitlines()
 
 
@@ -31,6 +35,8 @@ def torch_view() -> dict:
     except ImportError as error:
         return {"torch": f"not importable ({error})"}
     view = {"torch": torch.__version__, "torch_cuda": torch.version.cuda, "torch_device_count": torch.cuda.device_count()}
+    if torch.version.cuda:  # the CUDA version the driver supports (e.g. 13000), 0 without a driver
+        view["cuda_driver_api"] = torch._C._cuda_getDriverVersion()
     if torch.cuda.is_available():
         view["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         view["capability"] = [".".join(map(str, torch.cuda.get_device_capability(i))) for i in range(torch.cuda.device_count())]
@@ -69,11 +75,17 @@ def main(argv=None) -> None:
     text = json.dumps(seen, indent=2)
     print(text)
     if seen["visible_gpus"] != args.expected_gpus:
-        raise RuntimeError(f"rule {args.rule} asked for {args.expected_gpus} GPU(s) but the job sees "
-                           f"{seen['visible_gpus']} (CUDA_VISIBLE_DEVICES={seen['CUDA_VISIBLE_DEVICES']!r}); "
-                           "fix the partition's GRES setup or cluster/resources in config/config.yaml")  # fmt: skip
-    if isinstance(seen.get("torch_device_count"), int) and seen["torch_device_count"] != args.expected_gpus:
-        print(f"warning: torch sees {seen['torch_device_count']} CUDA device(s), not {args.expected_gpus}")
+        raise ValueError(f"rule {args.rule} asked for {args.expected_gpus} GPU(s) but the job sees "
+                         f"{seen['visible_gpus']} (CUDA_VISIBLE_DEVICES={seen['CUDA_VISIBLE_DEVICES']!r}); "
+                         "fix the partition's GRES setup or cluster/resources in config/config.yaml")  # fmt: skip
+    torch_count = seen.get("torch_device_count")
+    if torch_count != args.expected_gpus:
+        what = (f"torch {seen.get('torch')} (CUDA {seen.get('torch_cuda')}) sees {torch_count} CUDA device(s), "
+                f"not {args.expected_gpus}; GPUs: {'; '.join(seen['nvidia_smi'])}")  # fmt: skip
+        if not runtime.dummy_gpus():
+            raise ValueError(f"rule {args.rule}: {what}; fix: a driver new enough for this torch (CUDA 13 wheels "
+                             "need >= 580), or the rule's conda env (envs/) with a CUDA build of torch")  # fmt: skip
+        print(f"warning: {what} (accepted: {runtime.DUMMY_GPUS_VARIABLE}=1, a test cluster's dummy GPUs)")
     atomic_write_text(text + "\n", args.out)
 
 

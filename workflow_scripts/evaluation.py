@@ -19,7 +19,12 @@ from pathlib import Path
 
 import yaml
 
+from workflow_scripts import runtime
 from workflow_scripts.io_utils import atomic_write_json, atomic_write_text, package_versions, one_line_errors
+
+# Before torch is imported (only inside the functions below, never at the top of this file): CUDA
+# queries that do not poison the fork of vLLM's engine process.
+runtime.fork_safe_cuda_detection()
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 # lm-eval finds a group only through its task index, where our own group already has the plain name.
@@ -85,16 +90,39 @@ def _has_documents(task: str, documents) -> bool:
     return len(getattr(_task_hooks(), process_docs)(documents)) > 0
 
 
-def model_spec(backend: str, model_path: str, dtype: str, trust_remote_code: bool) -> tuple[str, dict]:
+# On a CPU build of vLLM, the KV cache is carved out of host memory: a fixed, small size for the tiny
+# test models (vLLM's default share of the machine's RAM fails on a shared machine).
+CPU_VLLM_KV_CACHE_BYTES = 1 << 30
+
+
+def model_spec(backend: str, model_path: str, dtype: str, trust_remote_code: bool, seed: int = 42,
+               chat_template_date: str | None = None, attention_backend: str | None = None) -> tuple[str, dict]:  # fmt: skip
+    """lm-eval's model name and arguments for one cell.
+
+    CUDA is queried through NVML (fork_safe_cuda_detection ran at import). The chat template gets a
+    fixed date (Llama 3.x templates otherwise print today's). vLLM gets the cell's seed (lm-eval's
+    own default is 1234) and, on GPUs, the configured attention backend."""
     import torch
 
+    args = {"pretrained": model_path, "dtype": dtype, "trust_remote_code": trust_remote_code}
+    if chat_template_date:
+        args["chat_template_args"] = {"date_string": chat_template_date}
+    gpus = torch.cuda.device_count()
     if backend == "vllm":
-        if not torch.cuda.is_available():
-            raise RuntimeError("evaluation.backend is 'vllm' but no CUDA device is visible; use 'hf' on a CPU")
-        return "vllm", {"pretrained": model_path, "dtype": dtype, "trust_remote_code": trust_remote_code,
-                        "tensor_parallel_size": torch.cuda.device_count()}  # fmt: skip
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return "hf", {"pretrained": model_path, "dtype": dtype, "trust_remote_code": trust_remote_code, "device": device}
+        build = runtime.vllm_build()
+        args["seed"] = seed
+        if gpus:
+            args["tensor_parallel_size"] = gpus
+            if attention_backend:
+                args["attention_backend"] = attention_backend
+        elif runtime.is_cpu_vllm(build):
+            args["kv_cache_memory_bytes"] = CPU_VLLM_KV_CACHE_BYTES
+        else:
+            raise ValueError(f"evaluation.backend is 'vllm' but no CUDA device is visible and the installed vLLM "
+                             f"({build or 'none'}) is not a CPU build; fix: use backend 'hf' on a CPU, or a CPU "
+                             "build of vLLM (see README, vLLM on a CPU)")  # fmt: skip
+        return "vllm", args
+    return "hf", {**args, "device": "cuda" if gpus else "cpu"}
 
 
 def split_metrics(task_results: dict) -> tuple[dict, dict]:
@@ -133,12 +161,14 @@ def per_question_rows(samples: list[dict], metric_names: list[str]) -> list[dict
 
 def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf", dtype: str = "float32",
                   batch_size: str = "auto", max_gen_toks: int | None = None, seed: int = 42,
-                  trust_remote_code: bool = False, spec_overrides: dict | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
+                  trust_remote_code: bool = False, spec_overrides: dict | None = None,
+                  chat_template_date: str | None = None, attention_backend: str | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     started = time.time()
-    model_type, model_args = model_spec(backend, model_path, dtype, trust_remote_code)
+    model_type, model_args = model_spec(backend, model_path, dtype, trust_remote_code, seed, chat_template_date,
+                                        attention_backend)  # fmt: skip
     # spec_overrides: task keys a cell changes (the in-context baseline's doc_to_text).
     spec = {**cell_task_spec(task, bin_file), **(spec_overrides or {})}
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,6 +209,8 @@ def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf"
         "model_path": model_path,
         "backend": backend,
         "dtype": dtype,
+        "chat_template_date": chat_template_date,
+        "attention_backend": model_args.get("attention_backend"),
         "eval_seconds": round(time.time() - started, 3),
         "versions": package_versions("lm_eval", "transformers", "torch", "vllm"),
     }
@@ -199,13 +231,19 @@ def main(argv=None) -> None:
     parser.add_argument("--max-gen-toks", type=int)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--chat-template-date", help="the date chat templates print (Llama 3.x), e.g. '26 Jul 2024'")
+    parser.add_argument("--attention-backend", help="vLLM's attention backend on GPUs, e.g. TRITON_ATTN")
     parser.add_argument("--in-context-k", type=int, default=0, help="examples in the prompt (in-context baseline)")
     parser.add_argument("--in-context-pool", help="parquet the examples are drawn from (the source bin)")
     parser.add_argument("--in-context-seed", type=int, default=42, help="keys the draw of the examples")
     parser.add_argument("--prompt-format", help="how an example is written (workflow_scripts/prompts.py)")
     args = parser.parse_args(argv)
 
+    print(runtime.describe_caches(), file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
+        # The datasets library's arrow copy of this bin is throwaway: keep it out of the shared cache
+        # (one per cell, 6,160 of them in the paper grid). Set before datasets is first imported.
+        os.environ["HF_DATASETS_CACHE"] = os.path.join(tmp, "datasets")
         bin_file, overrides = args.bin_file, None
         if args.in_context_k:
             from workflow_scripts import in_context
@@ -214,7 +252,8 @@ def main(argv=None) -> None:
                                                           args.in_context_k, args.in_context_seed,
                                                           args.prompt_format, tmp)  # fmt: skip
         cell, rows = evaluate_cell(args.task, bin_file, args.model, args.backend, args.dtype, args.batch_size,
-                                   args.max_gen_toks, args.seed, args.trust_remote_code, overrides)  # fmt: skip
+                                   args.max_gen_toks, args.seed, args.trust_remote_code, overrides,
+                                   args.chat_template_date, args.attention_backend)  # fmt: skip
     cell.update(json.loads(args.label))
     out = Path(args.out)
     # Per-question log first, cell file last: a cell file on disk means the cell is complete.
@@ -227,10 +266,26 @@ def samples_path(cell_path: Path) -> Path:
     return cell_path.with_suffix(".samples.jsonl")
 
 
+def stop_child_processes(timeout: float = 60) -> None:
+    """Stop the processes this one started (vLLM's engine process), as its exit handlers would."""
+    import multiprocessing
+
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
+
+
 if __name__ == "__main__":
     main()
-    # Both files are on disk (atomically). Tearing down the interpreter's torch/transformers/lm-eval
-    # module graph takes ~1.5 s on a CPU, paid once per cell, 6,160 times in the paper grid: skip it.
     sys.stdout.flush()
     sys.stderr.flush()
+    # Both files are on disk (atomically). Tearing down the interpreter's torch/transformers/lm-eval
+    # module graph takes ~1.5 s on a CPU, paid once per cell, 6,160 times in the paper grid: skip it,
+    # but first stop vLLM's engine process, which the skipped exit handlers would have stopped (left
+    # running, it keeps the job's output pipes and, on a GPU, its memory). A normal exit hangs there.
+    stop_child_processes()
     os._exit(0)

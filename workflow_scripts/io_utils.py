@@ -33,10 +33,30 @@ def atomic_write_parquet(table, path) -> None:
     _atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
 
 
+OUR_CODE = (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "tasks")
+
+
+def raised_by_our_code(error: BaseException) -> bool:
+    """Whether the innermost frame of the error's traceback is in workflow_scripts/ or tasks/."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    where = Path(tb.tb_frame.f_code.co_filename).resolve()
+    return any(where.is_relative_to(folder) for folder in OUR_CODE)
+
+
 def one_line_errors(main):
-    """Run a step's main(); a problem with its input ends it with one line naming it, not a traceback."""
+    """Run a step's main(); an input problem ends it with one line, `error: ...`, last in the job log.
+
+    Our own checks raise these errors with a message that names the field and the fix: that line is
+    all the log needs. The same error types raised inside a library (vLLM's KV-cache sizing, a
+    DeepSpeed or transformers config error) also get their full traceback above that line: the
+    message alone rarely says where it came from."""
     import functools
     import sys
+    import traceback
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -44,10 +64,22 @@ def one_line_errors(main):
             return main(*args, **kwargs)
         except (ValueError, FileNotFoundError, KeyError, PermissionError) as error:
             message = error.args[0] if error.args else repr(error)
+            if not raised_by_our_code(error):
+                traceback.print_exc()
+                message = f"{type(error).__name__} in {library_of(error)} (traceback above): {message}"
+            sys.stderr.flush()
             print(f"error: {message}", file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapper
+
+
+def library_of(error: BaseException) -> str:
+    """The top-level package whose code raised the error (e.g. 'transformers'), from its innermost frame."""
+    tb = error.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_globals.get("__name__", "?").split(".")[0]
 
 
 def package_versions(*names: str) -> dict[str, str]:

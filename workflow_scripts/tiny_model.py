@@ -43,14 +43,20 @@ LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-# Llama 3.1's layout: a system header with its knowledge/today dates, contents trimmed, <|eot_id|> ends a turn.
+# Llama 3.2's layout: a system header with its knowledge date and "Today Date", which is the caller's
+# `date_string`, else today's date (`strftime_now`, as transformers provides it), else Llama 3.1's
+# fixed 26 Jul 2024; contents trimmed, <|eot_id|> ends a turn.
 LLAMA3_CHAT_TEMPLATE = (
+    "{%- if date_string is not defined %}"
+    "{%- if strftime_now is defined %}{%- set date_string = strftime_now('%d %b %Y') %}"
+    "{%- else %}{%- set date_string = '26 Jul 2024' %}{%- endif %}"
+    "{%- endif %}"
     "{{- bos_token }}"
     "{%- if messages[0]['role'] == 'system' %}"
     "{%- set system_message = messages[0]['content'] | trim %}{%- set messages = messages[1:] %}"
     "{%- else %}{%- set system_message = '' %}{%- endif %}"
     "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
-    "{{- 'Cutting Knowledge Date: December 2023\\nToday Date: 26 Jul 2024\\n\\n' }}"
+    "{{- 'Cutting Knowledge Date: December 2023\\nToday Date: ' + date_string + '\\n\\n' }}"
     "{{- system_message }}{{- '<|eot_id|>' }}"
     "{%- for message in messages %}"
     "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}"
@@ -111,7 +117,12 @@ def build_tokenizer(style: str = "qwen2", vocab_size: int = 1024):
     )
 
 
-def build(out_dir, style: str = "qwen2", hidden_size: int = 64, layers: int = 2, seed: int = 0) -> Path:
+def build(out_dir, style: str = "qwen2", hidden_size: int = 64, layers: int = 2, seed: int = 0,
+          attention_heads: int = 4, initializer_range: float = 0.02) -> Path:  # fmt: skip
+    """``attention_heads=1`` gives head_dim 64, the smallest that vLLM's CPU attention kernels accept
+    (16 is refused). At the usual ``initializer_range`` (0.02) greedy decoding emits the same token
+    for every prompt; 0.2 makes generations differ between prompts (a comparison of two engines'
+    greedy outputs then means something)."""
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
 
@@ -122,10 +133,11 @@ def build(out_dir, style: str = "qwen2", hidden_size: int = 64, layers: int = 2,
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=attention_heads,
+        num_key_value_heads=max(1, attention_heads // 2),
         max_position_embeddings=4096,
         eos_token_id=tokenizer.eos_token_id,
+        initializer_range=initializer_range,
     )
     if style == "qwen2":
         config = Qwen2Config(**shape, tie_word_embeddings=True, bos_token_id=None, pad_token_id=tokenizer.pad_token_id)

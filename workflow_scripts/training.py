@@ -55,6 +55,9 @@ class TrainSettings:
     max_length: int = 4096
     use_liger_kernel: bool = False
     system_prompt: str | None = None
+    # The date a chat template prints (Llama 3.x: "Today Date: ..."; without it, today's date, so the
+    # prompts would change with the calendar). The same value goes to lm-eval (evaluation.py).
+    chat_template_date: str | None = None
 
     @classmethod
     def from_json(cls, text: str) -> "TrainSettings":
@@ -66,7 +69,13 @@ class TrainSettings:
         return cls(**values)
 
 
-def conversations(table: pd.DataFrame, prompt_format: str, system_prompt: str | None) -> list[dict]:
+def chat_template_kwargs(date: str | None) -> dict:
+    """What the chat template is rendered with besides the messages (TRL and the probe alike)."""
+    return {"date_string": date} if date else {}
+
+
+def conversations(table: pd.DataFrame, prompt_format: str, system_prompt: str | None,
+                  chat_template_date: str | None = None) -> list[dict]:  # fmt: skip
     """Prompt/completion conversations: TRL computes the loss on the completion (the answer) only."""
     examples = []
     for row in table.to_dict("records"):
@@ -74,7 +83,10 @@ def conversations(table: pd.DataFrame, prompt_format: str, system_prompt: str | 
         prompt = [{"role": "user", "content": user}]
         if system_prompt is not None:
             prompt.insert(0, {"role": "system", "content": system_prompt})
-        examples.append({"prompt": prompt, "completion": [{"role": "assistant", "content": target}]})
+        example = {"prompt": prompt, "completion": [{"role": "assistant", "content": target}]}
+        if chat_template_date:  # TRL renders each example with its own chat_template_kwargs
+            example["chat_template_kwargs"] = chat_template_kwargs(chat_template_date)
+        examples.append(example)
     return examples
 
 
@@ -136,7 +148,9 @@ def build_trainer(model_path: str, train_file: str, prompt_format: str, output_d
         if "<|finetune_right_pad_id|>" in tokenizer.get_vocab():
             tokenizer.pad_token = "<|finetune_right_pad_id|>"
     table = pd.read_parquet(train_file)
-    train_dataset = datasets.Dataset.from_list(conversations(table, prompt_format, settings.system_prompt))
+    train_dataset = datasets.Dataset.from_list(
+        conversations(table, prompt_format, settings.system_prompt, settings.chat_template_date)
+    )
     args = SFTConfig(
         output_dir=output_dir,
         learning_rate=settings.learning_rate,
@@ -173,11 +187,12 @@ def build_trainer(model_path: str, train_file: str, prompt_format: str, output_d
                       callbacks=[make_checkpoint_marker()])  # fmt: skip
 
 
-def probe_input_ids(tokenizer):
+def probe_input_ids(tokenizer, chat_template_date: str | None = None):
     import torch
 
     text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": PROBE_TEXT}], tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": PROBE_TEXT}], tokenize=False, add_generation_prompt=True,
+        **chat_template_kwargs(chat_template_date),
     )
     return torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
 
@@ -197,7 +212,7 @@ def train(args) -> None:
     trainer.save_model(args.output_dir)
 
     # Every rank takes part in this forward pass: under ZeRO-3 each holds a shard of the weights.
-    probe = probe_input_ids(trainer.processing_class)
+    probe = probe_input_ids(trainer.processing_class, settings.chat_template_date)
     trainer.model.eval()
     with torch.no_grad():
         logits = trainer.model(input_ids=probe.to(trainer.args.device)).logits.float().cpu()
@@ -264,11 +279,24 @@ def launch_command(args) -> list[str]:
 
 
 def launch(args) -> None:
+    from workflow_scripts import runtime
+
+    # Before any rank starts: a GPU job that sees no (or too few) CUDA devices would otherwise train
+    # on the CPU (gloo, CPU optimizer) until its time limit, then again with each retry.
+    problem = runtime.missing_gpus(args.gpus, "resources.train.gpu")
+    if problem:
+        raise ValueError(problem)
+    print(runtime.describe_caches(), file=sys.stderr)
     env = dict(os.environ)
     # The ranks import workflow_scripts from the repository, wherever the job runs.
     repo = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
-    subprocess.run(launch_command(args), check=True, env=env)
+    ranks = subprocess.run(launch_command(args), env=env)
+    if ranks.returncode != 0:
+        # The failing rank's traceback is above; this stays the log's last line.
+        print(f"error: training failed: accelerate launch exited with status {ranks.returncode} "
+              "(the first failing rank's traceback is above)", file=sys.stderr, flush=True)  # fmt: skip
+        raise SystemExit(ranks.returncode)
 
 
 @one_line_errors
@@ -284,6 +312,7 @@ def main(argv=None) -> None:
     parser.add_argument("--settings", required=True, help="JSON of TrainSettings fields")
     parser.add_argument("--accelerate-config", help="accelerate/DeepSpeed yaml (launch mode)")
     parser.add_argument("--num-processes", type=int, default=1, help="ranks to start (launch mode)")
+    parser.add_argument("--gpus", type=int, default=0, help="GPUs the job asked for; fewer visible stops it (launch mode)")
     args = parser.parse_args(argv)
     TrainSettings.from_json(args.settings)  # fail before any process starts
     if args.mode == "launch":

@@ -1,0 +1,202 @@
+"""The GPU code path's guards, as far as a CPU can run them (the GPU run itself: benchmarks/gpu_smoke.py).
+
+- evaluation: CUDA is queried through NVML, set before torch is imported (vLLM's engine forks);
+- a train job that asks for GPUs and sees none stops at once, with one line, before any rank starts;
+- a library's error inside a step keeps its traceback in the job log, with the one line last;
+- cluster_check fails when torch cannot use the GPUs the rule asked for;
+- the chat template date and vLLM's seed / attention backend reach lm-eval's model arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO, snakemake
+from workflow_scripts import cluster_check, evaluation, runtime
+
+DATE = "26 Jul 2024"
+
+# Runs a step as `python -m` does and reports the environment at the moment torch is first imported.
+TORCH_IMPORT_SPY = """
+import importlib.abc, json, os, runpy, sys
+
+class FirstTorchImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            print("AT_TORCH_IMPORT " + json.dumps({k: os.environ.get(k) for k in
+                  ("PYTORCH_NVML_BASED_CUDA_CHECK", "VLLM_WORKER_MULTIPROC_METHOD")}), flush=True)
+            os._exit(0)
+        return None
+
+sys.meta_path.insert(0, FirstTorchImport())
+module = sys.argv[1]
+sys.argv = [module, *sys.argv[2:]]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def test_evaluation_makes_cuda_detection_fork_safe_before_torch_is_imported(tiny_model, arc_bins, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTORCH_NVML_BASED_CUDA_CHECK", "VLLM_WORKER_MULTIPROC_METHOD")}
+    result = subprocess.run(
+        [sys.executable, "-c", TORCH_IMPORT_SPY, "workflow_scripts.evaluation", "--task", "cross_difficulty_arc",
+         "--bin-file", str(arc_bins / "bin-0.parquet"), "--model", str(tiny_model), "--out", str(tmp_path / "c.json"),
+         "--backend", "vllm"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    seen = [line for line in result.stdout.splitlines() if line.startswith("AT_TORCH_IMPORT ")]
+    assert seen, f"torch was never imported:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    environment = json.loads(seen[0].split(" ", 1)[1])
+    # Either makes vLLM's fork of its engine process safe; NVML keeps the faster fork.
+    assert environment["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1" or environment["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
+
+
+# ---- what a failing job leaves in its log ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def failing_jobs(tiny_model, tmp_path_factory):
+    """One demo run with a train job that asks for 2 GPUs on this GPU-less machine, and a base-model
+    cell whose model config names an activation transformers does not have."""
+    workdir = tmp_path_factory.mktemp("failing")
+    broken = workdir / "broken-model"
+    shutil.copytree(tiny_model, broken)
+    model_config = json.loads((broken / "config.json").read_text())
+    model_config["hidden_act"] = "no_such_activation"
+    (broken / "config.json").write_text(json.dumps(model_config))
+    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    config["models"]["tiny-qwen2"]["path"] = str(broken)
+    config["datasets"] = {"arc": config["datasets"]["arc"]}
+    config["resources"]["train"]["gpu"] = 2
+    (workdir / "failing.yaml").write_text(yaml.safe_dump(config))
+    targets = ["results/demo/models/tiny-qwen2/arc/train-0/zero", "results/demo/cells/tiny-qwen2/arc/train-base/test-0.json"]
+    result = snakemake("--configfile", str(workdir / "failing.yaml"), "--cores", "2", "--keep-going", *targets,
+                       workdir=workdir, check=False, timeout=900, env_extra={"CUDA_VISIBLE_DEVICES": "0,1"})  # fmt: skip
+    assert result.returncode != 0
+    return workdir
+
+
+def test_train_job_asking_for_gpus_on_a_machine_without_stops_at_once(failing_jobs):
+    log = (failing_jobs / "results/demo/logs/train/tiny-qwen2/arc/train-0.log").read_text()
+    lines = log.strip().splitlines()
+    assert lines[-1].startswith("error: resources.train.gpu is 2 but torch ") and "sees 0 CUDA device(s)" in lines[-1]
+    assert "CUDA_VISIBLE_DEVICES='0,1'" in lines[-1] and "fix: " in lines[-1]
+    # Before any rank: accelerate never started, nothing was written, no traceback.
+    assert "Traceback" not in log and "accelerate" not in log.lower()
+    assert not (failing_jobs / "results/demo/work").exists()
+
+
+def test_library_error_keeps_its_traceback_above_one_last_line(failing_jobs):
+    log = (failing_jobs / "results/demo/logs/evaluate/tiny-qwen2/arc/train-base/test-0.log").read_text()
+    lines = log.strip().splitlines()
+    assert "Traceback (most recent call last):" in log
+    assert "transformers/activations.py" in log  # where it was raised, not only what
+    assert lines[-1] == "error: KeyError in transformers (traceback above): no_such_activation"
+    # The job's JIT and compile caches: under results_dir/cache (config cache_dir), not $HOME.
+    cache = failing_jobs / "results/demo/cache"
+    assert lines[0] == (f"caches: VLLM_CACHE_ROOT={cache}/vllm, TRITON_CACHE_DIR={cache}/triton, "
+                        f"FLASHINFER_WORKSPACE_BASE={cache}/flashinfer, CUDA_CACHE_PATH={cache}/nv-compute-cache")  # fmt: skip
+    assert not (failing_jobs / "results/demo/cells/tiny-qwen2/arc/train-base/test-0.json").exists()
+
+
+def test_own_input_errors_stay_one_line(tmp_path, capsys):
+    """Our own checks' messages name the field and the fix: no traceback above them."""
+    with pytest.raises(SystemExit):
+        evaluation.main(["--task", "cross_difficulty_nope", "--bin-file", "x.parquet", "--model", "m", "--out", str(tmp_path / "c.json")])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: task 'cross_difficulty_nope'")
+
+
+# ---- cluster_check and lm-eval's model arguments ---------------------------------------------------
+
+
+def test_cluster_check_fails_when_torch_cannot_use_the_gpus(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.delenv(runtime.DUMMY_GPUS_VARIABLE, raising=False)
+    out = tmp_path / "train.json"
+    with pytest.raises(SystemExit):
+        cluster_check.main(["--rule", "train", "--expected-gpus", "2", "--out", str(out)])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: rule train: torch ") and "sees 0 CUDA device(s), not 2" in last and "fix: " in last
+    assert not out.exists()
+    # On a test cluster with dummy GRES devices the report is written, with a warning.
+    monkeypatch.setenv(runtime.DUMMY_GPUS_VARIABLE, "1")
+    cluster_check.main(["--rule", "train", "--expected-gpus", "2", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["visible_gpus"] == 2 and report["torch_device_count"] == 0 and report["nvidia_smi"]
+
+
+def test_vllm_arguments_on_gpus(monkeypatch):
+    # No GPU here: the device count is the one thing replaced.
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    name, args = evaluation.model_spec("vllm", "m", "bfloat16", False, seed=42, chat_template_date=DATE,
+                                       attention_backend="TRITON_ATTN")  # fmt: skip
+    assert name == "vllm"
+    assert args == {"pretrained": "m", "dtype": "bfloat16", "trust_remote_code": False, "seed": 42,
+                    "chat_template_args": {"date_string": DATE}, "tensor_parallel_size": 1,
+                    "attention_backend": "TRITON_ATTN"}  # fmt: skip
+
+
+def test_vllm_without_gpu_or_cpu_build_is_one_line(monkeypatch):
+    monkeypatch.setattr(runtime, "vllm_build", lambda: None)
+    with pytest.raises(ValueError, match="no CUDA device is visible and the installed vLLM .none. is not a CPU build"):
+        evaluation.model_spec("vllm", "m", "bfloat16", False)
+
+
+def test_chat_template_date_reaches_lm_eval_prompts(tiny_llama):
+    from lm_eval.api.registry import get_model
+
+    import lm_eval.models  # noqa: F401  (registers the backends)
+
+    name, args = evaluation.model_spec("hf", str(tiny_llama), "float32", False, chat_template_date=DATE)
+    model = get_model(name)(**args)
+    prompt = model.apply_chat_template([{"role": "user", "content": "Q"}], add_generation_prompt=True)
+    assert f"Today Date: {DATE}\n" in prompt
+    # Without it, the template prints the day it runs (what the setting prevents).
+    today = time.strftime("%d %b %Y")
+    unpinned = get_model(name)(**{k: v for k, v in args.items() if k != "chat_template_args"})
+    assert f"Today Date: {today}\n" in unpinned.apply_chat_template([{"role": "user", "content": "Q"}], add_generation_prompt=True)
+
+
+# ---- the GPU smoke script's plumbing --------------------------------------------------------------
+
+
+def test_gpu_smoke_plans_the_study_settings_on_one_gpu(tmp_path):
+    result = subprocess.run([sys.executable, "benchmarks/gpu_smoke.py", "--dry-run", "--out", str(tmp_path)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = {s["step"]: s["command"] for s in map(json.loads, (l for l in result.stdout.splitlines() if l.startswith("{")))}
+    assert list(steps) == ["fork", "fork-control", "train-llama3", "convert-llama3", "train-qwen2", "convert-qwen2",
+                           "eval-hf-arc", "eval-hf-gsm8k", "eval-vllm-arc", "eval-vllm-gsm8k"]  # fmt: skip
+    for style in ("llama3", "qwen2"):
+        train = steps[f"train-{style}"]
+        assert train[train.index("--gpus") + 1] == "1" and train[train.index("--num-processes") + 1] == "1"
+        assert train[train.index("--accelerate-config") + 1].endswith("config/accelerate/zero3_gpu.yaml")
+        settings = json.loads(train[train.index("--settings") + 1])
+        assert (settings["optim"], settings["use_liger_kernel"], settings["bf16"]) == ("paged_adamw_8bit", True, True)
+        assert settings["chat_template_date"] == DATE
+    for name, command in steps.items():
+        if name.startswith("eval-"):
+            assert command[command.index("--chat-template-date") + 1] == DATE
+            assert ("--attention-backend" in command) == name.startswith("eval-vllm")
+    # The inputs it built: head_dim 64 models (vLLM's CPU and GPU kernels take it), one untied.
+    llama = json.loads((tmp_path / "base-llama3/config.json").read_text())
+    assert llama["hidden_size"] // llama["num_attention_heads"] == 64 and not llama["tie_word_embeddings"]
+
+
+@pytest.mark.parametrize("device, works", [("cpu", True), ("meta-nonsense", False)])
+def test_gpu_smoke_fork_check_reports_what_the_child_saw(device, works):
+    result = subprocess.run([sys.executable, "benchmarks/gpu_smoke.py", "fork-check", "--device", device], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["nvml_check"] == "1" and (result.returncode == 0) == works
+    assert (seen["child"] == "ok") == works and (works or "RuntimeError" in seen["child"])
