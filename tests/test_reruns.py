@@ -185,6 +185,25 @@ def test_training_module_edit_spares_base_cells(checkout):
         assert planned(checkout, "config/reruns.yaml") == training() | cells(trains=BINS) | reports() | loss_curves()
 
 
+def test_conversion_code_or_setting_changed_plans_nothing(checkout):
+    """A converted model is kept: re-making it would need its deleted ZeRO state, i.e. re-training.
+    conversion.json records what made it (`make plan` lists the models made otherwise)."""
+    with edited(checkout / "workflow_scripts/conversion.py"):
+        assert planned(checkout, "config/reruns.yaml") == set()
+    config = base_config()
+    config["conversion"]["max_shard_size"] = "1GB"
+    assert planned(checkout, write_config(checkout, config, "case")) == set()
+
+
+def test_how_jobs_run_plans_nothing(checkout):
+    """The checkpoint interval and the SLURM requests say how a job runs, not what it makes."""
+    config = base_config()
+    config["launch"]["checkpoint_minutes"] = 5
+    config["cluster"] = {"max_runtime": 60}
+    config["resources"]["train"] = {"gpu": 0, "threads": 2}  # sized from its work instead of fixed
+    assert planned(checkout, write_config(checkout, config, "case")) == set()
+
+
 def test_touched_raw_data_without_change_plans_nothing(checkout):
     raw = checkout / "resources/demo/sample_data/arc.jsonl"
     os.utime(raw)
