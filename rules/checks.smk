@@ -62,6 +62,13 @@ def _semantic_problems(config):
         if missing and rule_name not in ("train", "convert", "evaluate"):
             problems.append(f"resources.{rule_name}: no {' or '.join(missing)}; fix: add it (only train, convert and "
                             "evaluate are sized from their work)")  # fmt: skip
+    # Sized jobs need each model's parameter count before its config.json is on disk (a plan, a dry-run).
+    sized = [r for r in ("train", "convert", "evaluate") if not {"runtime", "mem_mb"} <= set(config.get("resources", {}).get(r) or {})]
+    for name, model in config.get("models", {}).items():
+        folder = (model or {}).get("path") or os.path.join(config.get("model_cache", "resources/models"), name)
+        if sized and not (model or {}).get("parameters") and not os.path.isfile(os.path.join(folder, "config.json")):
+            problems.append(f"models.{name}: no `parameters` and no {folder}/config.json yet, but resources.{sized[0]} is "
+                            f"sized from the model's size; fix: set models.{name}.parameters (the count on the model card)")  # fmt: skip
     pilot = config.get("pilot") or {}
     if pilot.get("model") and pilot["model"] not in config.get("models", {}):
         problems.append(f"pilot.model: {pilot['model']!r} is not in models; fix: name one of {sorted(config.get('models', {}))}")

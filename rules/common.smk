@@ -221,19 +221,46 @@ def sized_request(rule_name, wildcards, attempt):
 
 def job_estimate(rule_name, wildcards):
     """The cost of one job from its work: what it trains on or answers, the model's size, the rates
-    measured so far in this results folder (assumptions where none are)."""
+    measured so far in this results folder (assumptions where none are).
+
+    Kept per job while the files it reads (bin, model config) stay as they are: each sized job asks
+    four times (runtime, mem_mb, expected_s, output_mb), and the paper grid has 7,280 of them."""
+    key = (rule_name, tuple(wildcards.items()))
+    known = _JOB_ESTIMATES.get(key)
+    if known and known[1] == tuple(map(_modified, known[2])):
+        return known[0]
+    work, files = job_work(rule_name, wildcards)
+    estimate = _estimate(rule_name, work)
+    _JOB_ESTIMATES[key] = (estimate, tuple(map(_modified, files)), files)
+    return estimate
+
+
+_JOB_ESTIMATES = {}
+
+
+def _modified(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def job_work(rule_name, wildcards):
+    """(the work of one job as sizing.py describes it, the files it was read from)."""
     model, dataset = wildcards.model, wildcards.dataset
     parameters = model_parameters(model)
+    model_config = os.path.join(base_model(model), "config.json")
     if rule_name == "convert":
         dtype_bytes = 4 if config["conversion"]["dtype"] == "float32" else 2
-        return _estimate("convert", (parameters, dtype_bytes))
+        return (parameters, dtype_bytes), (model_config,)
     entry = config["datasets"][dataset]
     prompt_format, n_bins = entry["prompt_format"], dataset_setting(dataset, "n_bins")
     heldout_share = config.get("heldout_fraction", 0.2)
     if rule_name == "train":
         labels = cell_names.labels(wildcards.train_bin)
         heldout = labels["eval_split"] == "heldout"
-        rows = sizing.parquet_rows(pool_file(dataset, labels["train_bin"], heldout)) or sizing.expected_rows(
+        rows_file = pool_file(dataset, labels["train_bin"], heldout)
+        rows = sizing.parquet_rows(rows_file) or sizing.expected_rows(
             prompt_format, n_bins, 1 - heldout_share if heldout else 1
         )
         settings = train_settings(model, dataset, labels["seed"])
@@ -244,17 +271,18 @@ def job_estimate(rule_name, wildcards):
             train_processes(), measured_rates().tokens(dataset, shape["prompt_tokens"] + shape["target_tokens"]),
             config["launch"]["checkpoint_minutes"],
         )  # fmt: skip
-        return _estimate("train", work)
+        return work, (rows_file, model_config)
     labels = cell_names.labels(wildcards.train)
     heldout = labels["eval_split"] == "heldout"
-    questions = sizing.parquet_rows(test_file(dataset, wildcards.test_bin, heldout)) or sizing.expected_rows(
+    rows_file = test_file(dataset, wildcards.test_bin, heldout)
+    questions = sizing.parquet_rows(rows_file) or sizing.expected_rows(
         prompt_format, n_bins, heldout_share if heldout else 1
     )
     output_type, limit = task_output(entry["task"])
     work = sizing.EvalWork(parameters, questions, prompt_format, output_type,
                            evaluation_settings(dataset).get("max_gen_toks") or limit,
                            trained=labels["train_kind"] == "bin", in_context_k=labels["in_context_k"] or 0)  # fmt: skip
-    return _estimate("evaluate", work)
+    return work, (rows_file, model_config)
 
 
 @functools.cache
@@ -471,6 +499,12 @@ def pilot_job():
         "test_file": test_file(dataset, test_bin, eval_split() == "heldout"),
         "drill": results("pilot", "resume_drill", model, dataset, f"train-{row}", "zero"),
     }  # fmt: skip
+
+
+def pilot_inputs(wildcards):
+    job = pilot_job()
+    return {"model": job["model_dir"], "cell": job["cell"], "base_cell": job["base_cell"], "drill": job["drill"],
+            "bins": bins_dir(job["dataset"])}  # fmt: skip
 
 
 def pilot_expectations():

@@ -28,20 +28,17 @@ use rule train as resume_drill with:
 
 rule pilot:
     input:
-        model=pilot_job()["model_dir"],
-        cell=pilot_job()["cell"],
-        base_cell=pilot_job()["base_cell"],
-        drill=pilot_job()["drill"],
-        bins=bins_dir(pilot_job()["dataset"]),
+        # Functions: the pilot's row is worked out only when the pilot is asked for.
+        unpack(pilot_inputs),
         code=code("workflow_scripts/pilot.py"),
     output:
         results("pilot/report.json"),
     log:
         results("logs/pilot/report.log"),
     params:
-        test_file=pilot_job()["test_file"],
-        expect=pilot_expectations(),
-        benchmarks=pilot_benchmarks(),
+        test_file=lambda wc: pilot_job()["test_file"],
+        expect=lambda wc: pilot_expectations(),
+        benchmarks=lambda wc: pilot_benchmarks(),
     localrule: True
     conda:
         "../envs/data.yaml"

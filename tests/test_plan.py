@@ -65,22 +65,28 @@ def sized_demo_config(tmp_path) -> str:
 def test_estimates_use_the_runs_own_measurements(demo_run, tmp_path):
     """After a run (a pilot, say), the plan's estimates come from what its jobs measured."""
     configfile = sized_demo_config(tmp_path)
-    out = tmp_path / "plan.json"
-    output = plan_output = snakemake("-n", "--forceall", "--configfile", configfile, workdir=demo_run).stdout
-    jobs = [job for job in plan.planned_jobs(plan_output) if job["rule"] in ("train", "evaluate", "convert")]
+    output = snakemake("-n", "--forceall", "--configfile", configfile, workdir=demo_run).stdout
+    jobs = [job for job in plan.planned_jobs(output) if job["rule"] in ("train", "evaluate", "convert")]
     assert len(jobs) == 6 + 24 + 6
     root = demo_run / "results/demo"
+    expected, measured = {}, {}
     for job in jobs:
-        wildcards, resources = job["wildcards"], job["resources"]
+        wildcards = job["wildcards"]
         where = f"{wildcards['model']}/{wildcards['dataset']}"
         if job["rule"] == "evaluate":
             where += f"/train-{wildcards['train']}/test-{wildcards['test_bin']}"
         else:
             where += f"/train-{wildcards['train_bin']}"
-        measured = float((root / "benchmarks" / job["rule"] / f"{where}.tsv").read_text().splitlines()[1].split()[0])
-        # Each job's estimate is its own measurement scaled by the median factor of the six (or 24) like it.
-        assert 0.5 * measured <= resources["expected_s"] <= 2 * measured + 1, (job, measured)
-    assert output
+        benchmark = (root / "benchmarks" / job["rule"] / f"{where}.tsv").read_text().splitlines()[1]
+        measured.setdefault(job["rule"], []).append(float(benchmark.split()[0]))
+        expected.setdefault(job["rule"], []).append(job["resources"]["expected_s"])
+    # The estimates take the median factor over the jobs like them (same model), so in sum they are
+    # what those jobs took, within 2x on this machine's noisy timings; the GPU assumptions alone are
+    # several times off for a CPU run.
+    for rule in expected:
+        assert 0.5 * sum(measured[rule]) <= sum(expected[rule]) <= 2 * sum(measured[rule]) + len(jobs), rule
+    out = tmp_path / "plan.json"
     plan.main(["--configfile", configfile, "--directory", str(demo_run), "--json", str(out), "--forceall"])
     summary = json.loads(out.read_text())
-    assert summary["rules"]["train"]["jobs"] == 6 and summary["rules"]["train"]["expected_h"] > 0
+    assert summary["rules"]["train"]["jobs"] == 6
+    assert math.isclose(summary["rules"]["train"]["expected_h"] * 3600, sum(expected["train"]), abs_tol=6)

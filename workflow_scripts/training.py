@@ -145,8 +145,10 @@ def make_checkpoint_callback(checkpoint_minutes: float, stop_halfway: bool = Fal
                 self.stop_step = halfway
 
         def on_step_end(self, args, state, control, **kwargs):
-            due = self.interval_s > 0 and clock() - self._last >= self.interval_s and state.global_step < state.max_steps
-            due = bool(_broadcast_from_rank_zero(due, args.device))
+            due = False
+            if self.interval_s > 0:
+                due = clock() - self._last >= self.interval_s and state.global_step < state.max_steps
+                due = _broadcast_from_rank_zero(due, args.device)
             if due or state.global_step == self.stop_step:
                 control.should_save = True
                 self._started, self._written = clock(), bytes_written_by_this_process()
