@@ -171,9 +171,9 @@ def rule_resources(rule_name):
     Time and memory are the config's `runtime` (minutes) and `mem_mb` where it gives them, else sized
     per job from its work (train, convert, evaluate; job_estimate). A retry asks for more: the time
     grows with each attempt (sized memory too), never beyond cluster.max_runtime / cluster.max_mem_mb,
-    so a job killed at its limit gets more time when it is retried. Sized rules also carry
-    `expected_s` (the estimate) and `output_mb` (what their outputs take on disk), which `make plan`
-    reads from the dry-run; SLURM ignores them."""
+    so a job killed at its limit gets more time when it is retried. In `make plan`'s dry-run, sized
+    rules also carry `expected_s` (the estimate) and `output_mb` (what their outputs take on disk);
+    SLURM ignores them."""
     entry = config["resources"].get(rule_name) or DEFAULT_RESOURCES[rule_name]
     cluster = config["cluster"]
     resources = placement(rule_name)
@@ -186,7 +186,7 @@ def rule_resources(rule_name):
         resources["mem_mb"] = min(mem_mb, cluster["max_mem_mb"])
     else:
         resources["mem_mb"] = lambda wildcards, attempt: sized_request(rule_name, wildcards, attempt)[1]
-    if minutes is None or mem_mb is None:
+    if (minutes is None or mem_mb is None) and os.environ.get(sizing.PLAN_VARIABLE):
         resources["expected_s"] = lambda wildcards: on_main_process(lambda: round(job_estimate(rule_name, wildcards).seconds))
         resources["output_mb"] = lambda wildcards: on_main_process(lambda: math.ceil(job_estimate(rule_name, wildcards).output_bytes / 1e6))
     return resources

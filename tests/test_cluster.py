@@ -78,7 +78,7 @@ def test_profile_dry_run_places_every_rule_of_the_paper_grid():
         if rule in ("train", "evaluate", "convert"):
             longest[rule] = max(longest.get(rule, 0), int(resources["runtime"]))
     assert 10 <= longest["train"] <= 30 and longest["evaluate"] <= 10 and longest["convert"] <= 10, longest
-    assert all(int(r["runtime"]) >= 4 and int(r["expected_s"]) > 0 for rule, r in jobs if rule in ("train", "evaluate"))
+    assert all(int(r["runtime"]) >= 4 for rule, r in jobs if rule in ("train", "evaluate"))
     # convert: the fp32 masters (4 B/param) and the bf16 copy (2 B/param) + 3 GB, with 25% headroom.
     import math
 

@@ -65,7 +65,8 @@ def sized_demo_config(tmp_path) -> str:
 def test_estimates_use_the_runs_own_measurements(demo_run, tmp_path):
     """After a run (a pilot, say), the plan's estimates come from what its jobs measured."""
     configfile = sized_demo_config(tmp_path)
-    output = snakemake("-n", "--forceall", "--configfile", configfile, workdir=demo_run).stdout
+    output = snakemake("-n", "--forceall", "--configfile", configfile, workdir=demo_run,
+                       env_extra={plan.PLAN_VARIABLE: "1"}).stdout
     jobs = [job for job in plan.planned_jobs(output) if job["rule"] in ("train", "evaluate", "convert")]
     assert len(jobs) == 6 + 24 + 6
     root = demo_run / "results/demo"

@@ -52,7 +52,7 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     assert not (tmp_path / "results/demo/models/tiny-qwen2/arc/train-0/zero").exists()
     snakemake("--configfile", configfile, "--cores", "2", TARGET, workdir=tmp_path)
     record = json.loads((tmp_path / TARGET / "training.json").read_text())
-    assert record["resumed_from_step"] >= killed_at >= 2
+    assert record["resumed_from_step"] >= killed_at >= 1
     assert record["global_step"] == 80  # 10 epochs x 8 steps: it continued, it did not start a new schedule
     # The record lists the checkpoints of both attempts: the killed one's up to where it resumed.
     steps = [c["step"] for c in record["checkpoints"]]

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from workflow_scripts.sizing import PLAN_VARIABLE
+
 REPO = Path(__file__).resolve().parent.parent
 # Rules whose outputs are deleted once their consumer has run (temp() in rules/train.smk, pilot.smk).
 TEMPORARY_OUTPUTS = {"train", "resume_drill"}
@@ -36,7 +38,8 @@ def dry_run(configfiles: list[str], directory: str, targets: list[str]) -> str:
     # Targets first: --configfile takes every word after it.
     command = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "-n",
                "--directory", directory, *targets, *(["--configfile", *configfiles] if configfiles else [])]  # fmt: skip
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+           PLAN_VARIABLE: "1"}  # sized jobs then carry expected_s and output_mb (rules/common.smk)
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=directory)
     if result.returncode != 0:
         raise SystemExit(f"error: the dry-run failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")

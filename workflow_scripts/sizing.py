@@ -28,6 +28,10 @@ from dataclasses import dataclass, field
 import yaml
 
 GB = 1e9
+# Set for `make plan`'s dry-run (plan.py): sized jobs then carry their estimate and output size as the
+# resources `expected_s` and `output_mb` (rules/common.smk); two more functions per job cost a dry-run
+# of the paper grid about a second, so other runs go without them.
+PLAN_VARIABLE = "CROSS_DIFFICULTY_PLAN"
 
 # ---- assumptions: replaced, factor by factor, by what the run's own jobs measured ---------------------
 # B200 (180 GB HBM3e, 2.25 PFLOP/s dense bf16), one node, NVLink; a shared file system.
