@@ -50,10 +50,10 @@ ASSUMPTIONS = {
     # memory at once (torch.save moves one storage at a time, and each rank's is one flat tensor).
     "train_host_bytes_per_param": 4.0,
     # Conversion (CPU): zero_to_fp32 holds the fp32 masters (4 B/param) while each tensor is cast to
-    # bf16 (2 B/param); benchmarks/convert_memory.py measures it.
+    # bf16; benchmarks/convert_memory.py measured a peak of 4.25 B/param over 0.96 GB of imports.
     "convert_startup_s": 30.0,
-    "convert_host_base_gb": 3.0,
-    "convert_host_bytes_per_param": 6.0,
+    "convert_host_base_gb": 2.0,
+    "convert_host_bytes_per_param": 4.5,
     # Evaluation: lm-eval + vLLM on one GPU. Start: imports, weights, torch.compile, CUDA graphs.
     "eval_startup_s": 70.0,
     "eval_decode_step_overhead_s": 0.005,  # per decode step, besides reading the weights once
