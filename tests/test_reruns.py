@@ -31,6 +31,7 @@ def base_config() -> dict:
     config["n_bins"] = 2
     model = config["models"].pop("tiny-qwen2")
     config["models"] = {name: dict(model) for name in MODELS}
+    config["pilot"]["model"] = MODELS[0]
     return config
 
 
