@@ -1,14 +1,17 @@
 # Two entry points: `make demo` and `make test`. Both create .venv and install the CPU stack first.
 # `make status CONFIG=config/config.yaml`: done / running / failed / pending cells of a running grid.
+# `make plan CONFIG=config/config.yaml`: what that grid will request and use, before it is submitted.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
 # Rules call `python -m workflow_scripts...`: put the venv's python first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo demo-irt test lint benchmark benchmark-irt status clean-demo gpu-smoke-wheels gpu-smoke
+.PHONY: demo demo-irt test lint benchmark benchmark-irt status plan clean-demo gpu-smoke-wheels gpu-smoke
 
 CONFIG ?= config/config.yaml
+# Snakemake's working directory for `make status` / `make plan` (where results_dir is).
+DIR ?= .
 
 $(VENV)/installed.stamp: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +42,11 @@ benchmark: $(VENV)/installed.stamp
 
 status:
 	$(BIN)/python -m workflow_scripts.grid_status --configfile $(CONFIG)
+
+# What the grid (or what is left of it) will ask SLURM for and use: jobs x GPUs x time per rule,
+# GPU-hours requested and expected, retries against cluster.max_runtime, disk. ~20 s (a dry-run).
+plan: $(VENV)/installed.stamp
+	$(BIN)/python -m workflow_scripts.plan --configfile $(CONFIG) --directory $(DIR)
 
 clean-demo:
 	rm -rf results/demo resources/demo

@@ -35,6 +35,7 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 include: "rules/cluster.smk"
+include: "rules/pilot.smk"
 
 
 onstart:

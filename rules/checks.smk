@@ -62,6 +62,28 @@ def _semantic_problems(config):
                             "(and the jobs' python has no CPU build of vLLM); fix: set evaluation.backend: hf for a "
                             "CPU run")  # fmt: skip
     problems += _path_problems(config)
+    # Only train, convert and evaluate are sized from their work (rules/common.smk SIZED_RULES).
+    for rule_name, entry in config.get("resources", {}).items():
+        missing = [key for key in ("runtime", "mem_mb") if key not in (entry or {})]
+        if missing and rule_name not in ("train", "convert", "evaluate"):
+            problems.append(f"resources.{rule_name}: no {' or '.join(missing)}; fix: add it (only train, convert and "
+                            "evaluate are sized from their work)")  # fmt: skip
+    # Sized jobs need each model's parameter count before its config.json is on disk (a plan, a dry-run).
+    sized = [r for r in ("train", "convert", "evaluate") if not {"runtime", "mem_mb"} <= set(config.get("resources", {}).get(r) or {})]
+    for name, model in config.get("models", {}).items():
+        folder = (model or {}).get("path") or os.path.join(config.get("model_cache", "resources/models"), name)
+        if sized and not (model or {}).get("parameters") and not os.path.isfile(os.path.join(folder, "config.json")):
+            problems.append(f"models.{name}: no `parameters` and no {folder}/config.json yet, but resources.{sized[0]} is "
+                            f"sized from the model's size; fix: set models.{name}.parameters (the count on the model card)")  # fmt: skip
+    pilot = config.get("pilot") or {}
+    if pilot.get("model") and pilot["model"] not in config.get("models", {}):
+        problems.append(f"pilot.model: {pilot['model']!r} is not in models; fix: name one of {sorted(config.get('models', {}))}")
+    if pilot.get("dataset") and pilot["dataset"] not in config.get("datasets", {}):
+        problems.append(f"pilot.dataset: {pilot['dataset']!r} is not in datasets; fix: name one of {sorted(config.get('datasets', {}))}")
+    elif pilot.get("dataset"):
+        n_bins = config["datasets"][pilot["dataset"]].get("n_bins", config.get("n_bins", 10))
+        if pilot.get("train_bin", 0) >= n_bins:
+            problems.append(f"pilot.train_bin: {pilot['train_bin']} but {pilot['dataset']} has {n_bins} bins; fix: use 0 to {n_bins - 1}")
     # A run's seed is part of its name (-seed<S>); an override would train under another name's seed.
     for kind in ("models", "datasets"):
         for name, entry in config.get(kind, {}).items():

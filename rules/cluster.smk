@@ -26,7 +26,7 @@ for checked_rule, conda_env in CHECKED_RULES.items():
             gpus=config["resources"][checked_rule]["gpu"],
         threads: config["resources"][checked_rule]["threads"]
         resources:
-            **rule_resources(checked_rule),
+            **check_resources(checked_rule),
         conda:
             conda_env
         shell:

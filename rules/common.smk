@@ -1,12 +1,14 @@
 # Helpers only: paths, config lookups, wildcard constraints. No rules here.
+import functools
 import json
+import math
 import os
 import re
 import shlex
 
 from snakemake.exceptions import WorkflowError
 
-from workflow_scripts import cell_names, runtime
+from workflow_scripts import cell_names, runtime, sizing
 
 RESULTS = config["results_dir"]
 MODELS = list(config["models"])
@@ -155,20 +157,17 @@ def train_processes():
 
 # Rules that only some configs use, so their resources are optional in the config.
 DEFAULT_RESOURCES = {"irt": {"gpu": 0, "threads": 1, "mem_mb": 8000, "runtime": 60}}
+# Rules whose time and memory follow from each job's work (workflow_scripts/sizing.py), unless the
+# config gives them a fixed `runtime` / `mem_mb`.
+SIZED_RULES = ("train", "convert", "evaluate")
 
 
-def rule_resources(rule_name):
-    """The SLURM request of a rule's jobs, from config `resources:` and `cluster:`.
-
-    GPU rules go to the GPU partition with `gpu=N` (the plugin turns it into --gpus=N), CPU rules to
-    the CPU partition; a local run ignores the partition. The time limit grows with each attempt, so
-    a job killed at its limit gets more time when it is retried."""
+def placement(rule_name):
+    """Where a rule's jobs go: GPU rules to the GPU partition with `gpu=N` (the plugin turns it into
+    --gpus=N), CPU rules to the CPU partition; a local run ignores the partition."""
     entry = config["resources"].get(rule_name) or DEFAULT_RESOURCES[rule_name]
     cluster = config["cluster"]
-    minutes = entry["runtime"]
     resources = {
-        "mem_mb": entry["mem_mb"],
-        "runtime": lambda wildcards, attempt: minutes * attempt,
         "gpu": entry["gpu"],
         "slurm_partition": cluster["gpu_partition"] if entry["gpu"] else cluster["cpu_partition"],
     }
@@ -181,6 +180,155 @@ def rule_resources(rule_name):
     if cluster.get("account"):
         resources["slurm_account"] = cluster["account"]
     return resources
+
+
+def rule_resources(rule_name):
+    """The SLURM request of a rule's jobs, from config `resources:` and `cluster:`.
+
+    Time and memory are the config's `runtime` (minutes) and `mem_mb` where it gives them, else sized
+    per job from its work (train, convert, evaluate; job_estimate). A retry asks for more: the time
+    grows with each attempt (sized memory too), never beyond cluster.max_runtime / cluster.max_mem_mb,
+    so a job killed at its limit gets more time when it is retried. In `make plan`'s dry-run, sized
+    rules also carry `expected_s` (the estimate) and `output_mb` (what their outputs take on disk);
+    SLURM ignores them."""
+    entry = config["resources"].get(rule_name) or DEFAULT_RESOURCES[rule_name]
+    cluster = config["cluster"]
+    resources = placement(rule_name)
+    minutes, mem_mb = entry.get("runtime"), entry.get("mem_mb")
+    if minutes is not None:
+        resources["runtime"] = lambda wildcards, attempt: sizing.attempt_runtime(minutes, attempt, cluster["max_runtime"])
+    else:
+        resources["runtime"] = lambda wildcards, attempt: sized_request(rule_name, wildcards, attempt)[0]
+    if mem_mb is not None:
+        resources["mem_mb"] = min(mem_mb, cluster["max_mem_mb"])
+    else:
+        resources["mem_mb"] = lambda wildcards, attempt: sized_request(rule_name, wildcards, attempt)[1]
+    if (minutes is None or mem_mb is None) and os.environ.get(sizing.PLAN_VARIABLE):
+        resources["expected_s"] = lambda wildcards: on_main_process(lambda: round(job_estimate(rule_name, wildcards).seconds))
+        resources["output_mb"] = lambda wildcards: on_main_process(lambda: math.ceil(job_estimate(rule_name, wildcards).output_bytes / 1e6))
+    return resources
+
+
+def check_resources(rule_name):
+    """A rule's placement (partition, GPUs, account) for a job of seconds: rules/cluster.smk."""
+    entry = config["resources"][rule_name]
+    return {**placement(rule_name), "runtime": 10, "mem_mb": entry.get("mem_mb") or 8000}
+
+
+def on_main_process(value, otherwise=0):
+    """A sized figure where the run that submits the jobs computes it; `otherwise` inside a cluster job.
+
+    A cluster job re-reads the workflow and may not ask for more of a resource than it was granted,
+    and its own estimate could differ (more jobs have measured rates since it was queued). Nothing
+    inside a job reads these figures."""
+    return value() if workflow.is_main_process else otherwise
+
+
+def sized_request(rule_name, wildcards, attempt):
+    """(runtime minutes, mem_mb) of one attempt of a sized job: the estimate with headroom (sizing.py)."""
+    if not workflow.is_main_process:
+        return 1, 1
+    cluster = config["cluster"]
+    estimate = job_estimate(rule_name, wildcards)
+    return (
+        sizing.runtime_request(estimate.seconds, attempt, cluster["max_runtime"]),
+        sizing.memory_request(estimate.memory_bytes, attempt, cluster["max_mem_mb"]),
+    )
+
+
+def job_estimate(rule_name, wildcards):
+    """The cost of one job from its work: what it trains on or answers, the model's size, the rates
+    measured so far in this results folder (assumptions where none are).
+
+    Kept per job while the files it reads (bin, model config) stay as they are: each sized job asks
+    four times (runtime, mem_mb, expected_s, output_mb), and the paper grid has 7,280 of them."""
+    key = (rule_name, tuple(wildcards.items()))
+    known = _JOB_ESTIMATES.get(key)
+    if known and known[1] == tuple(map(_modified, known[2])):
+        return known[0]
+    work, files = job_work(rule_name, wildcards)
+    estimate = _estimate(rule_name, work)
+    _JOB_ESTIMATES[key] = (estimate, tuple(map(_modified, files)), files)
+    return estimate
+
+
+_JOB_ESTIMATES = {}
+
+
+def _modified(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def job_work(rule_name, wildcards):
+    """(the work of one job as sizing.py describes it, the files it was read from)."""
+    model, dataset = wildcards.model, wildcards.dataset
+    parameters = model_parameters(model)
+    model_config = os.path.join(base_model(model), "config.json")
+    if rule_name == "convert":
+        dtype_bytes = 4 if config["conversion"]["dtype"] == "float32" else 2
+        return (parameters, dtype_bytes), (model_config,)
+    entry = config["datasets"][dataset]
+    prompt_format, n_bins = entry["prompt_format"], dataset_setting(dataset, "n_bins")
+    heldout_share = config.get("heldout_fraction", 0.2)
+    if rule_name == "train":
+        labels = cell_names.labels(wildcards.train_bin)
+        heldout = labels["eval_split"] == "heldout"
+        rows_file = pool_file(dataset, labels["train_bin"], heldout)
+        rows = sizing.parquet_rows(rows_file) or sizing.expected_rows(
+            prompt_format, n_bins, 1 - heldout_share if heldout else 1
+        )
+        settings = train_settings(model, dataset, labels["seed"])
+        shape = sizing.DATA_SHAPES[prompt_format]
+        work = sizing.TrainWork(
+            parameters, rows, settings["epochs"], settings["per_device_batch_size"],
+            settings.get("gradient_accumulation_steps", 1), bool(settings.get("gradient_checkpointing")),
+            train_processes(), measured_rates().tokens(dataset, shape["prompt_tokens"] + shape["target_tokens"]),
+            config["launch"]["checkpoint_minutes"],
+        )  # fmt: skip
+        return work, (rows_file, model_config)
+    labels = cell_names.labels(wildcards.train)
+    heldout = labels["eval_split"] == "heldout"
+    rows_file = test_file(dataset, wildcards.test_bin, heldout)
+    questions = sizing.parquet_rows(rows_file) or sizing.expected_rows(
+        prompt_format, n_bins, heldout_share if heldout else 1
+    )
+    output_type, limit = task_output(entry["task"])
+    work = sizing.EvalWork(parameters, questions, prompt_format, output_type,
+                           evaluation_settings(dataset).get("max_gen_toks") or limit,
+                           trained=labels["train_kind"] == "bin", in_context_k=labels["in_context_k"] or 0)  # fmt: skip
+    return work, (rows_file, model_config)
+
+
+@functools.cache
+def _estimate(rule_name, work):
+    rates = measured_rates()
+    if rule_name == "train":
+        return sizing.train_estimate(work, rates)
+    if rule_name == "convert":
+        return sizing.convert_estimate(*work, rates)
+    return sizing.evaluate_estimate(work, rates)
+
+
+@functools.cache
+def measured_rates():
+    """What this results folder's finished jobs measured, read once per Snakemake process."""
+    formats = {name: entry["prompt_format"] for name, entry in config["datasets"].items()}
+    return sizing.Calibration.measure(RESULTS, formats, os.path.join(REPO, "tasks"))
+
+
+def task_output(task):
+    path = os.path.join(REPO, "tasks", f"{task}.yaml")
+    if not os.path.isfile(path):  # a task not written yet: evaluation.py names it when the cell runs
+        return "generate_until", sizing.ASSUMPTIONS["default_max_gen_toks"]
+    return sizing.task_output(path)
+
+
+def model_parameters(model):
+    """The model's parameter count: its config.json once on disk, else the model entry's `parameters`."""
+    return sizing.model_parameters(base_model(model), config["models"][model].get("parameters"), model)
 
 
 def rule_retries(rule_name):
@@ -350,6 +498,63 @@ def evaluation_arguments(wildcards):
 def samples_of(model, dataset):
     """The per-question files beside a (model, dataset)'s cells: what the bootstrap resamples."""
     return [path.removesuffix(".json") + ".samples.jsonl" for path in every_cell_of(model, dataset)]
+
+
+# ---- the pilot (rules/pilot.smk) ----------------------------------------------------------------
+
+
+def pilot_job():
+    """The pilot's row: config `pilot` (default: the smallest model, the first dataset, bin 0), trained
+    with the first seed in this eval_split and evaluated on its own bin, beside the base model there."""
+    entry = config.get("pilot", {})
+    model = entry.get("model") or min(MODELS, key=model_parameters)
+    dataset = entry.get("dataset") or DATASETS[0]
+    train_bin = entry.get("train_bin", 0)
+    test_bin = str(train_bin)
+    row = cell_names.bin_name(train_bin, eval_split(), seeds()[0])
+    return {
+        "model": model, "dataset": dataset, "row": row, "test_bin": test_bin,
+        "model_dir": trained_model_dir(model, dataset, row),
+        "cell": cell_path(model, dataset, row, test_bin),
+        "base_cell": cell_path(model, dataset, cell_names.base_name(eval_split()), test_bin),
+        "test_file": test_file(dataset, test_bin, eval_split() == "heldout"),
+        "drill": results("pilot", "resume_drill", model, dataset, f"train-{row}", "zero"),
+    }  # fmt: skip
+
+
+def pilot_inputs(wildcards):
+    job = pilot_job()
+    return {"model": job["model_dir"], "cell": job["cell"], "base_cell": job["base_cell"], "drill": job["drill"],
+            "bins": bins_dir(job["dataset"])}  # fmt: skip
+
+
+def pilot_expectations():
+    """What the pilot asserts its outputs show: the grid's GPU paths as configured."""
+    job = pilot_job()
+    settings = train_settings(job["model"], job["dataset"])
+    gpus = config["resources"]["train"]["gpu"]
+    return json.dumps({
+        "ranks": train_processes(),
+        "backend": "nccl" if gpus else "gloo",
+        "mixed_precision": "bf16" if settings["bf16"] else "no",
+        "optimizer": settings["optim"] if gpus else settings.get("cpu_optim", settings["optim"]),
+        "use_liger_kernel": bool(settings.get("use_liger_kernel")),
+        "evaluation_backend": evaluation_settings(job["dataset"])["backend"],
+    }, sort_keys=True)  # fmt: skip
+
+
+def pilot_benchmarks():
+    """The benchmark files of the pilot's jobs: read for the report where they exist."""
+    job = pilot_job()
+    where = (job["model"], job["dataset"], f"train-{job['row']}")
+    return json.dumps({
+        "train": results("benchmarks", "train", *where[:2], f"{where[2]}.tsv"),
+        "resume_drill": results("benchmarks", "pilot", "resume_drill", *where[:2], f"{where[2]}.tsv"),
+        "convert": results("benchmarks", "convert", *where[:2], f"{where[2]}.tsv"),
+        "evaluate": results("benchmarks", "evaluate", *where, f"test-{job['test_bin']}.tsv"),
+        "evaluate_base": results("benchmarks", "evaluate", *where[:2], f"train-{cell_names.base_name(eval_split())}",
+                                 f"test-{job['test_bin']}.tsv"),
+    })  # fmt: skip
 
 
 # ---- tables and figures ---------------------------------------------------------------------

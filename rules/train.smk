@@ -2,6 +2,10 @@
 # train_bin is the bin with its tags (workflow_scripts/cell_names.py): `3`, or `3-heldout-seed43` for
 # the training part of bin 3 with seed 43.
 # convert: that ZeRO checkpoint -> a Hugging Face model folder; the ZeRO state is then deleted (temp).
+# What the conversion code and settings were is recorded in the model's conversion.json; changing them
+# re-plans nothing that is converted already: re-making a model would need its deleted ZeRO state,
+# i.e. re-training (keeping every ZeRO state instead costs ~6 bytes/param per model, ~19 TB for the
+# paper grid). `make plan` lists models converted by other code or settings than the current ones.
 
 
 rule train:
@@ -28,15 +32,17 @@ rule train:
     retries: rule_retries("train")
     resources:
         **rule_resources("train"),
-        # A resource, not a param: how often to checkpoint does not change the model, so changing it
-        # must not re-run finished training jobs.
-        save_steps=config["launch"]["save_steps"],
+        # Resources, not params: how often to checkpoint does not change the model, so changing it must
+        # not re-run finished training jobs. A string: Snakemake rounds float resources.
+        checkpoint_minutes=str(config["launch"]["checkpoint_minutes"]),
+        stop_halfway=0,  # the pilot's resume drill (rules/pilot.smk) stops its first attempt half way
     conda:
         "../envs/train.yaml"
     shell:
         "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.training launch --model {params.base_model:q}"
         " --train-file {params.train_file:q} --prompt-format {params.prompt_format}"
-        " --output-dir {output:q} --work-dir {params.work_dir:q} --save-steps {resources.save_steps}"
+        " --output-dir {output:q} --work-dir {params.work_dir:q}"
+        " --checkpoint-minutes {resources.checkpoint_minutes} --stop-halfway {resources.stop_halfway}"
         " --settings {params.settings:q}"
         " --accelerate-config {input.accelerate_config:q} --num-processes {params.processes}"
         " --gpus {resources.gpu} > {log:q} 2>&1"
@@ -50,16 +56,16 @@ rule convert:
     benchmark:
         results("benchmarks/convert/{model}/{dataset}/train-{train_bin}.tsv")
     input:
+        # conversion.py is not an input, and the conversion settings are resources, not params: a
+        # change to either must not make finished models stale (see the top of this file).
         zero=rules.train.output[0],
-        code=code("workflow_scripts/conversion.py"),
-    params:
-        dtype=config["conversion"]["dtype"],
-        max_shard_size=config["conversion"]["max_shard_size"],
     threads: config["resources"]["convert"]["threads"]
     resources:
         **rule_resources("convert"),
+        dtype=config["conversion"]["dtype"],
+        max_shard_size=config["conversion"]["max_shard_size"],
     conda:
         "../envs/train.yaml"
     shell:
         "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.conversion --zero-dir {input.zero:q} --out-dir {output:q}"
-        " --dtype {params.dtype} --max-shard-size {params.max_shard_size:q} > {log:q} 2>&1"
+        " --dtype {resources.dtype} --max-shard-size {resources.max_shard_size:q} > {log:q} 2>&1"

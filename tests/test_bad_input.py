@@ -74,6 +74,12 @@ CONFIG_CASES = [
     ("a seed listed twice", [("seeds", [42, 42])], "seeds = [42, 42]"),
     ("a model's own training seed", [("models.tiny-qwen2.training", {"seed": 7})], "models.tiny-qwen2.training.seed: a run's seed comes from"),
     ("negative in-context k", [("in_context.k", -1)], "in_context.k = -1"),
+    ("a fixed-size rule without runtime", [("resources.bin.runtime", DELETE)], "resources.bin: no runtime"),
+    ("a sized job's model without a parameter count", [("resources.train.runtime", DELETE),
+     ("models.tiny-qwen2.path", "not-built-yet")], "models.tiny-qwen2: no `parameters` and no not-built-yet/config.json"),
+    ("pilot naming an unknown model", [("pilot.model", "nope")], "pilot.model: 'nope' is not in models"),
+    ("pilot bin beyond the dataset's bins", [("pilot.train_bin", 7)], "pilot.train_bin: 7 but arc has 3 bins"),
+    ("the old checkpoint setting", [("launch.save_steps", 250)], "launch: unknown key(s) ['save_steps']"),
 ]  # fmt: skip
 
 

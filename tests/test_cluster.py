@@ -74,15 +74,32 @@ def test_profile_dry_run_places_every_rule_of_the_paper_grid(tmp_path):
             (resources.get("slurm_partition"), resources.get("gpu"), resources.get("mem_mb"), resources.get("runtime"))
         )
     assert len([rule for rule, _ in jobs if rule == "evaluate"]) == 6160
-    # As configured in config/config.yaml `cluster:` and `resources:`.
-    assert by_rule["train"] == {("b200", "4", "256000", "720")}
-    assert by_rule["evaluate"] == {("b200", "1", "64000", "120")}
-    assert by_rule["convert"] == {("cpu", "0", "200000", "120")}
+    # Placement as configured in config/config.yaml `cluster:` and `resources:`.
+    assert {(p, g) for p, g, *_ in by_rule["train"]} == {("b200", "4")}
+    assert {(p, g) for p, g, *_ in by_rule["evaluate"]} == {("b200", "1")}
+    assert {(p, g) for p, g, *_ in by_rule["convert"]} == {("cpu", "0")}
     for rule in CPU_RULES - {"convert"}:
         assert {partition for partition, *_ in by_rule[rule]} == {"cpu"}, rule
     # A GPU job's GPUs all on one node (the plugin turns `nodes` into --nodes); CPU jobs unpinned.
     for rule, resources in jobs:
         assert resources.get("nodes") == ("1" if rule in GPU_RULES else None), (rule, resources)
+    # Time and memory sized per job from its work (the paper grid used to ask 720 min / 256 GB per
+    # train job, 120 min / 64 GB per cell, 200 GB per conversion, whatever the model).
+    longest = {}
+    for rule, resources in jobs:
+        if rule in ("train", "evaluate", "convert"):
+            longest[rule] = max(longest.get(rule, 0), int(resources["runtime"]))
+    assert 10 <= longest["train"] <= 30 and longest["evaluate"] <= 10 and longest["convert"] <= 10, longest
+    assert all(int(r["runtime"]) >= 4 for rule, r in jobs if rule in ("train", "evaluate"))
+    # convert: ~2x the bf16 model (the fp32 masters; 4.25 B/param measured) + 2 GB, with 25% headroom.
+    import math
+
+    import yaml
+
+    models = yaml.safe_load((REPO / "config/config.yaml").read_text())["models"]
+    expected = {1000 * math.ceil(1.25 * (2 + 4.5 * entry["parameters"] / 1e9)) for entry in models.values()}
+    assert {int(mem) for _, _, mem, _ in by_rule["convert"]} == expected
+    assert max(expected) == 86_000 and min(expected) == 10_000
     # Hub access stays on the login node: no partition, no SLURM job.
     assert by_rule["download"] == by_rule["fetch_model"] == {(None, None, None, None)}
     assert len(by_rule["fetch_model"]) == 1 and sum(rule == "fetch_model" for rule, _ in jobs) == 7

@@ -31,6 +31,7 @@ def base_config() -> dict:
     config["n_bins"] = 2
     model = config["models"].pop("tiny-qwen2")
     config["models"] = {name: dict(model) for name in MODELS}
+    config["pilot"]["model"] = MODELS[0]
     return config
 
 
@@ -183,6 +184,25 @@ def test_evaluation_module_edit_reruns_evaluation_only(checkout):
 def test_training_module_edit_spares_base_cells(checkout):
     with edited(checkout / "workflow_scripts/training.py"):
         assert planned(checkout, "config/reruns.yaml") == training() | cells(trains=BINS) | reports() | loss_curves()
+
+
+def test_conversion_code_or_setting_changed_plans_nothing(checkout):
+    """A converted model is kept: re-making it would need its deleted ZeRO state, i.e. re-training.
+    conversion.json records what made it (`make plan` lists the models made otherwise)."""
+    with edited(checkout / "workflow_scripts/conversion.py"):
+        assert planned(checkout, "config/reruns.yaml") == set()
+    config = base_config()
+    config["conversion"]["max_shard_size"] = "1GB"
+    assert planned(checkout, write_config(checkout, config, "case")) == set()
+
+
+def test_how_jobs_run_plans_nothing(checkout):
+    """The checkpoint interval and the SLURM requests say how a job runs, not what it makes."""
+    config = base_config()
+    config["launch"]["checkpoint_minutes"] = 5
+    config["cluster"] = {"max_runtime": 60}
+    config["resources"]["train"] = {"gpu": 0, "threads": 2}  # sized from its work instead of fixed
+    assert planned(checkout, write_config(checkout, config, "case")) == set()
 
 
 def test_touched_raw_data_without_change_plans_nothing(checkout):

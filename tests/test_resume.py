@@ -20,7 +20,7 @@ def resume_config(tmp_path) -> str:
     config["n_bins"] = 2
     config["datasets"] = {"arc": config["datasets"]["arc"]}
     config["datasets"]["arc"]["training"] = {"epochs": 10}  # 30 rows / (2 ranks x 2) -> 8 steps an epoch
-    config["launch"]["save_steps"] = 2
+    config["launch"]["checkpoint_minutes"] = 0.002  # every ~0.1 s of training: a checkpoint every step or two
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(config))
     return str(path)
@@ -52,8 +52,12 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     assert not (tmp_path / "results/demo/models/tiny-qwen2/arc/train-0/zero").exists()
     snakemake("--configfile", configfile, "--cores", "2", TARGET, workdir=tmp_path)
     record = json.loads((tmp_path / TARGET / "training.json").read_text())
-    assert record["resumed_from_step"] >= killed_at >= 2
+    assert record["resumed_from_step"] >= killed_at >= 1
     assert record["global_step"] == 80  # 10 epochs x 8 steps: it continued, it did not start a new schedule
+    # The record lists the checkpoints of both attempts: the killed one's up to where it resumed.
+    steps = [c["step"] for c in record["checkpoints"]]
+    assert record["resumed_from_step"] in steps and steps == sorted(set(steps)) and max(steps) < 80
+    assert record["checkpoint_bytes_written"] == sum(c["bytes_written"] for c in record["checkpoints"]) > 0
     log = (tmp_path / "results/demo/logs/train/tiny-qwen2/arc/train-0.log").read_text()
     assert f"checkpoint-{record['resumed_from_step']}" in log
     assert not work.exists(), "the work folder outlived the final model"

@@ -8,9 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from transformers import AutoModelForCausalLM, TrainerCallback
+
 from conftest import REPO
 from workflow_scripts import conversion, prompts
-from workflow_scripts.training import TrainSettings, build_trainer
+from workflow_scripts.training import TrainSettings, build_trainer, complete_checkpoints
 
 CPU_SETTINGS = {"epochs": 1, "bf16": False, "optim": "adamw_torch", "learning_rate": 1e-3, "max_length": 512}
 
@@ -59,7 +61,7 @@ def test_zero3_training_converts_to_the_same_logits(tiny_model, arc_bins, tmp_pa
     subprocess.run(
         [sys.executable, "-m", "workflow_scripts.training", "launch", "--model", str(tiny_model),
          "--train-file", str(arc_bins / "bin-1.parquet"), "--prompt-format", "arc", "--output-dir", str(zero_dir),
-         "--work-dir", str(tmp_path / "work"), "--save-steps", "2",
+         "--work-dir", str(tmp_path / "work"), "--checkpoint-minutes", "0.00001",
          "--settings", json.dumps(CPU_SETTINGS), "--accelerate-config", str(REPO / "config/accelerate/zero3_cpu.yaml"),
          "--num-processes", "2"],
         cwd=REPO, check=True, capture_output=True,
@@ -67,15 +69,25 @@ def test_zero3_training_converts_to_the_same_logits(tiny_model, arc_bins, tmp_pa
     record = json.loads((zero_dir / "training.json").read_text())
     assert record["world_size"] == 2 and record["global_step"] == 5  # 20 rows / (2 ranks x batch 2)
     assert record["resumed_from_step"] is None and record["tokens_seen"] > 0 and len(record["loss_per_step"]) == 5
+    # A checkpoint after every step (the interval is shorter than a step) but the last, whose save follows.
+    assert [c["step"] for c in record["checkpoints"]] == [1, 2, 3, 4]
+    # Each one wrote the ZeRO state once: as many bytes as the final save of the same state, where the
+    # Trainer alone writes it twice (save_model's fallback, then the optimizer save): 2.6x measured.
+    one_save = record["final_save"]["bytes_written"]
+    assert all(one_save <= c["bytes_written"] <= 1.2 * one_save for c in record["checkpoints"]), record["checkpoints"]
+    assert record["checkpoint_bytes_written"] == sum(c["bytes_written"] for c in record["checkpoints"])
+    assert record["backend"] == "gloo" and record["optimizer"] == "adamw_torch" and record["optimizer_class"] == "AdamW"
+    assert record["parameters"] == sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_model).parameters())
     assert not (tmp_path / "work").exists(), "the checkpoint work folder outlived the final model"
     assert list(zero_dir.glob("global_step*/zero_pp_rank_1_*model_states.pt")), "no ZeRO-3 shard of rank 1"
 
     report = conversion.convert(zero_dir, hf_dir, dtype="float32")
     assert report["probe_max_abs_diff"] <= 1e-5
+    made = json.loads((hf_dir / "conversion.json").read_text())
+    assert made["code_sha256"] == conversion.code_checksum() and made["dtype"] == "float32" and made["probe"] == report
 
     # Independently of the conversion's own check: the export reproduces the logits that the
     # sharded model computed at the end of training, and they differ from the base model's.
-    from transformers import AutoModelForCausalLM
 
     probe = torch.load(zero_dir / "probe.pt")
     exported = AutoModelForCausalLM.from_pretrained(hf_dir).eval()
@@ -89,3 +101,45 @@ def test_zero3_training_converts_to_the_same_logits(tiny_model, arc_bins, tmp_pa
     assert exported.lm_head.weight.data_ptr() == exported.model.embed_tokens.weight.data_ptr()
     assert "lm_head.weight" not in load_file(hf_dir / "model.safetensors")
     assert (hf_dir / "tokenizer.json").exists() and (hf_dir / "chat_template.jinja").exists()
+
+
+class FakeClock:
+    """Time as the checkpoint callback sees it: one minute per training step."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class OneMinutePerStep(TrainerCallback):
+    def __init__(self, clock):
+        self.clock = clock
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.clock.now += 60
+
+
+@pytest.mark.parametrize(
+    "epochs, minutes, expected",
+    [
+        (1, 30, []),  # 10 steps of a minute, a checkpoint every 30 minutes: none
+        (3, 7, [7, 14, 21, 28]),  # 30 steps: one per 7 minutes, none at the final step 30
+        (3, 10, [10, 20]),  # due at step 30 too, but that is the final step: its save follows anyway
+        (3, 0, []),  # 0: never
+    ],
+)
+def test_checkpoints_follow_the_wall_clock_and_never_the_final_step(tiny_model, arc_bins, tmp_path, epochs, minutes, expected):
+    clock = FakeClock()
+    settings = TrainSettings.from_json(json.dumps({**CPU_SETTINGS, "epochs": epochs}))
+    trainer = build_trainer(str(tiny_model), str(arc_bins / "bin-0.parquet"), "arc", str(tmp_path / "work"),
+                            settings, checkpoint_minutes=minutes, clock=clock)  # fmt: skip
+    trainer.add_callback(OneMinutePerStep(clock))
+    trainer.train()
+    assert trainer.state.global_step == 10 * epochs  # 20 rows, batch 2, one process
+    assert [c["step"] for c in trainer.checkpoints.history] == expected
+    kept = complete_checkpoints(tmp_path / "work")
+    assert [int(p.name.split("-")[1]) for p in kept] == expected[-1:]  # only the newest is kept
+    for entry in trainer.checkpoints.history:
+        assert entry["bytes_on_disk"] > 0 and entry["bytes_written"] >= entry["bytes_on_disk"] * 0.9

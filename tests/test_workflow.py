@@ -37,6 +37,7 @@ def test_demo_writes_every_cell(demo_run):
                 cell = json.loads(cell_file.read_text())
                 assert cell["train"] == train and cell["test_bin"] == test_bin and cell["dataset"] == dataset
                 assert cell["n"] == 20
+                assert 0 < cell["model_load_seconds"] < cell["eval_seconds"] and cell["gpu_memory_in_use_bytes"] is None
                 assert metric in cell["metrics"]
                 assert all(0.0 <= v <= 1.0 for v in cell["metrics"].values())
                 samples = cell_file.with_suffix(".samples.jsonl").read_text().splitlines()
@@ -55,6 +56,11 @@ def test_demo_trained_models_differ_from_base_and_leave_no_zero_state(demo_run):
         assert changed > 1e-4
         record = json.loads((folder / "hf/training.json").read_text())
         assert record["world_size"] == 2 and record["global_step"] == 5
+        # Seconds of training, a checkpoint every 30 minutes: none written (never one at the final step).
+        assert record["checkpoint_minutes"] == 30 and record["checkpoints"] == [] and record["checkpoint_bytes_written"] == 0
+        assert record["final_save"]["bytes_written"] >= record["final_save"]["bytes_on_disk"] > 0
+        made = json.loads((folder / "hf/conversion.json").read_text())
+        assert made["dtype"] == "float32" and made["probe"]["probe_checked"] is True
     assert not list(demo_run.rglob("global_step*"))
 
 

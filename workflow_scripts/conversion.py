@@ -4,16 +4,24 @@ zero_to_fp32 gathers the fp32 master weights from the optimizer shards. Its safe
 on tied input/output embeddings ("Some tensors share memory"), so the state dict is assigned into a
 model built on the meta device (no second copy of the weights) and written with ``save_pretrained``,
 which handles tied weights. The export is checked against the probe logits the training job recorded.
+
+`conversion.json` in the export records how it was made (this file's checksum, the settings, the
+DeepSpeed version, the probe check): a later change to this code or to `conversion.*` re-plans no
+finished model (re-making one would need its deleted ZeRO state), and `make plan` lists the models
+made by other code or settings than the current ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
-from workflow_scripts.io_utils import one_line_errors
+from workflow_scripts.io_utils import atomic_write_json, one_line_errors, package_versions
+
+PROVENANCE = "conversion.json"
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
                    "vocab.json", "merges.txt", "tokenizer.model", "generation_config.json")  # fmt: skip
@@ -53,7 +61,19 @@ def convert(zero_dir, out_dir, dtype: str = "float32", max_shard_size: str = "5G
     if (zero_dir / "training.json").exists():
         shutil.copy2(zero_dir / "training.json", out_dir / "training.json")
     del model
-    return check_probe(out_dir, zero_dir / "probe.pt")
+    report = check_probe(out_dir, zero_dir / "probe.pt")
+    atomic_write_json(provenance(dtype, max_shard_size, report), out_dir / PROVENANCE)
+    return report
+
+
+def code_checksum() -> str:
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
+def provenance(dtype: str, max_shard_size: str, probe_report: dict) -> dict:
+    """How an export was made: compared with the current code and settings by `make plan`."""
+    return {"code_sha256": code_checksum(), "dtype": dtype, "max_shard_size": max_shard_size,
+            "versions": package_versions("deepspeed", "transformers", "torch"), "probe": probe_report}  # fmt: skip
 
 
 def check_probe(model_dir: Path, probe_path: Path, atol: float = 1e-4) -> dict:

@@ -163,14 +163,21 @@ def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf"
                   batch_size: str = "auto", max_gen_toks: int | None = None, seed: int = 42,
                   trust_remote_code: bool = False, spec_overrides: dict | None = None,
                   chat_template_date: str | None = None, attention_backend: str | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
+    import lm_eval.api.registry
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
+    # The task first: a bad task name or bin file fails before the model (or vLLM's engine) loads.
+    # spec_overrides: task keys a cell changes (the in-context baseline's doc_to_text).
+    spec = {**cell_task_spec(task, bin_file), **(spec_overrides or {})}
     started = time.time()
     model_type, model_args = model_spec(backend, model_path, dtype, trust_remote_code, seed, chat_template_date,
                                         attention_backend)  # fmt: skip
-    # spec_overrides: task keys a cell changes (the in-context baseline's doc_to_text).
-    spec = {**cell_task_spec(task, bin_file), **(spec_overrides or {})}
+    # Built here rather than by simple_evaluate, to time it: for vLLM this is the engine start.
+    lm = lm_eval.api.registry.get_model(model_type).create_from_arg_obj(
+        model_args, {"batch_size": batch_size, "max_batch_size": None, "device": None}
+    )
+    model_load_seconds = time.time() - started
     with tempfile.TemporaryDirectory() as tmp:
         cell_file = Path(tmp) / "cell.yaml"
         cell_file.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -179,8 +186,7 @@ def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf"
         folders = [tmp, str(TASKS_DIR)] if "group" in spec else [str(TASKS_DIR)]
         task_manager = TaskManager(include_path=folders, include_defaults=False)
         output = simple_evaluate(
-            model=model_type,
-            model_args=model_args,
+            model=lm,
             tasks=[spec["group"] if "group" in spec else str(cell_file)],
             task_manager=task_manager,
             batch_size=batch_size,
@@ -212,9 +218,23 @@ def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf"
         "chat_template_date": chat_template_date,
         "attention_backend": model_args.get("attention_backend"),
         "eval_seconds": round(time.time() - started, 3),
+        "model_load_seconds": round(model_load_seconds, 3),
+        "gpu_memory_in_use_bytes": gpu_memory_in_use(),
         "versions": package_versions("lm_eval", "transformers", "torch", "vllm"),
     }
     return cell, rows
+
+
+def gpu_memory_in_use() -> int | None:
+    """Memory in use on the job's GPU after generation, while the engine still holds it (device-wide:
+    vLLM's engine runs in a process of its own); None without a GPU. Asked only now: querying CUDA
+    before vLLM starts its engine would break the engine's fork."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    return int(total - free)
 
 
 @one_line_errors

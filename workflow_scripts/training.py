@@ -5,16 +5,20 @@ DeepSpeed ZeRO-3 config and the process count from the config, then each rank ru
 The output folder holds a ZeRO checkpoint (``global_step*/``), the tokenizer, ``training.json`` and a
 probe (fixed input, the trained model's logits) that the conversion step checks its export against.
 
-Resume: Trainer checkpoints go every ``--save-steps`` steps to a work folder that is not a Snakemake
-output (Snakemake deletes a failed job's outputs). A checkpoint counts once every rank has finished
-writing it (a ``COMPLETE`` marker); a job killed by a preemption, a time limit or SIGKILL resumes from
-the newest complete one when it runs again. The work folder is removed once the final model is saved.
+Resume: a Trainer checkpoint is written every ``--checkpoint-minutes`` of training (wall time, never
+at the final step, whose save follows anyway) to a work folder that is not a Snakemake output
+(Snakemake deletes a failed job's outputs). A checkpoint counts once every rank has finished writing
+it (a ``COMPLETE`` marker); a job killed by a preemption, a time limit or SIGKILL resumes from the
+newest complete one when it runs again. The work folder is removed once the final model is saved.
+Under ZeRO-3 each checkpoint writes the ZeRO state once (the Trainer would write it twice). The
+``training.json`` beside the model lists every checkpoint taken (step, seconds, bytes written).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import socket
@@ -31,6 +35,9 @@ from workflow_scripts.io_utils import one_line_errors
 
 PROBE_TEXT = "Question: What is 2 plus 2?\nA) 3\nB) 4\nAnswer:\n"
 COMPLETE_MARKER = "COMPLETE"
+CHECKPOINT_LOG = "checkpoints.json"  # in each checkpoint: every checkpoint of the job up to this one
+# Exit status of a run stopped on purpose after a checkpoint (--stop-halfway, the pilot's resume drill).
+STOPPED_FOR_RESUME = 75
 
 
 @dataclass
@@ -100,24 +107,137 @@ def complete_checkpoints(work_dir) -> list[Path]:
     return sorted(found, key=checkpoint_step)
 
 
-def make_checkpoint_marker():
-    """A callback that marks a checkpoint complete once all ranks have written it, then drops older ones."""
+def bytes_written_by_this_process() -> int | None:
+    """Bytes this process has passed to write() so far (Linux /proc/self/io), None where unknown."""
+    try:
+        with open("/proc/self/io") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("wchar:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def folder_bytes(folder) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def _all_ranks(values: list[float], op: str, device) -> list[float]:
+    """values combined over every rank (sum or max); as they are in a single process."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return tensor.tolist()
+
+
+def make_checkpoint_callback(checkpoint_minutes: float, stop_halfway: bool = False, clock=time.monotonic,
+                             history: list | None = None):  # fmt: skip
+    """A callback that takes a checkpoint every `checkpoint_minutes` of training wall time (0: never),
+    never at the final step, marks it complete once all ranks have written it, and drops older ones.
+
+    Rank 0's clock decides, for all ranks at once: a ZeRO-3 checkpoint is a collective, and ranks whose
+    clocks disagreed by one step would wait on each other forever. `stop_halfway` takes one checkpoint
+    half way through and then stops the run (the pilot's resume drill)."""
     from transformers import TrainerCallback
 
-    class CheckpointMarker(TrainerCallback):
+    class WallClockCheckpoints(TrainerCallback):
+        def __init__(self):
+            self.interval_s = checkpoint_minutes * 60
+            self.history = list(history or [])
+            self.stop_step = None
+            self.stopped = False
+            self._last = self._started = self._written = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._last = clock()
+            halfway = math.ceil(state.max_steps / 2)
+            if stop_halfway and state.global_step < halfway:
+                self.stop_step = halfway
+
+        def on_step_end(self, args, state, control, **kwargs):
+            due = False
+            if self.interval_s > 0:
+                due = clock() - self._last >= self.interval_s and state.global_step < state.max_steps
+                due = _broadcast_from_rank_zero(due, args.device)
+            if due or state.global_step == self.stop_step:
+                control.should_save = True
+                self._started, self._written = clock(), bytes_written_by_this_process()
+            return control
+
         def on_save(self, args, state, control, **kwargs):
             import torch.distributed as dist
 
             if dist.is_available() and dist.is_initialized():
                 dist.barrier()  # every rank's shards and RNG state are on disk
+            after = bytes_written_by_this_process()
+            written = after - self._written if None not in (after, self._written) else -1
+            (written,) = _all_ranks([written], "sum", args.device)
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                self.history.append({"step": state.global_step, "seconds": round(clock() - self._started, 3),
+                                     "bytes_written": int(written) if written >= 0 else None,
+                                     "bytes_on_disk": folder_bytes(folder)})  # fmt: skip
+                (folder / CHECKPOINT_LOG).write_text(json.dumps(self.history, indent=2) + "\n")
                 (folder / COMPLETE_MARKER).write_text(f"{state.global_step}\n")
                 for older in complete_checkpoints(args.output_dir)[:-1]:
                     shutil.rmtree(older, ignore_errors=True)
+            self._last = clock()  # the interval counts training time, not the time spent saving
+            if state.global_step == self.stop_step:
+                control.should_training_stop = True
+                self.stopped = True
             return control
 
-    return CheckpointMarker()
+    return WallClockCheckpoints()
+
+
+def _broadcast_from_rank_zero(flag: bool, device) -> bool:
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    tensor = torch.tensor([int(flag)], device=device)
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item())
+
+
+def checkpoint_history(checkpoint: str | None) -> list:
+    """The checkpoints an earlier attempt of this job took, read from the one it resumes from."""
+    if not checkpoint or not (Path(checkpoint) / CHECKPOINT_LOG).exists():
+        return []
+    return json.loads((Path(checkpoint) / CHECKPOINT_LOG).read_text())
+
+
+def trainer_class():
+    """TRL's SFTTrainer, writing the ZeRO state once per checkpoint.
+
+    Under ZeRO-3 without a gathered 16-bit model (zero3_save_16bit_model: false), transformers 5.23's
+    Trainer._save_checkpoint writes the full ZeRO state twice into the same folder: save_model falls
+    back to DeepSpeed's save_checkpoint, then _save_optimizer_and_scheduler calls save_checkpoint
+    again. Inside a checkpoint, save_model here writes only what it adds (config, tokenizer); the
+    second call writes the state that resuming loads. A final save_model (not inside a checkpoint)
+    writes the ZeRO state as before, once."""
+    from transformers.trainer_pt_utils import remove_dummy_checkpoint
+    from transformers.utils import SAFE_WEIGHTS_NAME, WEIGHTS_NAME
+    from trl import SFTTrainer
+
+    class SFTTrainerOneZeroWrite(SFTTrainer):
+        def save_model(self, output_dir=None, _internal_call=False):
+            if _internal_call and self._zero_state_follows_in_checkpoint():
+                self._save(output_dir, state_dict={})
+                remove_dummy_checkpoint(self.args.should_save, output_dir, [WEIGHTS_NAME, SAFE_WEIGHTS_NAME])
+                return
+            super().save_model(output_dir, _internal_call=_internal_call)
+
+        def _zero_state_follows_in_checkpoint(self) -> bool:
+            if not self.is_deepspeed_enabled or self.args.save_only_model:
+                return False
+            engine = self.model_wrapped
+            return engine.zero_optimization_stage() == 3 and not engine.zero_gather_16bit_weights_on_model_save()
+
+    return SFTTrainerOneZeroWrite
 
 
 def experiment_trackers() -> list[str] | str:
@@ -133,12 +253,14 @@ def experiment_trackers() -> list[str] | str:
 
 
 def build_trainer(model_path: str, train_file: str, prompt_format: str, output_dir: str, settings: TrainSettings,
-                  save_steps: int = 0):  # fmt: skip
-    """The SFTTrainer of one job. ``output_dir`` receives Trainer checkpoints (every ``save_steps``)."""
+                  checkpoint_minutes: float = 0, stop_halfway: bool = False, clock=time.monotonic,
+                  history: list | None = None):  # fmt: skip
+    """The SFTTrainer of one job. ``output_dir`` receives a Trainer checkpoint every ``checkpoint_minutes``
+    of training (``clock``: where the time comes from; a test passes its own)."""
     import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.chat_template is None:
@@ -171,9 +293,10 @@ def build_trainer(model_path: str, train_file: str, prompt_format: str, output_d
         max_length=settings.max_length,
         use_liger_kernel=settings.use_liger_kernel,
         completion_only_loss=True,
-        save_strategy="steps" if save_steps else "no",
-        save_steps=save_steps or 500,
-        save_total_limit=None,  # the CheckpointMarker keeps the newest complete checkpoint
+        # The wall-clock callback decides when to save; with "steps" the Trainer would also save at the
+        # final step, just before the final save_model.
+        save_strategy="no",
+        save_total_limit=None,  # the callback keeps the newest complete checkpoint
         logging_steps=1,
         report_to=experiment_trackers(),
         # Without CUDA, use_cpu makes the Trainer see the gloo world DeepSpeed runs in (else it counts
@@ -183,8 +306,11 @@ def build_trainer(model_path: str, train_file: str, prompt_format: str, output_d
     model = AutoModelForCausalLM.from_pretrained(
         model_path, dtype=torch.bfloat16 if settings.bf16 else torch.float32
     )
-    return SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
-                      callbacks=[make_checkpoint_marker()])  # fmt: skip
+    checkpoints = make_checkpoint_callback(checkpoint_minutes, stop_halfway, clock, history)
+    trainer = trainer_class()(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
+                              callbacks=[checkpoints])  # fmt: skip
+    trainer.checkpoints = checkpoints
+    return trainer
 
 
 def probe_input_ids(tokenizer, chat_template_date: str | None = None):
@@ -203,33 +329,63 @@ def train(args) -> None:
     settings = TrainSettings.from_json(args.settings)
     started = time.time()
     work_dir = Path(args.work_dir)
-    trainer = build_trainer(args.model, args.train_file, args.prompt_format, str(work_dir), settings, args.save_steps)
     done = complete_checkpoints(work_dir)
     resume_from = str(done[-1]) if done else None
+    trainer = build_trainer(args.model, args.train_file, args.prompt_format, str(work_dir), settings,
+                            args.checkpoint_minutes, bool(args.stop_halfway), history=checkpoint_history(resume_from))  # fmt: skip
     if resume_from and trainer.is_world_process_zero():
         print(f"resuming from {resume_from} (a previous attempt of this job was stopped)", flush=True)
     result = trainer.train(resume_from_checkpoint=resume_from)
+    if trainer.checkpoints.stopped:
+        if trainer.is_world_process_zero():
+            print(f"stopped on purpose after checkpoint-{trainer.state.global_step} (--stop-halfway): "
+                  "the next attempt of this job resumes from it", flush=True)  # fmt: skip
+        raise SystemExit(STOPPED_FOR_RESUME)
+    save_started, before = time.time(), bytes_written_by_this_process()
     trainer.save_model(args.output_dir)
+    after = bytes_written_by_this_process()
+    (final_written,) = _all_ranks([after - before if None not in (before, after) else -1], "sum", trainer.args.device)
+    final_save = {"seconds": round(time.time() - save_started, 3),
+                  "bytes_written": int(final_written) if final_written >= 0 else None}  # fmt: skip
 
     # Every rank takes part in this forward pass: under ZeRO-3 each holds a shard of the weights.
     probe = probe_input_ids(trainer.processing_class, settings.chat_template_date)
     trainer.model.eval()
     with torch.no_grad():
         logits = trainer.model(input_ids=probe.to(trainer.args.device)).logits.float().cpu()
+    peaks = peak_memory(trainer.args.device)
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         output = Path(args.output_dir)
+        final_save["bytes_on_disk"] = folder_bytes(output)
         trainer.processing_class.save_pretrained(output)
         train_dtype = "bfloat16" if settings.bf16 else "float32"
         torch.save({"input_ids": probe, "logits": logits, "dtype": train_dtype}, output / "probe.pt")
         record = training_record(trainer, result, settings, time.time() - started, resume_from)
+        record.update(checkpoint_minutes=args.checkpoint_minutes, checkpoints=trainer.checkpoints.history,
+                      checkpoint_bytes_written=sum(c["bytes_written"] or 0 for c in trainer.checkpoints.history),
+                      final_save=final_save, **peaks)  # fmt: skip
         (output / "training.json").write_text(json.dumps(record, indent=2) + "\n")
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def peak_memory(device) -> dict:
+    """The largest peak over the ranks: host RSS of one rank, GPU memory the caching allocator held."""
+    import resource
+
+    import torch
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    gpu = torch.cuda.max_memory_reserved() if torch.cuda.is_available() else 0
+    rss, gpu = _all_ranks([rss, gpu], "max", device)
+    return {"peak_rank_rss_bytes": int(rss), "peak_gpu_memory_bytes": int(gpu) if gpu else None}
 
 
 def training_record(trainer, result, settings: TrainSettings, wall_time: float, resumed_from: str | None) -> dict:
     """What a researcher wants to know about one training run, kept beside the model."""
     from workflow_scripts.io_utils import package_versions
+
+    import torch.distributed as dist
 
     history = trainer.state.log_history
     steps = [row for row in history if "loss" in row]
@@ -248,10 +404,26 @@ def training_record(trainer, result, settings: TrainSettings, wall_time: float, 
         "tokens_per_second": tokens / runtime if runtime else None,
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
         "world_size": trainer.args.world_size,
-        "optimizer": str(trainer.args.optim),
+        "tokens_per_second_per_gpu": tokens / runtime / trainer.args.world_size if runtime else None,
+        # Under ZeRO-3 each rank holds a shard; ds_numel is the whole parameter's size.
+        "parameters": sum(getattr(p, "ds_numel", p.numel()) for p in trainer.model.parameters()),
+        "backend": dist.get_backend() if dist.is_available() and dist.is_initialized() else None,
+        "mixed_precision": str(trainer.accelerator.mixed_precision),
+        "optimizer": getattr(trainer.args.optim, "value", str(trainer.args.optim)),
+        "optimizer_class": innermost_optimizer(trainer.optimizer),
         "settings": settings.__dict__,
         "versions": package_versions("torch", "transformers", "trl", "accelerate", "deepspeed", "liger-kernel"),
     }
+
+
+def innermost_optimizer(optimizer) -> str:
+    """The optimizer doing the update, under accelerate's and DeepSpeed's wrappers (e.g. PagedAdamW8bit)."""
+    for _ in range(5):
+        inner = getattr(optimizer, "optimizer", None)
+        if inner is None or inner is optimizer:
+            break
+        optimizer = inner
+    return type(optimizer).__name__
 
 
 def free_port() -> int:
@@ -273,7 +445,8 @@ def launch_command(args) -> list[str]:
         "--prompt-format", args.prompt_format,
         "--output-dir", args.output_dir,
         "--work-dir", args.work_dir,
-        "--save-steps", str(args.save_steps),
+        "--checkpoint-minutes", str(args.checkpoint_minutes),
+        "--stop-halfway", str(args.stop_halfway),
         "--settings", args.settings,
     ]  # fmt: skip
 
@@ -308,7 +481,8 @@ def main(argv=None) -> None:
     parser.add_argument("--prompt-format", required=True, choices=sorted(prompts.FORMATTERS))
     parser.add_argument("--output-dir", required=True, help="the final ZeRO checkpoint (a Snakemake output)")
     parser.add_argument("--work-dir", required=True, help="Trainer checkpoints for resuming (not an output)")
-    parser.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps (0: never)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=0, help="checkpoint every N minutes of training (0: never)")
+    parser.add_argument("--stop-halfway", type=int, default=0, help="1: checkpoint half way, then stop (a resume drill)")
     parser.add_argument("--settings", required=True, help="JSON of TrainSettings fields")
     parser.add_argument("--accelerate-config", help="accelerate/DeepSpeed yaml (launch mode)")
     parser.add_argument("--num-processes", type=int, default=1, help="ranks to start (launch mode)")
