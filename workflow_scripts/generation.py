@@ -1,0 +1,200 @@
+"""Generation: one model on every test bin of its dataset in one lm-eval run, the model loaded once.
+
+A row of the grid (model, dataset, row: a trained bin with its tags, `base`, an in-context row) is
+evaluated on each test bin of its dataset. evaluation.py does that one cell at a time, so the model is
+loaded (and a vLLM engine started) once per cell; here once per row. Each bin is a task of its own name
+(`<task>__test-<bin>`; a group such as bbh becomes its sub-tasks, each cut to the bin as the cell's own
+run cuts it), so lm-eval sends the requests of all bins to the model together. The tasks run without
+their scoring parts (their filters; lm-eval's predict_only mode skips metrics and process_results):
+nothing that scores can fail a GPU job after its generation is done. Each bin's raw outputs are a file
+of their own: per request the task name the cell's own run gives it, doc_id, idx, request type, the
+prompt arguments and the responses (generated text, or [log-likelihood, is-greedy]), next to what
+generated them (model, backend, dtype, seed, lengths, chat template arguments, versions).
+scoring.py turns each of them into the cell files evaluation.py writes.
+
+Phase-2 design (the Snakemake rules; not wired in yet):
+- `generate`, a GPU job per row: output `raw/{model}/{dataset}/train-{train}/test-{bin}.json`, one per
+  test bin (never temp(): they are what makes a scoring-only re-run possible). Inputs: the model, the
+  test files (bins or held-out parts), the in-context pool; code: generation.py and the modules it
+  imports. Params: backend, dtype, batch size, max_gen_toks, seed, chat-template settings, the in-context
+  arguments and `task_parts.generation_fingerprint(task)`. NOT the task files: an input's mtime
+  re-runs a job, and a filter edit must not re-run generation.
+- `score`, one CPU job per row (see scoring.py): inputs the raw files, the test files, the task files;
+  outputs the row's cell files. Params: the labels, headline_metric where a step reads it.
+So a filter/metric/headline_metric edit plans scoring only; a prompt, stop sequence, length, chat
+template, backend, dtype or model change plans generation and then scoring; a deleted cell plans the
+row's scoring job alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from workflow_scripts import evaluation
+from workflow_scripts.io_utils import atomic_write_json, one_line_errors, package_versions
+
+# The name a bin's task runs under in a row's run: the cell's own task name and the bin.
+BIN_TASK = "{task}__test-{test_bin}"
+RAW_FORMAT = 1
+# What the model is asked, per lm-eval output type.
+REQUEST_TYPES = {"multiple_choice": "loglikelihood", "generate_until": "generate_until",
+                 "loglikelihood": "loglikelihood", "loglikelihood_rolling": "loglikelihood_rolling"}  # fmt: skip
+
+
+def bin_tasks(task: str, test_bin, test_file: str, spec_overrides: dict | None = None) -> list[tuple[str, dict]]:
+    """The tasks lm-eval runs for one bin of a row: (its name in the cell's own run, its spec here).
+
+    Built from the cell's own spec (evaluation.cell_task_spec), so documents and prompts are the same;
+    a group is replaced by its sub-tasks with the keys the group hands down to them."""
+    from lm_eval.config.group import GroupConfig
+
+    spec = {**evaluation.cell_task_spec(task, test_file), **(spec_overrides or {})}
+    if "group" in spec:
+        group_keys = {field.name for field in dataclasses.fields(GroupConfig)}
+        handed_down = {key: value for key, value in spec.items() if key not in group_keys}
+        leaves = [(child, {"include": str(evaluation.TASKS_DIR / f"{child}.yaml"), **handed_down})
+                  for child in spec["task"]]  # fmt: skip
+    else:
+        leaves = [(task, spec)]
+    # filter_list: None runs lm-eval's default (take the response as it is), never the task's filters.
+    return [(name, {**leaf, "task": BIN_TASK.format(task=name, test_bin=test_bin), "filter_list": None})
+            for name, leaf in leaves]  # fmt: skip
+
+
+def load_model(backend: str, model_path: str, dtype: str, batch_size: str, trust_remote_code: bool):
+    """The lm-eval model object, made as simple_evaluate makes it, kept so the raw files can say which
+    chat template arguments rendered the prompts."""
+    import lm_eval.models  # noqa: F401  (fills the model registry)
+    from lm_eval.api.registry import get_model
+
+    model_type, model_args = evaluation.model_spec(backend, model_path, dtype, trust_remote_code)
+    return get_model(model_type).create_from_arg_obj(model_args, {"batch_size": batch_size}), model_args
+
+
+def generate_row(task: str, test_files: dict, lm, batch_size: str = "auto", max_gen_toks: int | None = None,
+                 seed: int = 42, spec_overrides: dict | None = None) -> tuple[dict, float]:  # fmt: skip
+    """One lm-eval run of `lm` over the bins {test_bin: test file}; spec_overrides {test_bin: task keys}
+    (the in-context prompt). Returns ({test_bin: [request records]}, seconds)."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    started = time.time()
+    names = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for test_bin, test_file in test_files.items():
+            for name, spec in bin_tasks(task, test_bin, test_file, (spec_overrides or {}).get(test_bin)):
+                path = Path(tmp) / f"{spec['task']}.yaml"
+                path.write_text(yaml.safe_dump(spec, sort_keys=False))
+                names[spec["task"]] = (test_bin, name)
+                paths.append(str(path))
+        output = simple_evaluate(
+            model=lm,
+            tasks=paths,
+            task_manager=TaskManager(include_path=str(evaluation.TASKS_DIR), include_defaults=False),
+            predict_only=True,
+            **evaluation.lm_eval_run_settings(batch_size, max_gen_toks, seed),
+        )
+    records = {test_bin: [] for test_bin in test_files}
+    for run_name, samples in output["samples"].items():
+        test_bin, name = names[run_name]
+        request_type = REQUEST_TYPES[output["configs"][run_name]["output_type"]]
+        for sample in samples:
+            # One sample per document (no filters here); its requests come sorted by idx.
+            for idx, (arguments, responses) in enumerate(zip(sample["arguments"], sample["resps"], strict=True)):
+                records[test_bin].append({"task": name, "doc_id": sample["doc_id"], "idx": idx,
+                                          "request_type": request_type, "arguments": arguments,
+                                          "resps": responses})  # fmt: skip
+    return records, time.time() - started
+
+
+def raw_record(requests: list[dict], *, task: str, test_bin, model_path: str, backend: str, dtype: str,
+               batch_size, max_gen_toks, seed: int, lm, model_args: dict | None, seconds: float,
+               row_bins: list) -> dict:  # fmt: skip
+    """One bin's raw file: what generated it, then its requests."""
+    generation = {
+        "format": RAW_FORMAT,
+        "task": task,
+        "test_bin": test_bin,
+        "model_path": model_path,
+        "backend": backend,
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "max_gen_toks": max_gen_toks,
+        "seed": seed,
+        "model_args": model_args,
+        # The prompts were rendered with these; the replay renders with them too.
+        "chat_template_args": dict(getattr(lm, "chat_template_args", None) or {}),
+        "row_seconds": round(seconds, 3),
+        "row_bins": row_bins,
+        "versions": package_versions("lm_eval", "transformers", "torch", "vllm"),
+    }
+    return {"generation": generation, "requests": requests}
+
+
+@one_line_errors
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", required=True, help="task name, a file tasks/<task>.yaml")
+    parser.add_argument("--bin", nargs=3, action="append", required=True, metavar=("TEST_BIN", "TEST_FILE", "RAW_OUT"),
+                        help="a test bin, its parquet and the raw-output file to write; once per bin")  # fmt: skip
+    parser.add_argument("--model", required=True, help="hub name or local folder")
+    parser.add_argument("--backend", default="hf", choices=["hf", "vllm"])
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--batch-size", default="auto")
+    parser.add_argument("--max-gen-toks", type=int)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--in-context-k", type=int, default=0, help="examples in the prompt (in-context baseline)")
+    parser.add_argument("--in-context-pool", help="parquet the examples are drawn from (the source bin)")
+    parser.add_argument("--in-context-seed", type=int, default=42, help="keys the draw of the examples")
+    parser.add_argument("--prompt-format", help="how an example is written (workflow_scripts/prompts.py)")
+    args = parser.parse_args(argv)
+
+    bins = {int(test_bin): (test_file, Path(out)) for test_bin, test_file, out in args.bin}
+    with tempfile.TemporaryDirectory() as tmp:
+        test_files, overrides = prepare_test_files(args.task, {b: f for b, (f, _) in bins.items()}, args, tmp)
+        lm, model_args = load_model(args.backend, args.model, args.dtype, args.batch_size, args.trust_remote_code)
+        records, seconds = generate_row(args.task, test_files, lm, args.batch_size, args.max_gen_toks, args.seed,
+                                        overrides)  # fmt: skip
+    for test_bin, (_, out) in bins.items():
+        atomic_write_json(raw_record(records[test_bin], task=args.task, test_bin=test_bin, model_path=args.model,
+                                     backend=args.backend, dtype=args.dtype, batch_size=args.batch_size,
+                                     max_gen_toks=args.max_gen_toks, seed=args.seed, lm=lm, model_args=model_args,
+                                     seconds=seconds, row_bins=sorted(bins)), out)  # fmt: skip
+    print(json.dumps({"task": args.task, "bins": sorted(bins), "requests": sum(map(len, records.values())),
+                      "seconds": round(seconds, 3)}))  # fmt: skip
+
+
+def prepare_test_files(task: str, test_files: dict, args, folder) -> tuple[dict, dict | None]:
+    """The in-context row's test files (each bin with its prompts, in_context.prepare_cell) and the task
+    keys that read them; other rows' files as they are."""
+    if not args.in_context_k:
+        return test_files, None
+    from workflow_scripts import in_context
+
+    prepared, overrides = {}, {}
+    for test_bin, test_file in test_files.items():
+        bin_folder = Path(folder) / f"test-{test_bin}"
+        bin_folder.mkdir()
+        prepared[test_bin], overrides[test_bin] = in_context.prepare_cell(
+            task, test_file, args.in_context_pool, args.in_context_k, args.in_context_seed, args.prompt_format,
+            bin_folder)  # fmt: skip
+    return prepared, overrides
+
+
+if __name__ == "__main__":
+    main()
+    # The raw files are on disk (atomically); skip the interpreter's slow teardown (see evaluation.py).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
