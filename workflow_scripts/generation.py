@@ -9,7 +9,9 @@ their scoring parts (their filters; lm-eval's predict_only mode skips metrics an
 nothing that scores can fail a GPU job after its generation is done. Each bin's raw outputs are a file
 of their own: per request the task name the cell's own run gives it, doc_id, idx, request type, the
 prompt arguments and the responses (generated text, or [log-likelihood, is-greedy]), next to what
-generated them (model, backend, dtype, seed, lengths, chat template arguments, versions).
+generated them (model, backend, dtype, seed, lengths, chat template arguments, versions). With the HF
+backend the model is called bin by bin inside that run (one_call_per_bin: its cells then equal the
+per-cell ones to the last bit); with vLLM once for the whole row.
 scoring.py turns each of them into the cell files evaluation.py writes.
 
 Phase-2 design (the Snakemake rules; not wired in yet):
@@ -29,6 +31,7 @@ row's scoring job alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -80,10 +83,54 @@ def load_model(backend: str, model_path: str, dtype: str, batch_size: str, trust
     return get_model(model_type).create_from_arg_obj(model_args, {"batch_size": batch_size}), model_args
 
 
+def one_call_per_bin(backend: str) -> bool:
+    """Whether the model gets each bin's requests in a call of its own.
+
+    The HF backend pads each batch to its longest request, and a batch's shape changes its floats
+    (log-likelihoods of the tiny model were seen to differ in the 7th digit; a greedy choice between
+    near-equal tokens could flip): bin by bin, its batches are those of a per-cell run, so its cells
+    are exactly the per-cell ones.
+    vLLM schedules what it is given continuously; given the whole row, it fills the GPU across bins
+    instead of idling at each bin's longest generation. Its floats depend on the schedule either way."""
+    return backend == "hf"
+
+
+@contextlib.contextmanager
+def _calls_per_bin(lm, bin_of: dict):
+    """While active, each request-type call into `lm` is made once per bin, in the order lm-eval gave."""
+
+    def split(method):
+        def call(requests, *args, **kwargs):
+            answers, by_bin = [None] * len(requests), {}
+            for position, request in enumerate(requests):
+                by_bin.setdefault(bin_of[request.task_name], []).append(position)
+            for positions in by_bin.values():
+                for position, answer in zip(positions, method([requests[p] for p in positions], *args, **kwargs),
+                                            strict=True):  # fmt: skip
+                    answers[position] = answer
+            return answers
+
+        return call
+
+    names = [name for name in ("loglikelihood", "loglikelihood_rolling", "generate_until") if hasattr(lm, name)]
+    before = {name: lm.__dict__[name] for name in names if name in lm.__dict__}
+    for name in names:
+        setattr(lm, name, split(getattr(lm, name)))  # an instance attribute: the class is left alone
+    try:
+        yield
+    finally:
+        for name in names:
+            if name in before:
+                setattr(lm, name, before[name])
+            else:
+                delattr(lm, name)
+
+
 def generate_row(task: str, test_files: dict, lm, batch_size: str = "auto", max_gen_toks: int | None = None,
-                 seed: int = 42, spec_overrides: dict | None = None) -> tuple[dict, float]:  # fmt: skip
+                 seed: int = 42, spec_overrides: dict | None = None, per_bin: bool = True) -> tuple[dict, float]:  # fmt: skip
     """One lm-eval run of `lm` over the bins {test_bin: test file}; spec_overrides {test_bin: task keys}
-    (the in-context prompt). Returns ({test_bin: [request records]}, seconds)."""
+    (the in-context prompt); per_bin: one model call per bin (see one_call_per_bin).
+    Returns ({test_bin: [request records]}, seconds)."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
@@ -97,13 +144,15 @@ def generate_row(task: str, test_files: dict, lm, batch_size: str = "auto", max_
                 path.write_text(yaml.safe_dump(spec, sort_keys=False))
                 names[spec["task"]] = (test_bin, name)
                 paths.append(str(path))
-        output = simple_evaluate(
-            model=lm,
-            tasks=paths,
-            task_manager=TaskManager(include_path=str(evaluation.TASKS_DIR), include_defaults=False),
-            predict_only=True,
-            **evaluation.lm_eval_run_settings(batch_size, max_gen_toks, seed),
-        )
+        bin_of = {run_name: test_bin for run_name, (test_bin, _) in names.items()}
+        with _calls_per_bin(lm, bin_of) if per_bin else contextlib.nullcontext():
+            output = simple_evaluate(
+                model=lm,
+                tasks=paths,
+                task_manager=TaskManager(include_path=str(evaluation.TASKS_DIR), include_defaults=False),
+                predict_only=True,
+                **evaluation.lm_eval_run_settings(batch_size, max_gen_toks, seed),
+            )
     records = {test_bin: [] for test_bin in test_files}
     for run_name, samples in output["samples"].items():
         test_bin, name = names[run_name]
@@ -165,7 +214,7 @@ def main(argv=None) -> None:
         test_files, overrides = prepare_test_files(args.task, {b: f for b, (f, _) in bins.items()}, args, tmp)
         lm, model_args = load_model(args.backend, args.model, args.dtype, args.batch_size, args.trust_remote_code)
         records, seconds = generate_row(args.task, test_files, lm, args.batch_size, args.max_gen_toks, args.seed,
-                                        overrides)  # fmt: skip
+                                        overrides, one_call_per_bin(args.backend))  # fmt: skip
     for test_bin, (_, out) in bins.items():
         atomic_write_json(raw_record(records[test_bin], task=args.task, test_bin=test_bin, model_path=args.model,
                                      backend=args.backend, dtype=args.dtype, batch_size=args.batch_size,
