@@ -150,7 +150,8 @@ def heldout_icl_row(tiny_model, tmp_path_factory):
     def score(*extra, out="new", check=True):
         cells = [a for k in bins for a in ("--cell", str(k), str(folder / f"heldout-{k}.parquet"),
                                            str(folder / f"raw-{k}.json"), str(folder / f"{out}-{k}.json"))]  # fmt: skip
-        return run("scoring", *cells, "--label", json.dumps(label), *(extra or icl), check=check)
+        return run("scoring", *cells, "--label", json.dumps(label), "--tokenizer", str(tiny_model), *(extra or icl),
+                   check=check)  # fmt: skip
 
     score()
     return folder, bins, score
@@ -212,7 +213,9 @@ LOGGED = [
 def test_replay_answers_the_generated_requests(tiny_model):
     from workflow_scripts.scoring import ReplayLM
 
-    replay = ReplayLM(raw_file(tiny_model, LOGGED), "cell X")
+    raw = raw_file(tiny_model, LOGGED)
+    raw["generation"]["model_path"] = "/deleted/trained/model"  # the base model's tokenizer renders alike
+    replay = ReplayLM(raw, "cell X", tokenizer=str(tiny_model))
     assert replay.loglikelihood([request("loglikelihood", ("Q?", " A")), request("loglikelihood", ("Q?", " B"), idx=1)]) == [
         (-1.5, False), (-0.5, True)]  # fmt: skip
     assert replay.generate_until([request("generate_until", ("Say 7", {"until": ["Q:"], "max_gen_toks": 8}), 1)]) == ["7"]
@@ -273,33 +276,37 @@ def test_every_lm_eval_task_key_is_classified():
 
 
 ALL_TASKS = [f"cross_difficulty_{d}" for d in DATASETS]
+# Each edit anchors on a structure that other task edits keep (a key, a function's name), not on values.
 EDITS = [
-    # (file in tasks/, text, replacement, the tasks whose generation changes)
-    ("cross_difficulty_gsm8k.yaml", "So the answer is", "The answer is", []),  # a filter regex
-    ("cross_difficulty_gsm8k.yaml", "ignore_case: true", "ignore_case: false", []),  # a metric setting
-    ("cross_difficulty_gsm8k.yaml", 'doc_to_text: "Q: ', 'doc_to_text: "Question: ', ["gsm8k"]),
-    ("cross_difficulty_mmlu_pro.yaml", '    - "</s>"', '    - "</s>"\n    - "Q:"', ["mmlu_pro"]),  # a stop sequence
-    ("cross_difficulty_math.yaml", "max_gen_toks: 4096", "max_gen_toks: 2048", ["math"]),
-    ("cross_difficulty_bbh_yesno.yaml", "not plausible", "implausible", []),  # a bbh filter
-    ("cross_difficulty_bbh.yaml", "weight_by_size: true", "weight_by_size: false", []),  # the group's aggregate
-    ("_cross_difficulty_bbh_template_yaml", 'doc_to_text: "Q: ', 'doc_to_text: "Question: ', ["bbh"]),
-    ("utils.py", 'r"answer is:?', 'r"answer was:?', []),  # mmlu_pro's committed-letter filter
-    ("utils.py", '"ABCD".index(', '"ABCDE".index(', []),  # gpqa's target, 0-shot
-    ("utils.py", "return prompts.lettered_multiple_choice(doc)[0]",
-     "return prompts.lettered_multiple_choice(doc)[0].strip()", ["mmlu_pro", "gpqa_extended"]),
-    ("utils.py", '"bbh_{n}"', '"bbh_{n}_"', ["bbh"]),  # the helper bbh's process_docs relies on
-    ("_cross_difficulty_template_yaml", "num_fewshot: 0", "num_fewshot: 1", [d for d in DATASETS]),
+    # (file in tasks/, pattern, replacement, the datasets whose generation changes)
+    ("cross_difficulty_gsm8k.yaml", r"regex_pattern: \"", 'regex_pattern: "(?:edited)?', []),  # a filter regex
+    ("cross_difficulty_gsm8k.yaml", r"ignore_case: true", "ignore_case: false", []),  # a metric setting
+    ("cross_difficulty_gsm8k.yaml", r'doc_to_text: "', 'doc_to_text: "Edited ', ["gsm8k"]),
+    ("cross_difficulty_mmlu_pro.yaml", r"  until:\n", '  until:\n    - "STOP"\n', ["mmlu_pro"]),  # a stop sequence
+    ("cross_difficulty_math.yaml", r"max_gen_toks: \d+", "max_gen_toks: 7", ["math"]),
+    ("cross_difficulty_bbh_yesno.yaml", r"filter_list:\n",
+     "filter_list:\n  - name: edited\n    filter:\n      - function: take_first\n", []),  # a bbh filter
+    ("cross_difficulty_bbh.yaml", r"weight_by_size: true", "weight_by_size: false", []),  # the group's aggregate
+    ("_cross_difficulty_bbh_template_yaml", r'doc_to_text: "', 'doc_to_text: "Edited ', ["bbh"]),
+    ("utils.py", r"COMMITTED_PATTERNS = \[\n", 'COMMITTED_PATTERNS = [\n    r"edited",\n', []),  # mmlu_pro's filter
+    ("utils.py", r"def gpqa_doc_to_target\(doc\)[^\n]*:\n", r"\g<0>    doc = dict(doc)  # edited\n", []),  # 0-shot
+    ("utils.py", r"def lettered_doc_to_text\(doc\)[^\n]*:\n", r"\g<0>    doc = dict(doc)  # edited\n",
+     ["mmlu_pro", "gpqa_extended"]),
+    ("utils.py", r"def bbh_subtask\(doc_id[^\n]*:\n", r"\g<0>    doc_id = str(doc_id)  # edited\n", ["bbh"]),
+    ("_cross_difficulty_template_yaml", r"num_fewshot: 0", "num_fewshot: 1", DATASETS),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("file, text, replacement, changed", EDITS)
-def test_generation_fingerprint_changes_only_with_what_shapes_requests(tmp_path, file, text, replacement, changed):
+@pytest.mark.parametrize("file, pattern, replacement, changed", EDITS)
+def test_generation_fingerprint_changes_only_with_what_shapes_requests(tmp_path, file, pattern, replacement, changed):
+    import re
+
     tasks = tmp_path / "tasks"
     shutil.copytree(evaluation.TASKS_DIR, tasks)
     before = {task: task_parts.generation_fingerprint(task, tasks) for task in ALL_TASKS}
-    source = (tasks / file).read_text()
-    assert text in source
-    (tasks / file).write_text(source.replace(text, replacement))
+    edited, count = re.subn(pattern, replacement, (tasks / file).read_text(), count=1)
+    assert count == 1, f"{file} no longer has {pattern!r}: pick another anchor for this edit"
+    (tasks / file).write_text(edited)
     task_parts._source_closure.cache_clear()
     after = {task: task_parts.generation_fingerprint(task, tasks) for task in ALL_TASKS}
     assert {task for task in ALL_TASKS if before[task] != after[task]} == {f"cross_difficulty_{d}" for d in changed}

@@ -4,9 +4,9 @@ A row of the grid (model, dataset, row: a trained bin with its tags, `base`, an 
 evaluated on each test bin of its dataset. evaluation.py does that one cell at a time, so the model is
 loaded (and a vLLM engine started) once per cell; here once per row. Each bin is a task of its own name
 (`<task>__test-<bin>`; a group such as bbh becomes its sub-tasks, each cut to the bin as the cell's own
-run cuts it), so lm-eval sends the requests of all bins to the model together. The tasks run without
-their scoring parts (their filters; lm-eval's predict_only mode skips metrics and process_results):
-nothing that scores can fail a GPU job after its generation is done. Each bin's raw outputs are a file
+run cuts it), so one lm-eval run builds every bin's requests and hands them to one model. The tasks
+run without their scoring parts (their filters; lm-eval's predict_only mode skips metrics and
+process_results): nothing that scores can fail a GPU job after its generation is done. Each bin's raw outputs are a file
 of their own: per request the task name the cell's own run gives it, doc_id, idx, request type, the
 prompt arguments and the responses (generated text, or [log-likelihood, is-greedy]), next to what
 generated them (model, backend, dtype, seed, lengths, chat template arguments, versions). With the HF
@@ -15,17 +15,23 @@ per-cell ones to the last bit); with vLLM once for the whole row.
 scoring.py turns each of them into the cell files evaluation.py writes.
 
 Phase-2 design (the Snakemake rules; not wired in yet):
-- `generate`, a GPU job per row: output `raw/{model}/{dataset}/train-{train}/test-{bin}.json`, one per
-  test bin (never temp(): they are what makes a scoring-only re-run possible). Inputs: the model, the
-  test files (bins or held-out parts), the in-context pool; code: generation.py and the modules it
-  imports. Params: backend, dtype, batch size, max_gen_toks, seed, chat-template settings, the in-context
-  arguments and `task_parts.generation_fingerprint(task)`. NOT the task files: an input's mtime
-  re-runs a job, and a filter edit must not re-run generation.
-- `score`, one CPU job per row (see scoring.py): inputs the raw files, the test files, the task files;
-  outputs the row's cell files. Params: the labels, headline_metric where a step reads it.
-So a filter/metric/headline_metric edit plans scoring only; a prompt, stop sequence, length, chat
-template, backend, dtype or model change plans generation and then scoring; a deleted cell plans the
-row's scoring job alone.
+- `generate`, a GPU job per row, outputs `raw/{model}/{dataset}/train-{train}/test-{bin}.json` for every
+  test bin (never temp(): they are what lets scoring re-run alone). An output list cannot depend on
+  the dataset's bin count, so declare the rule once per distinct n_bins of the config (a loop over
+  rules with `name:` and a dataset constraint; every config we ship has one count). Inputs: the model,
+  the test files, the in-context pool. Params: backend, dtype, batch size, max_gen_toks, seed,
+  trust_remote_code, chat-template settings, the in-context arguments and
+  task_parts.generation_fingerprint(task). NOT the task files: an input's mtime would re-run the GPU job
+  on a filter edit. Code: this module and what it imports (so evaluation.py's per-question bookkeeping
+  should move out of the shared module, or an edit of it re-runs every GPU job).
+- `score`, one CPU job per row (scoring.py says why): inputs the row's raw files, its test files, the
+  task files (tasks/<task>.yaml, its templates, utils.py), the in-context pool and the base model's
+  folder (its tokenizer; not the trained model). Outputs the row's cell files and per-question logs
+  (the same per-n_bins declaration). Params: the row's labels and in-context arguments only.
+- headline_metric is read by the tables and figures only: an edit of it plans neither job.
+So a filter, metric or scoring-hook edit plans the score jobs of the datasets using that file; a prompt,
+stop sequence, length, chat template, backend, dtype or model change plans generate and then score; a
+deleted cell plans its row's score job and nothing on a GPU.
 """
 
 from __future__ import annotations

@@ -16,7 +16,10 @@ its row. A deleted cell also re-runs its row's scoring (seconds, no GPU). It is 
 not a localrule: 616 of them would load the login node. On SLURM, grouping (`group: score` with
 `--group-components score=N`) can pack N rows into one allocation. What the cells record from the
 generation (model path, backend, dtype, versions) is read from the raw files, so scoring takes no
-generation settings of its own: it cannot disagree with them.
+generation settings of its own: it cannot disagree with them. Nor does it need the trained model: the
+prompts are re-rendered with the base model's tokenizer (`--tokenizer`; fine-tuning keeps it, and the
+check above would catch a template that differs), so trained models can be deleted after their
+generation without the DAG planning their training again.
 """
 
 from __future__ import annotations
@@ -142,12 +145,13 @@ def _difference(request_type: str, asked: list, logged: dict) -> str:
     return "its arguments differ"
 
 
-def score_cell(task: str, test_file: str, raw: dict | str, cell: str = "",
-               spec_overrides: dict | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
+def score_cell(task: str, test_file: str, raw: dict | str, cell: str = "", spec_overrides: dict | None = None,
+               tokenizer: str | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
     """One cell from its raw outputs: the cell file's record and its per-question rows, as
-    evaluation.evaluate_cell gives them for the same model and bin."""
+    evaluation.evaluate_cell gives them for the same model and bin. `tokenizer`: a folder with the
+    tokenizer that rendered the prompts (default: the generated model's own folder)."""
     started = time.time()
-    replay = ReplayLM(raw, cell)
+    replay = ReplayLM(raw, cell, tokenizer)
     generation = (json.loads(Path(raw).read_text()) if isinstance(raw, str) else raw)["generation"]
     if generation["task"] != task:
         raise replay._stale(f"generated for task {generation['task']!r}, scored as {task!r}")
@@ -172,6 +176,8 @@ def main(argv=None) -> None:
                         metavar=("TEST_BIN", "TEST_FILE", "RAW_FILE", "CELL_OUT"),
                         help="a test bin, its parquet, its raw outputs, the cell file to write; once per cell")  # fmt: skip
     parser.add_argument("--label", default="{}", help="JSON merged into every cell file (model, dataset, row)")
+    parser.add_argument("--tokenizer", help="folder of the tokenizer that rendered the prompts (default: the "
+                                            "generated model's; the base model's has the same chat template)")
     parser.add_argument("--in-context-k", type=int, default=0, help="examples in the prompt (in-context baseline)")
     parser.add_argument("--in-context-pool", help="parquet the examples are drawn from (the source bin)")
     parser.add_argument("--in-context-seed", type=int, default=42, help="keys the draw of the examples")
@@ -189,7 +195,7 @@ def main(argv=None) -> None:
                 test_file, overrides = in_context.prepare_cell(args.task, test_file, args.in_context_pool,
                                                                args.in_context_k, args.in_context_seed,
                                                                args.prompt_format, tmp)  # fmt: skip
-            record, rows = score_cell(args.task, test_file, raw_file, out, overrides)
+            record, rows = score_cell(args.task, test_file, raw_file, out, overrides, args.tokenizer)
         record.update({**label, "test_bin": int(test_bin)})
         scored.append((record, rows, Path(out)))
     # Written once every cell of the row has scored: a stale bin leaves no half-updated row behind.
