@@ -37,6 +37,7 @@ lint: $(VENV)/installed.stamp
 
 benchmark: $(VENV)/installed.stamp
 	$(BIN)/python benchmarks/eval_cell_overhead.py
+	$(BIN)/python benchmarks/eval_row_overhead.py
 	$(BIN)/python benchmarks/dag_overhead.py
 	$(BIN)/python benchmarks/aggregate_grid.py
 

@@ -63,10 +63,10 @@ class _TaskYamlLoader(yaml.SafeLoader):
 _TaskYamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node).split(".", 1)[1])
 
 
-def _read_task_yaml(path: Path) -> dict:
-    definition = yaml.load(path.read_text(), Loader=_TaskYamlLoader) or {}
+def _read_task_yaml(path: Path, loader=_TaskYamlLoader) -> dict:
+    definition = yaml.load(path.read_text(), Loader=loader) or {}
     if "include" in definition:
-        included = _read_task_yaml(path.parent / definition.pop("include"))
+        included = _read_task_yaml(path.parent / definition.pop("include"), loader)
         definition = {**included, **definition}
     return definition
 
@@ -159,10 +159,27 @@ def per_question_rows(samples: list[dict], metric_names: list[str]) -> list[dict
     return list(rows.values())
 
 
+def lm_eval_run_settings(batch_size: str = "auto", max_gen_toks: int | None = None, seed: int = 42) -> dict:
+    """How lm-eval runs our tasks, for a cell (here) and for a row's generation (generation.py) alike."""
+    return {
+        "batch_size": batch_size,
+        "apply_chat_template": True,
+        "gen_kwargs": {"max_gen_toks": max_gen_toks} if max_gen_toks else None,
+        "random_seed": seed,
+        "numpy_random_seed": seed,
+        "torch_random_seed": seed,
+        "fewshot_random_seed": seed,
+        "bootstrap_iters": 0,
+    }
+
+
 def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf", dtype: str = "float32",
                   batch_size: str = "auto", max_gen_toks: int | None = None, seed: int = 42,
                   trust_remote_code: bool = False, spec_overrides: dict | None = None,
-                  chat_template_date: str | None = None, attention_backend: str | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
+                  chat_template_date: str | None = None, attention_backend: str | None = None,
+                  lm=None) -> tuple[dict, list[dict]]:  # fmt: skip
+    """One cell. `lm`: an lm-eval model object to answer the requests instead of loading model_path
+    (scoring.py's replay of a row's generation; tests that share one model load)."""
     import lm_eval.api.registry
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -171,12 +188,14 @@ def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf"
     # spec_overrides: task keys a cell changes (the in-context baseline's doc_to_text).
     spec = {**cell_task_spec(task, bin_file), **(spec_overrides or {})}
     started = time.time()
-    model_type, model_args = model_spec(backend, model_path, dtype, trust_remote_code, seed, chat_template_date,
-                                        attention_backend)  # fmt: skip
-    # Built here rather than by simple_evaluate, to time it: for vLLM this is the engine start.
-    lm = lm_eval.api.registry.get_model(model_type).create_from_arg_obj(
-        model_args, {"batch_size": batch_size, "max_batch_size": None, "device": None}
-    )
+    model_args = {}
+    if lm is None:
+        model_type, model_args = model_spec(backend, model_path, dtype, trust_remote_code, seed, chat_template_date,
+                                            attention_backend)  # fmt: skip
+        # Built here rather than by simple_evaluate, to time it: for vLLM this is the engine start.
+        lm = lm_eval.api.registry.get_model(model_type).create_from_arg_obj(
+            model_args, {"batch_size": batch_size, "max_batch_size": None, "device": None}
+        )
     model_load_seconds = time.time() - started
     with tempfile.TemporaryDirectory() as tmp:
         cell_file = Path(tmp) / "cell.yaml"
@@ -189,15 +208,8 @@ def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf"
             model=lm,
             tasks=[spec["group"] if "group" in spec else str(cell_file)],
             task_manager=task_manager,
-            batch_size=batch_size,
-            apply_chat_template=True,
             log_samples=True,
-            gen_kwargs={"max_gen_toks": max_gen_toks} if max_gen_toks else None,
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-            fewshot_random_seed=seed,
-            bootstrap_iters=0,
+            **lm_eval_run_settings(batch_size, max_gen_toks, seed),
         )
     # A group (bbh) reports its aggregate under its own name and logs samples under its sub-tasks.
     name = f"{task}{CELL_GROUP_SUFFIX}" if "group" in spec else task
@@ -275,11 +287,14 @@ def main(argv=None) -> None:
                                    args.max_gen_toks, args.seed, args.trust_remote_code, overrides,
                                    args.chat_template_date, args.attention_backend)  # fmt: skip
     cell.update(json.loads(args.label))
-    out = Path(args.out)
+    write_cell(cell, rows, Path(args.out))
+    print(json.dumps({k: cell[k] for k in ("task", "n", "metrics", "eval_seconds")}))
+
+
+def write_cell(cell: dict, rows: list[dict], out: Path) -> None:
     # Per-question log first, cell file last: a cell file on disk means the cell is complete.
     atomic_write_text("".join(json.dumps(r, default=str) + "\n" for r in rows), samples_path(out))
     atomic_write_json(cell, out)
-    print(json.dumps({k: cell[k] for k in ("task", "n", "metrics", "eval_seconds")}))
 
 
 def samples_path(cell_path: Path) -> Path:

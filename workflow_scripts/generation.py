@@ -1,0 +1,262 @@
+"""Generation: one model on every test bin of its dataset in one lm-eval run, the model loaded once.
+
+A row of the grid (model, dataset, row: a trained bin with its tags, `base`, an in-context row) is
+evaluated on each test bin of its dataset. evaluation.py does that one cell at a time, so the model is
+loaded (and a vLLM engine started) once per cell; here once per row. Each bin is a task of its own name
+(`<task>__test-<bin>`; a group such as bbh becomes its sub-tasks, each cut to the bin as the cell's own
+run cuts it), so one lm-eval run builds every bin's requests and hands them to one model. The tasks
+run without their scoring parts (their filters; lm-eval's predict_only mode skips metrics and
+process_results): nothing that scores can fail a GPU job after its generation is done. Each bin's raw outputs are a file
+of their own: per request the task name the cell's own run gives it, doc_id, idx, request type, the
+prompt arguments and the responses (generated text, or [log-likelihood, is-greedy]), next to what
+generated them (model, backend, dtype, seed, lengths, chat template arguments, versions). With the HF
+backend the model is called bin by bin inside that run (one_call_per_bin: its cells then equal the
+per-cell ones to the last bit); with vLLM once for the whole row.
+scoring.py turns each of them into the cell files evaluation.py writes.
+
+Phase-2 design (the Snakemake rules; not wired in yet):
+- `generate`, a GPU job per row, outputs `raw/{model}/{dataset}/train-{train}/test-{bin}.json` for every
+  test bin (never temp(): they are what lets scoring re-run alone). An output list cannot depend on
+  the dataset's bin count, so declare the rule once per distinct n_bins of the config (a loop over
+  rules with `name:` and a dataset constraint; every config we ship has one count). Inputs: the model,
+  the test files, the in-context pool. Params: backend, dtype, batch size, max_gen_toks, seed,
+  trust_remote_code, chat-template settings, the in-context arguments and
+  task_parts.generation_fingerprint(task). NOT the task files: an input's mtime would re-run the GPU job
+  on a filter edit. Code: this module and what it imports (so evaluation.py's per-question bookkeeping
+  should move out of the shared module, or an edit of it re-runs every GPU job).
+- `score`, one CPU job per row (scoring.py says why): inputs the row's raw files, its test files, the
+  task files (tasks/<task>.yaml, its templates, utils.py), the in-context pool and the base model's
+  folder (its tokenizer; not the trained model). Outputs the row's cell files and per-question logs
+  (the same per-n_bins declaration). Params: the row's labels and in-context arguments only.
+- headline_metric is read by the tables and figures only: an edit of it plans neither job.
+So a filter, metric or scoring-hook edit plans the score jobs of the datasets using that file; a prompt,
+stop sequence, length, chat template, backend, dtype or model change plans generate and then score; a
+deleted cell plans its row's score job and nothing on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from workflow_scripts import evaluation
+from workflow_scripts.io_utils import atomic_write_json, one_line_errors, package_versions
+
+# The name a bin's task runs under in a row's run: the cell's own task name and the bin.
+BIN_TASK = "{task}__test-{test_bin}"
+RAW_FORMAT = 1
+# What the model is asked, per lm-eval output type.
+REQUEST_TYPES = {"multiple_choice": "loglikelihood", "generate_until": "generate_until",
+                 "loglikelihood": "loglikelihood", "loglikelihood_rolling": "loglikelihood_rolling"}  # fmt: skip
+
+
+def bin_tasks(task: str, test_bin, test_file: str, spec_overrides: dict | None = None) -> list[tuple[str, dict]]:
+    """The tasks lm-eval runs for one bin of a row: (its name in the cell's own run, its spec here).
+
+    Built from the cell's own spec (evaluation.cell_task_spec), so documents and prompts are the same;
+    a group is replaced by its sub-tasks with the keys the group hands down to them."""
+    from lm_eval.config.group import GroupConfig
+
+    spec = {**evaluation.cell_task_spec(task, test_file), **(spec_overrides or {})}
+    if "group" in spec:
+        group_keys = {field.name for field in dataclasses.fields(GroupConfig)}
+        handed_down = {key: value for key, value in spec.items() if key not in group_keys}
+        leaves = [(child, {"include": str(evaluation.TASKS_DIR / f"{child}.yaml"), **handed_down})
+                  for child in spec["task"]]  # fmt: skip
+    else:
+        leaves = [(task, spec)]
+    # filter_list: None runs lm-eval's default (take the response as it is), never the task's filters.
+    return [(name, {**leaf, "task": BIN_TASK.format(task=name, test_bin=test_bin), "filter_list": None})
+            for name, leaf in leaves]  # fmt: skip
+
+
+def load_model(backend: str, model_path: str, dtype: str, batch_size: str, trust_remote_code: bool, seed: int = 42,
+               chat_template_date: str | None = None, attention_backend: str | None = None):  # fmt: skip
+    """The lm-eval model object, made as simple_evaluate makes it, kept so the raw files can say which
+    chat template arguments rendered the prompts."""
+    import lm_eval.models  # noqa: F401  (fills the model registry)
+    from lm_eval.api.registry import get_model
+
+    model_type, model_args = evaluation.model_spec(backend, model_path, dtype, trust_remote_code, seed,
+                                                   chat_template_date, attention_backend)  # fmt: skip
+    return get_model(model_type).create_from_arg_obj(model_args, {"batch_size": batch_size}), model_args
+
+
+def one_call_per_bin(backend: str) -> bool:
+    """Whether the model gets each bin's requests in a call of its own.
+
+    The HF backend pads each batch to its longest request, and a batch's shape changes its floats
+    (log-likelihoods of the tiny model were seen to differ in the 7th digit; a greedy choice between
+    near-equal tokens could flip): bin by bin, its batches are those of a per-cell run, so its cells
+    are exactly the per-cell ones.
+    vLLM schedules what it is given continuously; given the whole row, it fills the GPU across bins
+    instead of idling at each bin's longest generation. Its floats depend on the schedule either way."""
+    return backend == "hf"
+
+
+@contextlib.contextmanager
+def _calls_per_bin(lm, bin_of: dict):
+    """While active, each request-type call into `lm` is made once per bin, in the order lm-eval gave."""
+
+    def split(method):
+        def call(requests, *args, **kwargs):
+            answers, by_bin = [None] * len(requests), {}
+            for position, request in enumerate(requests):
+                by_bin.setdefault(bin_of[request.task_name], []).append(position)
+            for positions in by_bin.values():
+                for position, answer in zip(positions, method([requests[p] for p in positions], *args, **kwargs),
+                                            strict=True):  # fmt: skip
+                    answers[position] = answer
+            return answers
+
+        return call
+
+    names = [name for name in ("loglikelihood", "loglikelihood_rolling", "generate_until") if hasattr(lm, name)]
+    before = {name: lm.__dict__[name] for name in names if name in lm.__dict__}
+    for name in names:
+        setattr(lm, name, split(getattr(lm, name)))  # an instance attribute: the class is left alone
+    try:
+        yield
+    finally:
+        for name in names:
+            if name in before:
+                setattr(lm, name, before[name])
+            else:
+                delattr(lm, name)
+
+
+def generate_row(task: str, test_files: dict, lm, batch_size: str = "auto", max_gen_toks: int | None = None,
+                 seed: int = 42, spec_overrides: dict | None = None, per_bin: bool = True) -> tuple[dict, float]:  # fmt: skip
+    """One lm-eval run of `lm` over the bins {test_bin: test file}; spec_overrides {test_bin: task keys}
+    (the in-context prompt); per_bin: one model call per bin (see one_call_per_bin).
+    Returns ({test_bin: [request records]}, seconds)."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    started = time.time()
+    names = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for test_bin, test_file in test_files.items():
+            for name, spec in bin_tasks(task, test_bin, test_file, (spec_overrides or {}).get(test_bin)):
+                path = Path(tmp) / f"{spec['task']}.yaml"
+                path.write_text(yaml.safe_dump(spec, sort_keys=False))
+                names[spec["task"]] = (test_bin, name)
+                paths.append(str(path))
+        bin_of = {run_name: test_bin for run_name, (test_bin, _) in names.items()}
+        with _calls_per_bin(lm, bin_of) if per_bin else contextlib.nullcontext():
+            output = simple_evaluate(
+                model=lm,
+                tasks=paths,
+                task_manager=TaskManager(include_path=str(evaluation.TASKS_DIR), include_defaults=False),
+                predict_only=True,
+                **evaluation.lm_eval_run_settings(batch_size, max_gen_toks, seed),
+            )
+    records = {test_bin: [] for test_bin in test_files}
+    for run_name, samples in output["samples"].items():
+        test_bin, name = names[run_name]
+        request_type = REQUEST_TYPES[output["configs"][run_name]["output_type"]]
+        for sample in samples:
+            # One sample per document (no filters here); its requests come sorted by idx.
+            for idx, (arguments, responses) in enumerate(zip(sample["arguments"], sample["resps"], strict=True)):
+                records[test_bin].append({"task": name, "doc_id": sample["doc_id"], "idx": idx,
+                                          "request_type": request_type, "arguments": arguments,
+                                          "resps": responses})  # fmt: skip
+    return records, time.time() - started
+
+
+def raw_record(requests: list[dict], *, task: str, test_bin, model_path: str, backend: str, dtype: str,
+               batch_size, max_gen_toks, seed: int, lm, model_args: dict | None, seconds: float,
+               row_bins: list) -> dict:  # fmt: skip
+    """One bin's raw file: what generated it, then its requests."""
+    generation = {
+        "format": RAW_FORMAT,
+        "task": task,
+        "test_bin": test_bin,
+        "model_path": model_path,
+        "backend": backend,
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "max_gen_toks": max_gen_toks,
+        "seed": seed,
+        "model_args": model_args,
+        # The prompts were rendered with these; the replay renders with them too.
+        "chat_template_args": dict(getattr(lm, "chat_template_args", None) or {}),
+        "row_seconds": round(seconds, 3),
+        "row_bins": row_bins,
+        "versions": package_versions("lm_eval", "transformers", "torch", "vllm"),
+    }
+    return {"generation": generation, "requests": requests}
+
+
+@one_line_errors
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", required=True, help="task name, a file tasks/<task>.yaml")
+    parser.add_argument("--bin", nargs=3, action="append", required=True, metavar=("TEST_BIN", "TEST_FILE", "RAW_OUT"),
+                        help="a test bin, its parquet and the raw-output file to write; once per bin")  # fmt: skip
+    parser.add_argument("--model", required=True, help="hub name or local folder")
+    parser.add_argument("--backend", default="hf", choices=["hf", "vllm"])
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--batch-size", default="auto")
+    parser.add_argument("--max-gen-toks", type=int)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--chat-template-date", help="the date chat templates print (Llama 3.x), e.g. '26 Jul 2024'")
+    parser.add_argument("--attention-backend", help="vLLM's attention backend on GPUs, e.g. TRITON_ATTN")
+    parser.add_argument("--in-context-k", type=int, default=0, help="examples in the prompt (in-context baseline)")
+    parser.add_argument("--in-context-pool", help="parquet the examples are drawn from (the source bin)")
+    parser.add_argument("--in-context-seed", type=int, default=42, help="keys the draw of the examples")
+    parser.add_argument("--prompt-format", help="how an example is written (workflow_scripts/prompts.py)")
+    args = parser.parse_args(argv)
+
+    bins = {int(test_bin): (test_file, Path(out)) for test_bin, test_file, out in args.bin}
+    with tempfile.TemporaryDirectory() as tmp:
+        test_files, overrides = prepare_test_files(args.task, {b: f for b, (f, _) in bins.items()}, args, tmp)
+        lm, model_args = load_model(args.backend, args.model, args.dtype, args.batch_size, args.trust_remote_code,
+                                    args.seed, args.chat_template_date, args.attention_backend)  # fmt: skip
+        records, seconds = generate_row(args.task, test_files, lm, args.batch_size, args.max_gen_toks, args.seed,
+                                        overrides, one_call_per_bin(args.backend))  # fmt: skip
+    for test_bin, (_, out) in bins.items():
+        atomic_write_json(raw_record(records[test_bin], task=args.task, test_bin=test_bin, model_path=args.model,
+                                     backend=args.backend, dtype=args.dtype, batch_size=args.batch_size,
+                                     max_gen_toks=args.max_gen_toks, seed=args.seed, lm=lm, model_args=model_args,
+                                     seconds=seconds, row_bins=sorted(bins)), out)  # fmt: skip
+    print(json.dumps({"task": args.task, "bins": sorted(bins), "requests": sum(map(len, records.values())),
+                      "seconds": round(seconds, 3)}))  # fmt: skip
+
+
+def prepare_test_files(task: str, test_files: dict, args, folder) -> tuple[dict, dict | None]:
+    """The in-context row's test files (each bin with its prompts, in_context.prepare_cell) and the task
+    keys that read them; other rows' files as they are."""
+    if not args.in_context_k:
+        return test_files, None
+    from workflow_scripts import in_context
+
+    prepared, overrides = {}, {}
+    for test_bin, test_file in test_files.items():
+        bin_folder = Path(folder) / f"test-{test_bin}"
+        bin_folder.mkdir()
+        prepared[test_bin], overrides[test_bin] = in_context.prepare_cell(
+            task, test_file, args.in_context_pool, args.in_context_k, args.in_context_seed, args.prompt_format,
+            bin_folder)  # fmt: skip
+    return prepared, overrides
+
+
+if __name__ == "__main__":
+    main()
+    # The raw files are on disk (atomically); skip the interpreter's slow teardown, after stopping
+    # vLLM's engine process (see evaluation.py).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    evaluation.stop_child_processes()
+    os._exit(0)
