@@ -1,5 +1,6 @@
 """Bad input fails before any training or evaluation job, with one line naming the field or file and
-the fix, and leaves finished results alone. Each case here is a row of the README's table."""
+the fix, and leaves finished results alone. Each case here is a row of the bad-input table in
+config/README.md ("Bad input, faults and secrets")."""
 
 from __future__ import annotations
 

@@ -1,3 +1,5 @@
+"""Difficulty bins: the edges k/n <= q < (k+1)/n, every row in one bin, bad quantiles refused in one line."""
+
 import numpy as np
 import pandas as pd
 import pytest

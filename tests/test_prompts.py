@@ -1,3 +1,5 @@
+"""Training prompts and targets: exact arc and gsm8k strings, musr answer indices, bad rows refused."""
+
 import pytest
 
 from workflow_scripts.prompts import gsm8k_target, musr_answer_index, render

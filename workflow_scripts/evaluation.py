@@ -120,7 +120,7 @@ def model_spec(backend: str, model_path: str, dtype: str, trust_remote_code: boo
         else:
             raise ValueError(f"evaluation.backend is 'vllm' but no CUDA device is visible and the installed vLLM "
                              f"({build or 'none'}) is not a CPU build; fix: use backend 'hf' on a CPU, or a CPU "
-                             "build of vLLM (see README, vLLM on a CPU)")  # fmt: skip
+                             "build of vLLM (see config/README.md, vLLM on a CPU)")  # fmt: skip
         return "vllm", args
     return "hf", {**args, "device": "cuda" if gpus else "cpu"}
 
