@@ -351,7 +351,12 @@ def rule_retries(rule_name):
 
 def task_files(wildcards):
     """The task's yaml and the shared files it builds on (tracked like code)."""
-    task = config["datasets"][wildcards.dataset]["task"]
+    return list(dataset_task_files(wildcards.dataset))
+
+
+@functools.cache  # once per dataset and run: 616 score jobs ask
+def dataset_task_files(dataset):
+    task = config["datasets"][dataset]["task"]
     shared = code("tasks/_cross_difficulty_template_yaml", "tasks/utils.py")
     # A task not written yet must not stop a dry-run of the grid; evaluation.py names it when run.
     return [path for path in code(f"tasks/{task}.yaml") if os.path.exists(path)] + shared
