@@ -63,12 +63,21 @@ def write_configs(folder: Path) -> dict[str, Path]:
 
 
 def compared(cell_file: Path) -> dict:
+    """A cell's compared keys, and a hash of its per-question log: every response (generated text,
+    log-likelihoods to the last bit), filtered answer and per-question score."""
+    import hashlib
+
     cell = json.loads(cell_file.read_text())
-    return {key: cell.get(key) for key in COMPARED_KEYS}
+    samples = cell_file.with_name(cell_file.name.removesuffix(".json") + ".samples.jsonl").read_bytes()
+    return {**{key: cell.get(key) for key in COMPARED_KEYS}, "samples_sha256": hashlib.sha256(samples).hexdigest()}
 
 
 def collect(workdirs: dict[str, Path]) -> dict:
     return {name: {cell: compared(workdirs[name] / cell) for cell in cells} for name, cells in targets().items()}
+
+
+def write_golden(workdirs: dict[str, Path]) -> None:
+    GOLDEN.write_text(json.dumps(collect(workdirs), indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
@@ -85,4 +94,4 @@ if __name__ == "__main__":
         subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--snakefile", snakefile, "--directory",
                         str(workdirs[name]), "--configfile", str(config), "--cores", "2", *targets()[name]],
                        check=True)  # fmt: skip
-    GOLDEN.write_text(json.dumps(collect(workdirs), indent=1, sort_keys=True) + "\n")
+    write_golden(workdirs)
