@@ -499,8 +499,10 @@ def row_extra_inputs(wildcards):
 def generation_inputs(wildcards):
     """A row's model (the converted fine-tuned one, or a local base model), its held-out split and
     in-context code. Not the task files: what of them shapes the requests is in the arguments."""
-    labels = cell_names.labels(wildcards.train)
-    model = [trained_model_dir(wildcards.model, wildcards.dataset, wildcards.train)] if labels["train_kind"] == "bin" else local_base_model(wildcards)
+    if cell_names.labels(wildcards.train)["train_kind"] == "bin":
+        model = [trained_model_dir(wildcards.model, wildcards.dataset, wildcards.train)]
+    else:
+        model = local_base_model(wildcards)
     return {"model": model, **row_extra_inputs(wildcards)}
 
 

@@ -58,7 +58,7 @@ for n_bins, names in evaluation_rule_names().items():
             code=code(*SCORING_CODE),
         params:
             args=scoring_arguments,
-        threads: 1
+        threads: resource_entry("score")["threads"]
         resources:
             **rule_resources("score"),
         conda:
