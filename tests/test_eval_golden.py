@@ -17,6 +17,7 @@ from conftest import job_counts, snakemake
 def test_generated_then_scored_cells_equal_the_per_cell_golden_set(tmp_path):
     golden = json.loads(eval_golden.GOLDEN.read_text())
     workdirs = {}
+    golden.pop("demo")  # test_the_demo_cells_equal_the_per_cell_golden_set
     for name, config in eval_golden.write_configs(tmp_path).items():
         workdirs[name] = tmp_path / name
         targets = eval_golden.targets()[name]
@@ -37,3 +38,13 @@ def test_generated_then_scored_cells_equal_the_per_cell_golden_set(tmp_path):
     assert any(value > 0 for cell in plain for value in cell["metrics"].values())
     switches = golden["switches"].values()
     assert {(cell["eval_split"], cell["seed"], cell["in_context_k"]) for cell in switches} >= {("heldout", 42, 1), ("heldout", 7, 1)}
+
+
+def test_the_demo_cells_equal_the_per_cell_golden_set(demo_run):
+    """Every cell of the demo, trained rows included, as the per-cell rule wrote it."""
+    golden = json.loads(eval_golden.GOLDEN.read_text())["demo"]
+    now = eval_golden.collect({"demo": demo_run})["demo"]
+    assert len(golden) == 24 and now.keys() == golden.keys()
+    for cell, expected in golden.items():
+        assert now[cell] == expected, cell
+    assert {cell["train_kind"] for cell in golden.values()} == {"base", "bin"}
