@@ -20,8 +20,9 @@ def test_generated_then_scored_cells_equal_the_per_cell_golden_set(tmp_path):
     golden.pop("demo")  # test_the_demo_cells_equal_the_per_cell_golden_set
     for name, config in eval_golden.write_configs(tmp_path).items():
         workdirs[name] = tmp_path / name
+        workdirs[name].mkdir()
         targets = eval_golden.targets()[name]
-        plan = snakemake("-n", "--configfile", str(config), *targets, workdir=workdirs[name]).stdout
+        plan = snakemake("-n", *targets, "--configfile", str(config), workdir=workdirs[name]).stdout
         rows = len(targets) // 3
         assert job_counts(plan)["generate"] == job_counts(plan)["score"] == rows and "evaluate" not in job_counts(plan)
         snakemake("--configfile", str(config), "--cores", "2", *targets, workdir=workdirs[name])
