@@ -304,15 +304,17 @@ def test_chat_template_date_reruns_every_training_and_cell(checkout):
 def test_a_prompt_edit_scored_without_its_generation_stops_with_one_line_naming_the_cell(checkout):
     """A run that re-scores but does not re-generate after a prompt edit (here: --rerun-triggers mtime,
     which ignores the generation fingerprint) is refused by the replay: one line in the score job's
-    log names the cell; the kept raw outputs are untouched. Runs last: it re-scores the row after."""
+    log names the cell; the kept raw outputs are untouched (the row's cells go, as any re-run job's
+    outputs do). Runs last: it re-scores the row after."""
     row = "results/demo/cells/tiny-a/gsm8k/train-base"
     targets = [f"{row}/test-{b}.json" for b in BINS]
     raw = [checkout / f"results/demo/raw/tiny-a/gsm8k/train-base/test-{b}.json" for b in BINS]
     raw_before = [path.read_bytes() for path in raw]
     task = checkout / "tasks/cross_difficulty_gsm8k.yaml"
     with replaced(task, 'doc_to_text: "Q: {{question}}', 'doc_to_text: "Question: {{question}}'):
-        result = snakemake("--configfile", "config/reruns.yaml", "--cores", "1", "--rerun-triggers", "mtime",
-                           *targets, workdir=checkout, repo=checkout, check=False)  # fmt: skip
+        # Targets first: --configfile and --rerun-triggers take several values.
+        result = snakemake(*targets, "--configfile", "config/reruns.yaml", "--cores", "1", "--rerun-triggers", "mtime",
+                           workdir=checkout, repo=checkout, check=False)  # fmt: skip
         assert result.returncode != 0
         assert "rule generate:" not in result.stdout + result.stderr
         log = (checkout / "results/demo/logs/score/tiny-a/gsm8k/train-base.log").read_text()
@@ -323,4 +325,4 @@ def test_a_prompt_edit_scored_without_its_generation_stops_with_one_line_naming_
     assert [path.read_bytes() for path in raw] == raw_before
     # With the task as it was, the row's scoring alone re-makes its cells from the same raw outputs.
     assert planned(checkout, "config/reruns.yaml") >= {job("score", model="tiny-a", dataset="gsm8k", train="base")}
-    snakemake("--configfile", "config/reruns.yaml", "--cores", "1", *targets, workdir=checkout, repo=checkout)
+    snakemake(*targets, "--configfile", "config/reruns.yaml", "--cores", "1", workdir=checkout, repo=checkout)
