@@ -162,7 +162,8 @@ def generate_row(task: str, test_files: dict, lm, batch_size: str = "auto", max_
 
 def raw_record(requests: list[dict], *, task: str, test_bin, model_path: str, backend: str, dtype: str,
                batch_size, max_gen_toks, seed: int, lm, model_args: dict | None, seconds: float,
-               row_bins: list, task_fingerprint: str | None = None) -> dict:  # fmt: skip
+               row_bins: list, task_fingerprint: str | None = None,
+               model_load_seconds: float | None = None) -> dict:  # fmt: skip
     """One bin's raw file: what generated it, then its requests."""
     generation = {
         "format": RAW_FORMAT,
@@ -180,6 +181,8 @@ def raw_record(requests: list[dict], *, task: str, test_bin, model_path: str, ba
         # The prompts were rendered with these; the replay renders with them too.
         "chat_template_args": dict(getattr(lm, "chat_template_args", None) or {}),
         "row_seconds": round(seconds, 3),
+        # Loading the model (vLLM: starting its engine), once for the row.
+        "model_load_seconds": None if model_load_seconds is None else round(model_load_seconds, 3),
         "row_bins": row_bins,
         "versions": package_versions("lm_eval", "transformers", "torch", "vllm"),
     }
@@ -215,15 +218,18 @@ def main(argv=None) -> None:
         # evaluation.py does). Set before datasets is first imported.
         os.environ["HF_DATASETS_CACHE"] = os.path.join(tmp, "datasets")
         test_files, overrides = prepare_test_files(args.task, {b: f for b, (f, _) in bins.items()}, args, tmp)
+        loading = time.time()
         lm, model_args = load_model(args.backend, args.model, args.dtype, args.batch_size, args.trust_remote_code,
                                     args.seed, args.chat_template_date, args.attention_backend)  # fmt: skip
+        model_load_seconds = time.time() - loading
         records, seconds = generate_row(args.task, test_files, lm, args.batch_size, args.max_gen_toks, args.seed,
                                         overrides, one_call_per_bin(args.backend))  # fmt: skip
     for test_bin, (_, out) in bins.items():
         atomic_write_json(raw_record(records[test_bin], task=args.task, test_bin=test_bin, model_path=args.model,
                                      backend=args.backend, dtype=args.dtype, batch_size=args.batch_size,
                                      max_gen_toks=args.max_gen_toks, seed=args.seed, lm=lm, model_args=model_args,
-                                     seconds=seconds, row_bins=sorted(bins), task_fingerprint=args.task_fingerprint),
+                                     seconds=seconds, row_bins=sorted(bins), task_fingerprint=args.task_fingerprint,
+                                     model_load_seconds=model_load_seconds),
                           out)  # fmt: skip
     print(json.dumps({"task": args.task, "bins": sorted(bins), "requests": sum(map(len, records.values())),
                       "seconds": round(seconds, 3)}))  # fmt: skip

@@ -165,6 +165,8 @@ def score_cell(task: str, test_file: str, raw: dict | str, cell: str = "", spec_
     record["scoring_versions"] = package_versions("lm_eval")
     record["eval_seconds"] = round(time.time() - started, 3)
     record["generation_seconds"] = generation["row_seconds"]
+    # The row's model load, not the replay's (which loads no model).
+    record["model_load_seconds"] = generation.get("model_load_seconds")
     return record, rows
 
 
