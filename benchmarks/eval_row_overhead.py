@@ -62,7 +62,8 @@ def per_cell(args, task, bins, model, folder, env) -> dict:
 
 def per_row(args, task, bins, model, folder, env) -> dict:
     generate = [args.python, "-m", "workflow_scripts.generation", "--task", task, "--model", model, *settings(args)]
-    score = [args.python, "-m", "workflow_scripts.scoring", "--task", task]
+    # Scoring needs no vLLM: it runs where the workflow's score jobs run (the eval env; here this python).
+    score = [sys.executable, "-m", "workflow_scripts.scoring", "--task", task]
     for k, path in bins.items():
         generate += ["--bin", str(k), path, str(folder / f"raw-{k}.json")]
         score += ["--cell", str(k), path, str(folder / f"raw-{k}.json"), str(folder / f"cell-{k}.json")]
