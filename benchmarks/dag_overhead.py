@@ -1,5 +1,6 @@
 """Dry-run time of the paper grid (config/config.yaml) against a bare skeleton workflow of the same
-shape: the same rules, wildcards, constraints and job count, with trivial actions and no helpers.
+shape: the same rules, wildcards, constraints and job count (train, convert, and a generate and a
+score job per row), with trivial actions and no helpers.
 Prints both times and their ratio (goal <= 1.5x), in one run on the same machine.
 
     .venv/bin/python benchmarks/dag_overhead.py
@@ -59,13 +60,17 @@ rule convert:
     output: directory(R + "/models/{{model}}/{{dataset}}/train-{{train_bin}}/hf")
     shell: "mkdir -p {{output}}"
 
-rule evaluate:
+rule generate:
     input:
         bins=rules.bin.output,
         model=lambda wc: [] if wc.train == "base" else [f"{{R}}/models/{{wc.model}}/{{wc.dataset}}/train-{{wc.train}}/hf"],
+    output: [R + "/raw/{{model}}/{{dataset}}/train-{{train}}/test-" + b + ".json" for b in BINS]
+    shell: "touch {{output}}"
+
+rule score:
+    input: bins=rules.bin.output, raw=rules.generate.output
     output:
-        cell=R + "/cells/{{model}}/{{dataset}}/train-{{train}}/test-{{test_bin}}.json",
-        samples=R + "/cells/{{model}}/{{dataset}}/train-{{train}}/test-{{test_bin}}.samples.jsonl",
+        [R + "/cells/{{model}}/{{dataset}}/train-{{train}}/test-" + b + "." + kind for b in BINS for kind in ("json", "samples.jsonl")]
     shell: "touch {{output}}"
 
 rule aggregate:

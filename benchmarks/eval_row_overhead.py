@@ -1,9 +1,11 @@
 """CPU cost of evaluating one row of the grid (one model on every test bin of a dataset) two ways,
 side by side in one run on the same machine:
 
-- per cell: one `python -m workflow_scripts.evaluation` process per bin, as the workflow runs today;
+- per cell: one `python -m workflow_scripts.evaluation` process per bin, as the workflow ran before
+  issue 16 (the `evaluate` rule);
 - per row: one `python -m workflow_scripts.generation` process for all bins, then one
-  `python -m workflow_scripts.scoring` process that scores every cell from the raw outputs.
+  `python -m workflow_scripts.scoring` process that scores every cell from the raw outputs, as the
+  `generate` and `score` rules run them now.
 
 Both on the same bins and model; the cell files of the two ways are compared too (with the HF backend
 they must be equal to the last bit, see generation.one_call_per_bin). The two ways alternate
@@ -60,7 +62,8 @@ def per_cell(args, task, bins, model, folder, env) -> dict:
 
 def per_row(args, task, bins, model, folder, env) -> dict:
     generate = [args.python, "-m", "workflow_scripts.generation", "--task", task, "--model", model, *settings(args)]
-    score = [args.python, "-m", "workflow_scripts.scoring", "--task", task]
+    # Scoring needs no vLLM: it runs where the workflow's score jobs run (the eval env; here this python).
+    score = [sys.executable, "-m", "workflow_scripts.scoring", "--task", task]
     for k, path in bins.items():
         generate += ["--bin", str(k), path, str(folder / f"raw-{k}.json")]
         score += ["--cell", str(k), path, str(folder / f"raw-{k}.json"), str(folder / f"cell-{k}.json")]

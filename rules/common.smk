@@ -32,8 +32,8 @@ def job_environment_exports():
 # (The prefix is formatted like a shell command, hence the doubled braces.)
 _exports = job_environment_exports().replace("{", "{{").replace("}", "}}")
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(REPO)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; {_exports}")
-# Only download and fetch_model (localrules, on the login node) reach the hub. train, convert and
-# evaluate read local files and export HF_HUB_OFFLINE=1: on an offline compute node a stray hub lookup
+# Only download and fetch_model (localrules, on the login node) reach the hub. train, convert,
+# generate and score read local files and export HF_HUB_OFFLINE=1: on an offline compute node a stray hub lookup
 # then fails at once instead of hanging on network timeouts.
 
 
@@ -155,17 +155,27 @@ def train_processes():
     return config["resources"]["train"]["gpu"] or config["launch"]["cpu_processes"]
 
 
-# Rules that only some configs use, so their resources are optional in the config.
-DEFAULT_RESOURCES = {"irt": {"gpu": 0, "threads": 1, "mem_mb": 8000, "runtime": 60}}
+# Rules whose resources the config may leave out. score: one lm-eval import, then ~0.5 s a cell on one
+# core; math-verify and ifeval's checkers stay well under a minute per row.
+DEFAULT_RESOURCES = {"irt": {"gpu": 0, "threads": 1, "mem_mb": 8000, "runtime": 60},
+                     "score": {"gpu": 0, "threads": 1, "mem_mb": 4000, "runtime": 10}}  # fmt: skip
+# The config's key for a rule's resources where it is not the rule's name: `evaluate` is the GPU job
+# of evaluation, the generate rule since issue 16.
+RESOURCE_KEYS = {"generate": "evaluate"}
 # Rules whose time and memory follow from each job's work (workflow_scripts/sizing.py), unless the
 # config gives them a fixed `runtime` / `mem_mb`.
-SIZED_RULES = ("train", "convert", "evaluate")
+SIZED_RULES = ("train", "convert", "generate")
+
+
+def resource_entry(rule_name):
+    key = RESOURCE_KEYS.get(rule_name, rule_name)
+    return config["resources"].get(key) or DEFAULT_RESOURCES[key]
 
 
 def placement(rule_name):
     """Where a rule's jobs go: GPU rules to the GPU partition with `gpu=N` (the plugin turns it into
     --gpus=N), CPU rules to the CPU partition; a local run ignores the partition."""
-    entry = config["resources"].get(rule_name) or DEFAULT_RESOURCES[rule_name]
+    entry = resource_entry(rule_name)
     cluster = config["cluster"]
     resources = {
         "gpu": entry["gpu"],
@@ -186,12 +196,12 @@ def rule_resources(rule_name):
     """The SLURM request of a rule's jobs, from config `resources:` and `cluster:`.
 
     Time and memory are the config's `runtime` (minutes) and `mem_mb` where it gives them, else sized
-    per job from its work (train, convert, evaluate; job_estimate). A retry asks for more: the time
+    per job from its work (train, convert, generate; job_estimate). A retry asks for more: the time
     grows with each attempt (sized memory too), never beyond cluster.max_runtime / cluster.max_mem_mb,
     so a job killed at its limit gets more time when it is retried. In `make plan`'s dry-run, sized
     rules also carry `expected_s` (the estimate) and `output_mb` (what their outputs take on disk);
     SLURM ignores them."""
-    entry = config["resources"].get(rule_name) or DEFAULT_RESOURCES[rule_name]
+    entry = resource_entry(rule_name)
     cluster = config["cluster"]
     resources = placement(rule_name)
     minutes, mem_mb = entry.get("runtime"), entry.get("mem_mb")
@@ -289,17 +299,21 @@ def job_work(rule_name, wildcards):
             config["launch"]["checkpoint_minutes"],
         )  # fmt: skip
         return work, (rows_file, model_config)
+    # generate: the row's bins, one engine start for all of them.
     labels = cell_names.labels(wildcards.train)
     heldout = labels["eval_split"] == "heldout"
-    rows_file = test_file(dataset, wildcards.test_bin, heldout)
-    questions = sizing.parquet_rows(rows_file) or sizing.expected_rows(
-        prompt_format, n_bins, heldout_share if heldout else 1
-    )
     output_type, limit = task_output(entry["task"])
-    work = sizing.EvalWork(parameters, questions, prompt_format, output_type,
-                           evaluation_settings(dataset).get("max_gen_toks") or limit,
-                           trained=labels["train_kind"] == "bin", in_context_k=labels["in_context_k"] or 0)  # fmt: skip
-    return work, (rows_file, model_config)
+    works, files = [], [model_config]
+    for test_bin in bin_ids(dataset):
+        rows_file = test_file(dataset, test_bin, heldout)
+        questions = sizing.parquet_rows(rows_file) or sizing.expected_rows(
+            prompt_format, n_bins, heldout_share if heldout else 1
+        )
+        works.append(sizing.EvalWork(parameters, questions, prompt_format, output_type,
+                                     evaluation_settings(dataset).get("max_gen_toks") or limit,
+                                     trained=labels["train_kind"] == "bin", in_context_k=labels["in_context_k"] or 0))  # fmt: skip
+        files.append(rows_file)
+    return tuple(works), tuple(files)
 
 
 @functools.cache
@@ -309,7 +323,7 @@ def _estimate(rule_name, work):
         return sizing.train_estimate(work, rates)
     if rule_name == "convert":
         return sizing.convert_estimate(*work, rates)
-    return sizing.evaluate_estimate(work, rates)
+    return sizing.row_estimate(work, rates)
 
 
 @functools.cache
@@ -337,7 +351,12 @@ def rule_retries(rule_name):
 
 def task_files(wildcards):
     """The task's yaml and the shared files it builds on (tracked like code)."""
-    task = config["datasets"][wildcards.dataset]["task"]
+    return list(dataset_task_files(wildcards.dataset))
+
+
+@functools.cache  # once per dataset and run: 616 score jobs ask
+def dataset_task_files(dataset):
+    task = config["datasets"][dataset]["task"]
     shared = code("tasks/_cross_difficulty_template_yaml", "tasks/utils.py")
     # A task not written yet must not stop a dry-run of the grid; evaluation.py names it when run.
     return [path for path in code(f"tasks/{task}.yaml") if os.path.exists(path)] + shared
@@ -434,44 +453,103 @@ def every_cell_of(model, dataset):
     return [cell_path(model, dataset, train, test_bin) for train in row_names(dataset) for test_bin in bin_ids(dataset)]
 
 
-def evaluation_inputs(wildcards):
-    """A cell's model (the converted fine-tuned one, or a local base model for `base` and in-context
-    rows), task files, and the held-out split where the row uses it.
+# What the evaluation jobs run (listed as inputs, so an edit re-runs them). generate imports
+# evaluation.py for the cell's task spec and model settings.
+GENERATION_CODE = ("workflow_scripts/generation.py", "workflow_scripts/evaluation.py", "workflow_scripts/io_utils.py",
+                   "workflow_scripts/prompts.py", "workflow_scripts/runtime.py")  # fmt: skip
+SCORING_CODE = ("workflow_scripts/scoring.py", *GENERATION_CODE)
+IN_CONTEXT_CODE = ("workflow_scripts/in_context.py", "workflow_scripts/heldout_split.py")
 
-    One function for all (fewer functions per job keep the paper grid's dry-run fast)."""
+
+def evaluation_rule_names():
+    """{n_bins: {"generate": name, "score": name}}: one pair of rules per distinct bin count."""
+    counts = sorted({dataset_setting(dataset, "n_bins") for dataset in DATASETS})
+    if len(counts) == 1:
+        return {counts[0]: {"generate": "generate", "score": "score"}}
+    return {n: {"generate": f"generate_{n}_bins", "score": f"score_{n}_bins"} for n in counts}
+
+
+def datasets_with_bins(n_bins):
+    return _one_of([dataset for dataset in DATASETS if dataset_setting(dataset, "n_bins") == n_bins])
+
+
+def raw_path(model, dataset, train, test_bin):
+    return results("raw", model, dataset, f"train-{train}", f"test-{test_bin}.json")
+
+
+def evaluated_model(model, dataset, train):
+    """The folder a row's generation loads: the converted fine-tuned model, or the base model (`base`
+    and in-context rows)."""
+    if cell_names.labels(train)["train_kind"] == "bin":
+        return trained_model_dir(model, dataset, train)
+    return base_model(model)
+
+
+def row_extra_inputs(wildcards):
+    """The held-out split and the in-context code where the row uses them."""
     labels = cell_names.labels(wildcards.train)
-    if labels["train_kind"] == "bin":
-        model = [trained_model_dir(wildcards.model, wildcards.dataset, wildcards.train)]
-    else:
-        model = local_base_model(wildcards)
-    inputs = {"model": model, "task": task_files(wildcards)}
+    inputs = {}
     if labels["eval_split"] == "heldout":
         inputs["split"] = heldout_dir(wildcards.dataset)
     if labels["train_kind"] == "in_context":
-        inputs["in_context_code"] = code("workflow_scripts/in_context.py", "workflow_scripts/heldout_split.py")
+        inputs["in_context_code"] = code(*IN_CONTEXT_CODE)
     return inputs
 
 
-def evaluation_arguments(wildcards):
-    """The command-line arguments of one cell: what it evaluates, on which bin, with which settings.
-
-    Everything a cell depends on is in here, so changing any of it re-runs that cell."""
-    dataset, model = wildcards.dataset, wildcards.model
-    settings = evaluation_settings(dataset)
-    labels = cell_names.labels(wildcards.train)
-    heldout = labels["eval_split"] == "heldout"
-    if labels["train_kind"] == "bin":
-        evaluated = trained_model_dir(model, dataset, wildcards.train)
+def generation_inputs(wildcards):
+    """A row's model (the converted fine-tuned one, or a local base model), its held-out split and
+    in-context code. Not the task files: what of them shapes the requests is in the arguments."""
+    if cell_names.labels(wildcards.train)["train_kind"] == "bin":
+        model = [trained_model_dir(wildcards.model, wildcards.dataset, wildcards.train)]
     else:
-        evaluated = base_model(model)
-    # The cell file carries every label (row kind, bin learned from, k, seed, eval_split): no table
-    # has to parse a path.
-    label = {"model": model, "dataset": dataset, **labels, "test_bin": int(wildcards.test_bin)}
-    args = [
-        "--task", config["datasets"][dataset]["task"],
-        "--bin-file", test_file(dataset, wildcards.test_bin, heldout),
-        "--model", evaluated,
-        "--label", json.dumps(label),
+        model = local_base_model(wildcards)
+    return {"model": model, **row_extra_inputs(wildcards)}
+
+
+def scoring_inputs(wildcards):
+    """The task files (filters and metrics), the base model's folder (its tokenizer renders the chat
+    prompts again; the trained model may be gone), the held-out split and in-context code."""
+    return {"task": task_files(wildcards), "tokenizer": local_base_model(wildcards), **row_extra_inputs(wildcards)}
+
+
+_FINGERPRINTS = {}
+
+
+def generation_fingerprint(task):
+    """The task's generation part, hashed (workflow_scripts/task_parts.py), once per task and run; a
+    task not written yet has none (generation.py names the missing file when the job runs)."""
+    if task not in _FINGERPRINTS:
+        from workflow_scripts import task_parts
+
+        exists = os.path.isfile(os.path.join(REPO, "tasks", f"{task}.yaml"))
+        _FINGERPRINTS[task] = task_parts.generation_fingerprint(task) if exists else "missing"
+    return _FINGERPRINTS[task]
+
+
+def in_context_arguments(dataset, labels):
+    if labels["train_kind"] != "in_context":
+        return []
+    return [
+        "--in-context-k", str(labels["in_context_k"]),
+        "--in-context-pool", pool_file(dataset, labels["train_bin"], labels["eval_split"] == "heldout"),
+        "--in-context-seed", str(labels["seed"]),
+        "--prompt-format", config["datasets"][dataset]["prompt_format"],
+    ]  # fmt: skip
+
+
+def generation_arguments(wildcards):
+    """The command-line arguments of a row's generation: everything that shapes its requests and
+    responses (so changing any of it re-runs the row), nothing that only scores them."""
+    dataset, model, train = wildcards.dataset, wildcards.model, wildcards.train
+    settings = evaluation_settings(dataset)
+    labels = cell_names.labels(train)
+    heldout = labels["eval_split"] == "heldout"
+    task = config["datasets"][dataset]["task"]
+    args = ["--task", task, "--task-fingerprint", generation_fingerprint(task)]
+    for test_bin in bin_ids(dataset):
+        args += ["--bin", test_bin, test_file(dataset, test_bin, heldout), raw_path(model, dataset, train, test_bin)]
+    args += [
+        "--model", evaluated_model(model, dataset, train),
         "--backend", settings["backend"],
         "--dtype", settings["dtype"],
         "--batch-size", str(settings["batch_size"]),
@@ -485,14 +563,23 @@ def evaluation_arguments(wildcards):
         args += ["--max-gen-toks", str(settings["max_gen_toks"])]
     if config["models"][model].get("trust_remote_code"):
         args.append("--trust-remote-code")
-    if labels["train_kind"] == "in_context":
-        args += [
-            "--in-context-k", str(labels["in_context_k"]),
-            "--in-context-pool", pool_file(dataset, labels["train_bin"], heldout),
-            "--in-context-seed", str(labels["seed"]),
-            "--prompt-format", config["datasets"][dataset]["prompt_format"],
-        ]  # fmt: skip
-    return shlex.join(args)
+    return shlex.join(args + in_context_arguments(dataset, labels))
+
+
+def scoring_arguments(wildcards):
+    """The command-line arguments of a row's scoring: its cells and labels. The generation settings
+    are read from the raw files, so scoring cannot disagree with them."""
+    dataset, model, train = wildcards.dataset, wildcards.model, wildcards.train
+    labels = cell_names.labels(train)
+    heldout = labels["eval_split"] == "heldout"
+    # The cell file carries every label (row kind, bin learned from, k, seed, eval_split): no table
+    # has to parse a path.
+    args = ["--task", config["datasets"][dataset]["task"], "--label", json.dumps({"model": model, "dataset": dataset, **labels}),
+            "--tokenizer", base_model(model)]  # fmt: skip
+    for test_bin in bin_ids(dataset):
+        args += ["--cell", test_bin, test_file(dataset, test_bin, heldout), raw_path(model, dataset, train, test_bin),
+                 cell_path(model, dataset, train, test_bin)]  # fmt: skip
+    return shlex.join(args + in_context_arguments(dataset, labels))
 
 
 def samples_of(model, dataset):
@@ -551,9 +638,8 @@ def pilot_benchmarks():
         "train": results("benchmarks", "train", *where[:2], f"{where[2]}.tsv"),
         "resume_drill": results("benchmarks", "pilot", "resume_drill", *where[:2], f"{where[2]}.tsv"),
         "convert": results("benchmarks", "convert", *where[:2], f"{where[2]}.tsv"),
-        "evaluate": results("benchmarks", "evaluate", *where, f"test-{job['test_bin']}.tsv"),
-        "evaluate_base": results("benchmarks", "evaluate", *where[:2], f"train-{cell_names.base_name(eval_split())}",
-                                 f"test-{job['test_bin']}.tsv"),
+        "generate": results("benchmarks", "generate", *where[:2], f"{where[2]}.tsv"),
+        "generate_base": results("benchmarks", "generate", *where[:2], f"train-{cell_names.base_name(eval_split())}.tsv"),
     })  # fmt: skip
 
 

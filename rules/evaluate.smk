@@ -1,31 +1,67 @@
-# evaluate: one lm-eval run per cell (model, dataset, train bin or `base`, test bin) on that test bin.
+# Evaluation of a row (model, dataset, row: a trained bin with its tags, `base`, an in-context row) on
+# every test bin of its dataset, in two jobs:
+# - generate (GPU): one lm-eval run loads the model once and answers every bin (each bin its own task),
+#   writing each bin's prompts and responses to raw/.../test-{bin}.json (workflow_scripts/generation.py);
+# - score (CPU): lm-eval's own filters and metrics over those responses, replayed through a model class
+#   that checks each prompt is the generated one (workflow_scripts/scoring.py), writing the cell files.
+# generate depends on what shapes the requests (the model, the test files, the generation settings and
+# the generation part of the task: task_parts.generation_fingerprint), not on the task files, so a
+# filter or metric edit plans score jobs only. score is one CPU job per row (not per cell, not local):
+# one lm-eval import scores a row's cells at ~0.5 s each, and 616 jobs stay off the login node.
+# The raw files are kept (not temp()): they are what lets scoring re-run without a GPU.
+# An output list cannot depend on a dataset's bin count: each pair of rules is declared once per
+# distinct n_bins in the config (one count, as in every shipped config: plain `generate` / `score`).
 
 
-rule evaluate:
-    output:
-        cell=results("cells/{model}/{dataset}/train-{train}/test-{test_bin}.json"),
-        samples=results("cells/{model}/{dataset}/train-{train}/test-{test_bin}.samples.jsonl"),
-    log:
-        results("logs/evaluate/{model}/{dataset}/train-{train}/test-{test_bin}.log"),
-    benchmark:
-        results("benchmarks/evaluate/{model}/{dataset}/train-{train}/test-{test_bin}.tsv")
-    input:
-        unpack(evaluation_inputs),
-        bins=rules.bin.output[0],
-        code=code(
-            "workflow_scripts/evaluation.py",
-            "workflow_scripts/io_utils.py",
-            "workflow_scripts/prompts.py",
-            "workflow_scripts/runtime.py",
-        ),
-    params:
-        # One function for all of a cell's arguments: Snakemake inspects every input/params function
-        # of each of the grid's 6,160 cells, so fewer functions keep the dry-run fast.
-        args=evaluation_arguments,
-    threads: config["resources"]["evaluate"]["threads"]
-    resources:
-        **rule_resources("evaluate"),
-    conda:
-        "../envs/eval.yaml"
-    shell:
-        "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.evaluation {params.args} --out {output.cell:q} > {log:q} 2>&1"
+for n_bins, names in evaluation_rule_names().items():
+
+    rule:
+        name:
+            names["generate"]
+        output:
+            [results(f"raw/{{model}}/{{dataset}}/train-{{train}}/test-{b}.json") for b in range(n_bins)],
+        log:
+            results("logs/generate/{model}/{dataset}/train-{train}.log"),
+        benchmark:
+            results("benchmarks/generate/{model}/{dataset}/train-{train}.tsv")
+        wildcard_constraints:
+            dataset=datasets_with_bins(n_bins),
+        input:
+            unpack(generation_inputs),
+            bins=rules.bin.output[0],
+            code=code(*GENERATION_CODE),
+        params:
+            # One function for all of a row's arguments (fewer functions keep the grid's dry-run fast).
+            args=generation_arguments,
+        threads: config["resources"]["evaluate"]["threads"]
+        resources:
+            **rule_resources("generate"),
+        conda:
+            "../envs/eval.yaml"
+        shell:
+            "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.generation {params.args} > {log:q} 2>&1"
+
+    rule:
+        name:
+            names["score"]
+        output:
+            [results(f"cells/{{model}}/{{dataset}}/train-{{train}}/test-{b}.{kind}")
+             for b in range(n_bins) for kind in ("json", "samples.jsonl")],  # fmt: skip
+        log:
+            results("logs/score/{model}/{dataset}/train-{train}.log"),
+        wildcard_constraints:
+            dataset=datasets_with_bins(n_bins),
+        input:
+            unpack(scoring_inputs),
+            raw=[results(f"raw/{{model}}/{{dataset}}/train-{{train}}/test-{b}.json") for b in range(n_bins)],
+            bins=rules.bin.output[0],
+            code=code(*SCORING_CODE),
+        params:
+            args=scoring_arguments,
+        threads: resource_entry("score")["threads"]
+        resources:
+            **rule_resources("score"),
+        conda:
+            "../envs/eval.yaml"
+        shell:
+            "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.scoring {params.args} > {log:q} 2>&1"

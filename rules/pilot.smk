@@ -1,8 +1,9 @@
 # pilot: one trained row through every GPU path the grid uses, checked, before the grid is submitted:
 #   snakemake --profile slurm-b200 pilot
 # The row (config `pilot`) is trained by the grid's own train job (ranks = resources.train.gpu, bf16,
-# Liger, paged 8-bit Adam, ZeRO-3), converted by its convert job, and evaluated on its own bin by its
-# evaluate job (vLLM), beside the base model's cell there: the grid later reuses all of them. The
+# Liger, paged 8-bit Adam, ZeRO-3), converted by its convert job, and evaluated by its row's generate job
+# (vLLM, every bin) and score job; the pilot reads its own bin's cell, beside the base model's cell
+# there: the grid later reuses all of them. The
 # resume drill trains the same row once more, stops its first attempt after a checkpoint half way
 # and lets Snakemake's retry resume it. `pilot` asserts every output and prints the measured figures;
 # with them in this results folder, `make plan` sizes the grid from measured rates.

@@ -176,7 +176,7 @@ def test_bad_data(tiny_model, tmp_path, case, rule, message):
     errors = [line for line in log.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in log, log[-2000:]
     assert sentinel.read_text() == '{"finished": true}'
-    for stage in ("train", "evaluate"):
+    for stage in ("train", "generate", "score"):
         assert not (tmp_path / f"results/demo/logs/{stage}").exists(), f"a {stage} job ran"
 
 

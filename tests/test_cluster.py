@@ -30,9 +30,9 @@ import pytest
 from conftest import REPO, snakemake
 from workflow_scripts import runtime
 
-GPU_RULES = {"train", "evaluate"}
+GPU_RULES = {"train", "generate"}
 CPU_RULES = {
-    "bin", "convert", "aggregate", "cell_table", "seed_table",
+    "bin", "convert", "score", "aggregate", "cell_table", "seed_table",
     "heatmaps", "change_by_distance", "change_grid", "training_loss",
 }  # fmt: skip
 LOCAL_RULES = {"download", "fetch_model", "sample_data", "tiny_model", "all"}
@@ -73,10 +73,11 @@ def test_profile_dry_run_places_every_rule_of_the_paper_grid(tmp_path):
         by_rule.setdefault(rule, set()).add(
             (resources.get("slurm_partition"), resources.get("gpu"), resources.get("mem_mb"), resources.get("runtime"))
         )
-    assert len([rule for rule, _ in jobs if rule == "evaluate"]) == 6160
+    assert len([rule for rule, _ in jobs if rule == "generate"]) == len([rule for rule, _ in jobs if rule == "score"]) == 616
     # Placement as configured in config/config.yaml `cluster:` and `resources:`.
     assert {(p, g) for p, g, *_ in by_rule["train"]} == {("b200", "4")}
-    assert {(p, g) for p, g, *_ in by_rule["evaluate"]} == {("b200", "1")}
+    assert {(p, g) for p, g, *_ in by_rule["generate"]} == {("b200", "1")}
+    assert {(p, g, m, r) for p, g, m, r in by_rule["score"]} == {("cpu", "0", "4000", "10")}
     assert {(p, g) for p, g, *_ in by_rule["convert"]} == {("cpu", "0")}
     for rule in CPU_RULES - {"convert"}:
         assert {partition for partition, *_ in by_rule[rule]} == {"cpu"}, rule
@@ -84,13 +85,14 @@ def test_profile_dry_run_places_every_rule_of_the_paper_grid(tmp_path):
     for rule, resources in jobs:
         assert resources.get("nodes") == ("1" if rule in GPU_RULES else None), (rule, resources)
     # Time and memory sized per job from its work (the paper grid used to ask 720 min / 256 GB per
-    # train job, 120 min / 64 GB per cell, 200 GB per conversion, whatever the model).
+    # train job, 120 min / 64 GB per cell, 200 GB per conversion, whatever the model; a generate job
+    # is a row of 10 bins behind one engine start).
     longest = {}
     for rule, resources in jobs:
-        if rule in ("train", "evaluate", "convert"):
+        if rule in ("train", "generate", "convert"):
             longest[rule] = max(longest.get(rule, 0), int(resources["runtime"]))
-    assert 10 <= longest["train"] <= 30 and longest["evaluate"] <= 10 and longest["convert"] <= 10, longest
-    assert all(int(r["runtime"]) >= 4 for rule, r in jobs if rule in ("train", "evaluate"))
+    assert 10 <= longest["train"] <= 30 and longest["generate"] <= 30 and longest["convert"] <= 10, longest
+    assert all(int(r["runtime"]) >= 4 for rule, r in jobs if rule in ("train", "generate"))
     # convert: ~2x the bf16 model (the fp32 masters; 4.25 B/param measured) + 2 GB, with 25% headroom.
     import math
 
@@ -228,7 +230,8 @@ def test_demo_through_slurm_places_jobs_and_matches_a_local_run(slurm, tmp_path,
     rules = [rule_of(job) for job in jobs]
     # Every non-local job of the demo went through SLURM, once, and finished.
     assert sorted(set(rules)) == sorted(GPU_RULES | CPU_RULES)
-    assert rules.count("train") == rules.count("convert") == 6 and rules.count("evaluate") == 24
+    assert rules.count("train") == rules.count("convert") == 6
+    assert rules.count("generate") == rules.count("score") == 8  # one each per row (4 rows x 2 datasets)
     assert {job["JobState"] for job in jobs} == {"COMPLETED"}
     for job, rule in zip(jobs, rules):
         if rule in GPU_RULES:

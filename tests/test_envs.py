@@ -127,13 +127,26 @@ def test_env_file_is_a_pinned_conda_env(path):
         assert not requirement.marker and not requirement.url, f"{path.name}: `{requirement}`: plain pins only"
 
 
+def rule_bodies(smk: Path) -> list[tuple[str, str]]:
+    """(name, body) of every rule of a .smk file, those declared in a loop (`rule:` with `name:`) too."""
+    found = []
+    for indent, name, body in re.findall(r"^( *)rule(?: (\w+))?:\n((?:\1[ \t]+.*\n|\n)*)", smk.read_text(), re.M):
+        if not name:
+            named = re.search(r"^\s+name:\s*\n\s+(.+)$", body, re.M)
+            name = named.group(1).strip() if named else "(unnamed)"
+        found.append((name, body))
+    return found
+
+
 def test_every_env_file_is_used_by_a_rule_and_every_rule_has_one():
     used = set()
     for smk in (REPO / "rules").glob("*.smk"):
-        for rule, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", smk.read_text(), re.M):
+        for rule, body in rule_bodies(smk):
             if not re.search(r"^\s+(shell|script|run|notebook|wrapper):", body, re.M):
                 continue  # a target that only collects inputs (e.g. cluster_check) runs nothing
             envs = re.findall(r'conda:\s*\n\s*"\.\./envs/(\w+)\.yaml"', body)
+            if not envs and re.search(r"conda:\s*\n\s*conda_env$", body, re.M):
+                continue  # cluster_check_*: the env of the rule it checks (rules/cluster.smk)
             assert len(envs) == 1, f"{smk.name}: rule {rule} needs one `conda:` env from envs/"
             used.add(envs[0])
     assert used == {path.stem for path in ENV_FILES}
@@ -143,7 +156,7 @@ def _rule_envs_and_steps() -> list[tuple[str, str, str]]:
     """(rule, env, workflow_scripts module) for every rule that runs a step."""
     found = []
     for smk in sorted((REPO / "rules").glob("*.smk")):
-        for rule, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", smk.read_text(), re.M):
+        for rule, body in rule_bodies(smk):
             env = re.search(r'conda:\s*\n\s*"\.\./envs/(\w+)\.yaml"', body)
             step = re.search(r"python -m workflow_scripts\.(\w+)", body)
             if env and step:

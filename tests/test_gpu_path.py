@@ -94,7 +94,7 @@ def test_train_job_asking_for_gpus_on_a_machine_without_stops_at_once(failing_jo
 
 
 def test_library_error_keeps_its_traceback_above_one_last_line(failing_jobs):
-    log = (failing_jobs / "results/demo/logs/evaluate/tiny-qwen2/arc/train-base/test-0.log").read_text()
+    log = (failing_jobs / "results/demo/logs/generate/tiny-qwen2/arc/train-base.log").read_text()
     lines = log.strip().splitlines()
     assert "Traceback (most recent call last):" in log
     assert "transformers/activations.py" in log  # where it was raised, not only what

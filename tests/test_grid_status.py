@@ -27,13 +27,17 @@ def setup_grid(workdir):
     results = workdir / "results/paper"
     models, datasets = list(config["models"]), list(config["datasets"])
     model, dataset = models[0], datasets[0]
-    # First pair: every cell done, except 3 failed (log, no cell), 2 running, 1 left incomplete.
+    # First pair: every cell done, except 3 failed (the row's score log, no cell), 2 running, 1 left
+    # incomplete.
     synthetic_cells.write_grid(results, [model], [dataset], 10, 5)
     removed = [("base", 0), ("3", 4), ("9", 9), ("1", 1), ("2", 2)]
     for train, test_bin in removed:
         cell = results / "cells" / model / dataset / f"train-{train}" / f"test-{test_bin}.json"
         cell.unlink()
-        log = results / "logs/evaluate" / model / dataset / f"train-{train}" / f"test-{test_bin}.log"
+        raw = results / "raw" / model / dataset / f"train-{train}" / f"test-{test_bin}.json"
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        raw.write_text("{}")
+        log = results / "logs/score" / model / dataset / f"train-{train}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("Traceback ...")
     for train, test_bin in (("1", 1), ("2", 2)):
@@ -54,7 +58,7 @@ def test_counts_per_pair_with_and_without_a_live_run(tmp_path):
     # No run holds the results folder: incomplete markers are interrupted jobs, hence failed.
     assert {k: first[k] for k in grid_status.STATES} == {"done": 105, "running": 0, "failed": 5, "pending": 0}
     assert first["trained"] == 4
-    assert sorted(first["failed_logs"])[0].endswith(f"{models[0]}/{datasets[0]}/train-1/test-1.log")
+    assert sorted(first["failed_logs"])[0].endswith(f"score/{models[0]}/{datasets[0]}/train-1.log")
     second = rows[models[1], datasets[1]]
     assert (second["done"], second["pending"], second["failed"]) == (1, 109, 0)
     touched = {(models[0], datasets[0]), (models[1], datasets[1])}

@@ -17,19 +17,21 @@ def test_paper_grid_asks_for_at_most_three_times_what_it_is_expected_to_use(tmp_
     summary = json.loads((tmp_path / "plan.json").read_text())
     rules = summary["rules"]
     assert (rules["train"]["jobs"], rules["train"]["gpu"]) == (560, 4)
-    assert (rules["evaluate"]["jobs"], rules["evaluate"]["gpu"]) == (6160, 1)
+    # One generation job per row (560 trained + 56 base), its scoring apart on the CPU.
+    assert (rules["generate"]["jobs"], rules["generate"]["gpu"]) == (616, 1)
+    assert (rules["score"]["jobs"], rules["score"]["gpu"]) == (616, 0)
     assert (rules["convert"]["jobs"], rules["convert"]["gpu"]) == (560, 0)
     # About the ~300 GPU-h a review of the grid estimated; it used to request ~39,000.
     assert 150 < summary["expected_gpu_h"] < 600
     assert summary["requested_gpu_h"] <= 3 * summary["expected_gpu_h"]
-    assert summary["requested_gpu_h"] == rules["train"]["requested_gpu_h"] + rules["evaluate"]["requested_gpu_h"]
+    assert summary["requested_gpu_h"] == rules["train"]["requested_gpu_h"] + rules["generate"]["requested_gpu_h"]
     assert summary["largest_request_min"] <= summary["max_runtime"] == 1440
     # Disk kept: every converted model in bf16 (2 B/param, 80 per model) and the cells.
     parameters = sum(m["parameters"] for m in yaml.safe_load((REPO / "config/config.yaml").read_text())["models"].values())
     assert math.isclose(summary["kept_output_gb"], 2 * parameters * 80 / 1e9, rel_tol=0.01)
     assert math.isclose(summary["temporary_output_gb_per_job"], 6 * 14_770_033_664 / 1e9, rel_tol=0.01)
     printed = capsys.readouterr().out
-    assert "| train | 560 | 4 |" in printed and "| evaluate | 6,160 | 1 |" in printed
+    assert "| train | 560 | 4 |" in printed and "| generate | 616 | 1 |" in printed
     assert "every rate is an assumption" in printed
 
 
@@ -42,17 +44,17 @@ def test_no_attempt_asks_for_more_than_the_partition_limit(tmp_path):
     def requests(attempt):
         output = snakemake("-n", "--configfile", str(path), "--attempt", str(attempt), workdir=tmp_path).stdout
         return {(job["rule"], tuple(sorted(job["wildcards"].items()))): job["resources"]["runtime"]
-                for job in plan.planned_jobs(output) if job["rule"] in ("train", "evaluate", "convert")}  # fmt: skip
+                for job in plan.planned_jobs(output) if job["rule"] in ("train", "generate", "convert")}  # fmt: skip
 
     first, third = requests(1), requests(3)
-    assert first.keys() == third.keys() and len(first) == 560 + 6160 + 560
+    assert first.keys() == third.keys() and len(first) == 560 + 616 + 560
     assert max(third.values()) == 12 and max(first.values()) == 12
     for job, minutes in first.items():
         assert third[job] == min(3 * minutes, 12), job
 
 
 def sized_demo_config(tmp_path) -> str:
-    """The demo with train, convert and evaluate sized from their work instead of fixed."""
+    """The demo with train, convert and generate (config key `evaluate`) sized from their work instead of fixed."""
     config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
     for rule in ("train", "convert", "evaluate"):
         config["resources"][rule] = {k: v for k, v in config["resources"][rule].items() if k not in ("runtime", "mem_mb")}
@@ -67,15 +69,15 @@ def test_estimates_use_the_runs_own_measurements(demo_run, tmp_path):
     configfile = sized_demo_config(tmp_path)
     output = snakemake("-n", "--forceall", "--configfile", configfile, workdir=demo_run,
                        env_extra={plan.PLAN_VARIABLE: "1"}).stdout
-    jobs = [job for job in plan.planned_jobs(output) if job["rule"] in ("train", "evaluate", "convert")]
-    assert len(jobs) == 6 + 24 + 6
+    jobs = [job for job in plan.planned_jobs(output) if job["rule"] in ("train", "generate", "convert")]
+    assert len(jobs) == 6 + 8 + 6
     root = demo_run / "results/demo"
     expected, measured = {}, {}
     for job in jobs:
         wildcards = job["wildcards"]
         where = f"{wildcards['model']}/{wildcards['dataset']}"
-        if job["rule"] == "evaluate":
-            where += f"/train-{wildcards['train']}/test-{wildcards['test_bin']}"
+        if job["rule"] == "generate":
+            where += f"/train-{wildcards['train']}"
         else:
             where += f"/train-{wildcards['train_bin']}"
         benchmark = (root / "benchmarks" / job["rule"] / f"{where}.tsv").read_text().splitlines()[1]

@@ -48,9 +48,19 @@ def planned(checkout: Path, configfile: str) -> set[tuple[str, frozenset]]:
 
 
 
-def cells(models=MODELS, datasets=DATASETS, trains=("base", *BINS), test_bins=BINS) -> set:
-    return {job("evaluate", model=m, dataset=d, train=t, test_bin=b)
-            for m, d, t, b in product(models, datasets, trains, test_bins)}  # fmt: skip
+def generations(models=MODELS, datasets=DATASETS, trains=("base", *BINS), rule="generate") -> set:
+    """The GPU jobs of these rows: one lm-eval run per row, every test bin."""
+    return {job(rule, model=m, dataset=d, train=t) for m, d, t in product(models, datasets, trains)}
+
+
+def scorings(models=MODELS, datasets=DATASETS, trains=("base", *BINS), rule="score") -> set:
+    """The CPU jobs that turn these rows' raw outputs into their cell files."""
+    return {job(rule, model=m, dataset=d, train=t) for m, d, t in product(models, datasets, trains)}
+
+
+def cells(models=MODELS, datasets=DATASETS, trains=("base", *BINS)) -> set:
+    """Everything that re-makes these rows' cells: their generation, then their scoring."""
+    return generations(models, datasets, trains) | scorings(models, datasets, trains)
 
 
 def training(models=MODELS, datasets=DATASETS, bins=BINS) -> set:
@@ -145,13 +155,14 @@ def test_added_dataset_plans_only_its_jobs(checkout):
     assert planned(checkout, write_config(checkout, config, "case")) == expected
 
 
-def test_deleted_cell_reruns_that_cell_and_its_aggregates(checkout):
+def test_deleted_cell_reruns_its_rows_scoring_and_its_aggregates(checkout):
+    """One scoring job (the row's, from its kept raw outputs) and nothing on a GPU."""
     cell = checkout / "results/demo/cells/tiny-b/arc/train-1/test-0.json"
     saved = checkout / "saved-cell.json"
     shutil.copy2(cell, saved)
     try:
         cell.unlink()
-        expected = {job("evaluate", model="tiny-b", dataset="arc", train="1", test_bin="0")} | {
+        expected = {job("score", model="tiny-b", dataset="arc", train="1")} | {
             job("aggregate", model="tiny-b", dataset="arc"), job("heatmaps", model="tiny-b", dataset="arc"),
             job("change_by_distance", dataset="arc"), job("change_grid", model="tiny-b"), job("cell_table"),
             job("seed_table"),
@@ -179,6 +190,47 @@ def edited(path: Path):
 def test_evaluation_module_edit_reruns_evaluation_only(checkout):
     with edited(checkout / "workflow_scripts/evaluation.py"):
         assert planned(checkout, "config/reruns.yaml") == cells() | reports()
+
+
+def test_scoring_module_edit_reruns_scoring_only(checkout):
+    with edited(checkout / "workflow_scripts/scoring.py"):
+        assert planned(checkout, "config/reruns.yaml") == scorings() | reports()
+
+
+def replaced(path: Path, old: str, new: str):
+    """Context: replace one piece of a file's text, restore content and timestamps afterwards."""
+
+    class Edit:
+        def __enter__(self):
+            self.text, self.stat = path.read_text(), path.stat()
+            assert self.text.count(old) == 1, f"{path.name} no longer has {old!r} once"
+            path.write_text(self.text.replace(old, new))
+
+        def __exit__(self, *exc):
+            path.write_text(self.text)
+            os.utime(path, ns=(self.stat.st_atime_ns, self.stat.st_mtime_ns))
+
+    return Edit()
+
+
+def test_filter_regex_edit_reruns_that_datasets_scoring_only(checkout):
+    """A filter scores responses: the dataset's score jobs re-run from the kept raw outputs, no GPU job."""
+    task = checkout / "tasks/cross_difficulty_gsm8k.yaml"
+    with replaced(task, 'regex_pattern: "So the answer is', 'regex_pattern: "So the final answer is'):
+        assert planned(checkout, "config/reruns.yaml") == scorings(datasets=["gsm8k"]) | reports(datasets=["gsm8k"])
+
+
+def test_prompt_edit_reruns_that_datasets_generation_and_scoring(checkout):
+    task = checkout / "tasks/cross_difficulty_gsm8k.yaml"
+    with replaced(task, 'doc_to_text: "Q: {{question}}', 'doc_to_text: "Question: {{question}}'):
+        assert planned(checkout, "config/reruns.yaml") == cells(datasets=["gsm8k"]) | reports(datasets=["gsm8k"])
+
+
+def test_headline_metric_reruns_tables_and_figures_only(checkout):
+    """The headline metric is read by the tables and figures; every metric is in the cell files already."""
+    config = base_config()
+    config["datasets"]["gsm8k"]["headline_metric"] = "exact_match,strict-match"
+    assert planned(checkout, write_config(checkout, config, "case")) == reports(datasets=["gsm8k"])
 
 
 def test_training_module_edit_spares_base_cells(checkout):
@@ -218,7 +270,10 @@ def test_n_bins_of_one_dataset(checkout):
     expected = (
         {job("bin", dataset="arc")}
         | training(datasets=["arc"], bins=bins3)
-        | cells(datasets=["arc"], trains=("base", *bins3), test_bins=bins3)
+        # Two bin counts: a pair of evaluation rules per count (rules/evaluate.smk); gsm8k's rows keep
+        # their outputs under the renamed rules and re-run nothing.
+        | generations(datasets=["arc"], trains=("base", *bins3), rule="generate_3_bins")
+        | scorings(datasets=["arc"], trains=("base", *bins3), rule="score_3_bins")
         | reports(datasets=["arc"])
         | loss_curves(datasets=["arc"])
     )
@@ -244,3 +299,30 @@ def test_chat_template_date_reruns_every_training_and_cell(checkout):
     config["chat_template_date"] = "01 Jan 2025"
     expected = training() | cells() | reports() | loss_curves()
     assert planned(checkout, write_config(checkout, config, "case")) == expected
+
+
+def test_a_prompt_edit_scored_without_its_generation_stops_with_one_line_naming_the_cell(checkout):
+    """A run that re-scores but does not re-generate after a prompt edit (here: --rerun-triggers mtime,
+    which ignores the generation fingerprint) is refused by the replay: one line in the score job's
+    log names the cell; the kept raw outputs are untouched (the row's cells go, as any re-run job's
+    outputs do). Runs last: it re-scores the row after."""
+    row = "results/demo/cells/tiny-a/gsm8k/train-base"
+    targets = [f"{row}/test-{b}.json" for b in BINS]
+    raw = [checkout / f"results/demo/raw/tiny-a/gsm8k/train-base/test-{b}.json" for b in BINS]
+    raw_before = [path.read_bytes() for path in raw]
+    task = checkout / "tasks/cross_difficulty_gsm8k.yaml"
+    with replaced(task, 'doc_to_text: "Q: {{question}}', 'doc_to_text: "Question: {{question}}'):
+        # Targets first: --configfile and --rerun-triggers take several values.
+        result = snakemake(*targets, "--configfile", "config/reruns.yaml", "--cores", "1", "--rerun-triggers", "mtime",
+                           workdir=checkout, repo=checkout, check=False)  # fmt: skip
+        assert result.returncode != 0
+        assert "rule generate:" not in result.stdout + result.stderr
+        log = (checkout / "results/demo/logs/score/tiny-a/gsm8k/train-base.log").read_text()
+        errors = [line for line in log.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "Traceback" not in log, log[-2000:]
+        assert errors[0].startswith(f"error: {row}/test-0.json: the request for cross_difficulty_gsm8k doc ")
+        assert "its prompt first differs at character" in errors[0] and "re-run the generation" in errors[0]
+    assert [path.read_bytes() for path in raw] == raw_before
+    # With the task as it was, the row's scoring alone re-makes its cells from the same raw outputs.
+    assert planned(checkout, "config/reruns.yaml") >= {job("score", model="tiny-a", dataset="gsm8k", train="base")}
+    snakemake(*targets, "--configfile", "config/reruns.yaml", "--cores", "1", workdir=checkout, repo=checkout)

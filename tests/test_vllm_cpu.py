@@ -180,4 +180,5 @@ def test_vllm_without_gpu_passes_the_config_check_when_jobs_have_a_cpu_build(vll
                "--configfile", str(tmp_path / "vllm.yaml"), "-n", "-p"]  # fmt: skip
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "invalid config" not in result.stdout + result.stderr, result.stdout[-3000:]
-    assert result.stdout.count("python -m workflow_scripts.evaluation") == 24 and "--backend vllm" in result.stdout
+    # One generation per row (4 rows x 2 datasets), each on vLLM.
+    assert result.stdout.count("python -m workflow_scripts.generation") == 8 and "--backend vllm" in result.stdout

@@ -10,10 +10,12 @@ from conftest import REPO, job_counts, snakemake
 
 def test_paper_grid_plans_the_study():
     counts = job_counts(snakemake("-n", "--quiet", "rules").stdout)
-    # 7 models x 8 datasets x 10 bins; evaluation adds the base model as an 11th row per test bin.
+    # 7 models x 8 datasets x 10 bins; evaluation adds the base model as an 11th row; one generation
+    # (GPU) and one scoring (CPU) job per row, each over the row's 10 test bins.
     assert counts["train"] == 560
     assert counts["convert"] == 560
-    assert counts["evaluate"] == 7 * 8 * 11 * 10 == 6160
+    assert counts["generate"] == counts["score"] == 7 * 8 * 11 == 616
+    assert "evaluate" not in counts
     assert counts["download"] == counts["bin"] == 8
     assert counts["heatmaps"] == counts["aggregate"] == counts["training_loss"] == 56
     assert counts["change_by_distance"] == 8 and counts["change_grid"] == 7
@@ -37,7 +39,9 @@ def test_demo_writes_every_cell(demo_run):
                 cell = json.loads(cell_file.read_text())
                 assert cell["train"] == train and cell["test_bin"] == test_bin and cell["dataset"] == dataset
                 assert cell["n"] == 20
-                assert 0 < cell["model_load_seconds"] < cell["eval_seconds"] and cell["gpu_memory_in_use_bytes"] is None
+                # Scored from the row's generation: its time is the row's, the replay's is the scoring.
+                assert cell["generation_seconds"] > 0 and cell["eval_seconds"] > 0
+                assert cell["gpu_memory_in_use_bytes"] is None
                 assert metric in cell["metrics"]
                 assert all(0.0 <= v <= 1.0 for v in cell["metrics"].values())
                 samples = cell_file.with_suffix(".samples.jsonl").read_text().splitlines()
@@ -135,7 +139,7 @@ def test_all_datasets_and_math_solutions_plan_with_their_settings(tmp_path):
     output = snakemake("-n", "-p", "--configfile", str(path), workdir=tmp_path).stdout
     counts = job_counts(output)
     assert counts["train"] == counts["convert"] == 7 * 10 * 10
-    assert counts["evaluate"] == 7 * 10 * 11 * 10
+    assert counts["generate"] == counts["score"] == 7 * 10 * 11
     assert counts["download"] == counts["bin"] == 10
     # The study's per-dataset settings reach the training command: batch 1 and checkpointing for
     # ifeval/mmlu_pro/musr, 5 epochs everywhere (the public scripts silently used 3 for those three).
@@ -158,7 +162,7 @@ def test_hf_token_never_leaks(demo_run):
     assert leaks == []
 
 
-def test_killed_evaluation_leaves_no_cell_and_reruns_only_it(demo_run):
+def test_killed_scoring_leaves_no_cell_and_reruns_only_it(demo_run):
     """Runs last among the demo tests: it breaks one cell and restores it."""
     import os
     import signal
@@ -183,10 +187,10 @@ def test_killed_evaluation_leaves_no_cell_and_reruns_only_it(demo_run):
 
     while True:
         evaluating = [p for p in psutil.Process(run.pid).children(recursive=True)
-                      if "workflow_scripts.evaluation" in command_line(p)]  # fmt: skip
+                      if "workflow_scripts.scoring" in command_line(p)]  # fmt: skip
         if evaluating:
             break
-        assert run.poll() is None and time.time() < deadline, "the evaluation never started"
+        assert run.poll() is None and time.time() < deadline, "the scoring never started"
         time.sleep(0.05)
     time.sleep(1.0)  # mid-run: imports and model load are under way
     for process in evaluating:
@@ -195,8 +199,9 @@ def test_killed_evaluation_leaves_no_cell_and_reruns_only_it(demo_run):
     assert not (demo_run / cell).exists()
     plan = snakemake("-n", "--configfile", str(REPO / "config/demo.yaml"), workdir=demo_run).stdout
     counts = job_counts(plan)
-    assert counts.get("evaluate") == 1 and "test_bin=2" in plan and "train=1" in plan
-    assert set(counts) == {"evaluate", "aggregate", "heatmaps", "change_by_distance", "change_grid", "cell_table",
+    # The row's scoring only (its raw outputs are kept): no generation.
+    assert counts.get("score") == 1 and "train=1" in plan and "dataset=arc" in plan
+    assert set(counts) == {"score", "aggregate", "heatmaps", "change_by_distance", "change_grid", "cell_table",
                            "seed_table", "all", "total"}  # fmt: skip
     snakemake("--configfile", str(REPO / "config/demo.yaml"), "--cores", "2", workdir=demo_run)
     assert json.loads((demo_run / cell).read_text())["n"] == 20

@@ -14,24 +14,10 @@ backend the model is called bin by bin inside that run (one_call_per_bin: its ce
 per-cell ones to the last bit); with vLLM once for the whole row.
 scoring.py turns each of them into the cell files evaluation.py writes.
 
-Phase-2 design (the Snakemake rules; not wired in yet):
-- `generate`, a GPU job per row, outputs `raw/{model}/{dataset}/train-{train}/test-{bin}.json` for every
-  test bin (never temp(): they are what lets scoring re-run alone). An output list cannot depend on
-  the dataset's bin count, so declare the rule once per distinct n_bins of the config (a loop over
-  rules with `name:` and a dataset constraint; every config we ship has one count). Inputs: the model,
-  the test files, the in-context pool. Params: backend, dtype, batch size, max_gen_toks, seed,
-  trust_remote_code, chat-template settings, the in-context arguments and
-  task_parts.generation_fingerprint(task). NOT the task files: an input's mtime would re-run the GPU job
-  on a filter edit. Code: this module and what it imports (so evaluation.py's per-question bookkeeping
-  should move out of the shared module, or an edit of it re-runs every GPU job).
-- `score`, one CPU job per row (scoring.py says why): inputs the row's raw files, its test files, the
-  task files (tasks/<task>.yaml, its templates, utils.py), the in-context pool and the base model's
-  folder (its tokenizer; not the trained model). Outputs the row's cell files and per-question logs
-  (the same per-n_bins declaration). Params: the row's labels and in-context arguments only.
-- headline_metric is read by the tables and figures only: an edit of it plans neither job.
-So a filter, metric or scoring-hook edit plans the score jobs of the datasets using that file; a prompt,
-stop sequence, length, chat template, backend, dtype or model change plans generate and then score; a
-deleted cell plans its row's score job and nothing on a GPU.
+In the workflow (rules/evaluate.smk) this is the `generate` job of a row, one per row on the GPU;
+its inputs are the model, the test files, the in-context pool, and its arguments carry the generation
+settings and task_parts.generation_fingerprint(task), not the task files (an edit of a filter or a
+metric then re-runs no GPU job). The raw files are kept: scoring re-runs from them.
 """
 
 from __future__ import annotations
@@ -48,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from workflow_scripts import evaluation
+from workflow_scripts import evaluation, runtime
 from workflow_scripts.io_utils import atomic_write_json, one_line_errors, package_versions
 
 # The name a bin's task runs under in a row's run: the cell's own task name and the bin.
@@ -176,11 +162,14 @@ def generate_row(task: str, test_files: dict, lm, batch_size: str = "auto", max_
 
 def raw_record(requests: list[dict], *, task: str, test_bin, model_path: str, backend: str, dtype: str,
                batch_size, max_gen_toks, seed: int, lm, model_args: dict | None, seconds: float,
-               row_bins: list) -> dict:  # fmt: skip
+               row_bins: list, task_fingerprint: str | None = None,
+               model_load_seconds: float | None = None) -> dict:  # fmt: skip
     """One bin's raw file: what generated it, then its requests."""
     generation = {
         "format": RAW_FORMAT,
         "task": task,
+        # task_parts.generation_fingerprint of the task when it ran (the workflow passes it).
+        "task_fingerprint": task_fingerprint,
         "test_bin": test_bin,
         "model_path": model_path,
         "backend": backend,
@@ -192,6 +181,8 @@ def raw_record(requests: list[dict], *, task: str, test_bin, model_path: str, ba
         # The prompts were rendered with these; the replay renders with them too.
         "chat_template_args": dict(getattr(lm, "chat_template_args", None) or {}),
         "row_seconds": round(seconds, 3),
+        # Loading the model (vLLM: starting its engine), once for the row.
+        "model_load_seconds": None if model_load_seconds is None else round(model_load_seconds, 3),
         "row_bins": row_bins,
         "versions": package_versions("lm_eval", "transformers", "torch", "vllm"),
     }
@@ -202,6 +193,7 @@ def raw_record(requests: list[dict], *, task: str, test_bin, model_path: str, ba
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", required=True, help="task name, a file tasks/<task>.yaml")
+    parser.add_argument("--task-fingerprint", help="the task's generation fingerprint (task_parts.py), recorded")
     parser.add_argument("--bin", nargs=3, action="append", required=True, metavar=("TEST_BIN", "TEST_FILE", "RAW_OUT"),
                         help="a test bin, its parquet and the raw-output file to write; once per bin")  # fmt: skip
     parser.add_argument("--model", required=True, help="hub name or local folder")
@@ -220,17 +212,25 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     bins = {int(test_bin): (test_file, Path(out)) for test_bin, test_file, out in args.bin}
+    print(runtime.describe_caches(), file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
+        # The datasets library's arrow copies of the bins are throwaway: out of the shared cache (as
+        # evaluation.py does). Set before datasets is first imported.
+        os.environ["HF_DATASETS_CACHE"] = os.path.join(tmp, "datasets")
         test_files, overrides = prepare_test_files(args.task, {b: f for b, (f, _) in bins.items()}, args, tmp)
+        loading = time.time()
         lm, model_args = load_model(args.backend, args.model, args.dtype, args.batch_size, args.trust_remote_code,
                                     args.seed, args.chat_template_date, args.attention_backend)  # fmt: skip
+        model_load_seconds = time.time() - loading
         records, seconds = generate_row(args.task, test_files, lm, args.batch_size, args.max_gen_toks, args.seed,
                                         overrides, one_call_per_bin(args.backend))  # fmt: skip
     for test_bin, (_, out) in bins.items():
         atomic_write_json(raw_record(records[test_bin], task=args.task, test_bin=test_bin, model_path=args.model,
                                      backend=args.backend, dtype=args.dtype, batch_size=args.batch_size,
                                      max_gen_toks=args.max_gen_toks, seed=args.seed, lm=lm, model_args=model_args,
-                                     seconds=seconds, row_bins=sorted(bins)), out)  # fmt: skip
+                                     seconds=seconds, row_bins=sorted(bins), task_fingerprint=args.task_fingerprint,
+                                     model_load_seconds=model_load_seconds),
+                          out)  # fmt: skip
     print(json.dumps({"task": args.task, "bins": sorted(bins), "requests": sum(map(len, records.values())),
                       "seconds": round(seconds, 3)}))  # fmt: skip
 

@@ -9,8 +9,8 @@ for the paper's 6,160 cells while a run is going. DIR is Snakemake's working dir
 - done:    its cell json exists and Snakemake has not marked it incomplete;
 - running: Snakemake marked it incomplete (`.snakemake/incomplete/`: set when a job starts, cleared
            when it ends) and a run holds the results folder's lock (`results_dir/.run.lock`);
-- failed:  marked incomplete with no run holding the lock (the run was killed), or its evaluate log
-           exists without a cell json (the job ran and failed: Snakemake deletes a failed job's
+- failed:  marked incomplete with no run holding the lock (the run was killed), or its row's generate
+           log exists without its raw file, or its row's score log without the cell json (the job ran and failed: Snakemake deletes a failed job's
            outputs, never its log). A failed cell queued again counts as failed until its job starts;
 - pending: none of these (not started yet).
 
@@ -80,7 +80,8 @@ def grid_status(config: dict, workdir: Path) -> list[dict]:
     results = Path(config["results_dir"])
     absolute = results if results.is_absolute() else workdir / results
     cells = files_under(absolute / "cells", workdir)
-    logs = files_under(absolute / "logs" / "evaluate", workdir)
+    logs = files_under(absolute / "logs" / "generate", workdir) | files_under(absolute / "logs" / "score", workdir)
+    raw = files_under(absolute / "raw", workdir)
     marked = incomplete_outputs(workdir)
     live = run_is_live(absolute)
     rel = os.path.relpath(absolute, workdir) if not results.is_absolute() else str(results)
@@ -95,8 +96,13 @@ def grid_status(config: dict, workdir: Path) -> list[dict]:
                 for test_bin in bins:
                     where = (model, dataset, f"train-{train}")
                     cell = os.path.normpath(os.path.join(rel, "cells", *where, f"test-{test_bin}.json"))
-                    log = os.path.normpath(os.path.join(rel, "logs", "evaluate", *where, f"test-{test_bin}.log"))
-                    if cell in marked:
+                    # A row's jobs (rules/evaluate.smk): its generation writes the raw files, its
+                    # scoring the cells; the log of whichever ran without its output is the failed one.
+                    raw_file = os.path.normpath(os.path.join(rel, "raw", *where, f"test-{test_bin}.json"))
+                    generate_log = os.path.normpath(os.path.join(rel, "logs", "generate", *where[:2], f"{where[2]}.log"))
+                    score_log = os.path.normpath(os.path.join(rel, "logs", "score", *where[:2], f"{where[2]}.log"))
+                    log = score_log if raw_file in raw else generate_log
+                    if cell in marked or raw_file in marked:
                         state = "running" if live else "failed"
                     elif cell in cells:
                         state = "done"
@@ -105,7 +111,7 @@ def grid_status(config: dict, workdir: Path) -> list[dict]:
                     else:
                         state = "pending"
                     counts[state] += 1
-                    if state == "failed":
+                    if state == "failed" and log not in failed:
                         failed.append(log)
             trained = sum((absolute / "models" / model / dataset / f"train-{b}" / "hf").is_dir() for b in bins)
             rows.append({"model": model, "dataset": dataset, "cells": (len(bins) + 1) * len(bins), **counts,

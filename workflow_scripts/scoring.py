@@ -9,7 +9,7 @@ continuation or stop sequences and lengths), and afterwards that no generated re
 Otherwise the generation is stale (the task's documents, prompt, stop sequences, generation length or
 chat template changed after it ran), and scoring stops with one line naming the cell.
 
-Phase-2 design: one scoring job per row (not per cell, not a local rule): one process imports lm-eval
+In the workflow (rules/evaluate.smk): one `score` job per row (not per cell, not a local rule): one process imports lm-eval
 once (~3 s) and scores the row's cells at ~0.5 s each, so the grid adds 616 CPU jobs instead of 6,160
 (the DAG and the scheduler stay small), and a generation re-run plans exactly the one scoring job of
 its row. A deleted cell also re-runs its row's scoring (seconds, no GPU). It is a CPU-partition job,
@@ -38,7 +38,7 @@ from lm_eval.api.model import LM, TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from workflow_scripts import evaluation
+from workflow_scripts import evaluation, runtime
 from workflow_scripts.generation import RAW_FORMAT
 from workflow_scripts.io_utils import one_line_errors, package_versions
 
@@ -165,6 +165,8 @@ def score_cell(task: str, test_file: str, raw: dict | str, cell: str = "", spec_
     record["scoring_versions"] = package_versions("lm_eval")
     record["eval_seconds"] = round(time.time() - started, 3)
     record["generation_seconds"] = generation["row_seconds"]
+    # The row's model load, not the replay's (which loads no model).
+    record["model_load_seconds"] = generation.get("model_load_seconds")
     return record, rows
 
 
@@ -186,6 +188,14 @@ def main(argv=None) -> None:
 
     label = json.loads(args.label)
     scored = []
+    print(runtime.describe_caches(), file=sys.stderr)
+    # The datasets library's arrow copies of the bins are throwaway: out of the shared cache. lm-eval
+    # imported datasets already, so its config is set as well as the variable.
+    import datasets.config
+
+    datasets_cache = tempfile.TemporaryDirectory()
+    os.environ["HF_DATASETS_CACHE"] = datasets_cache.name
+    datasets.config.HF_DATASETS_CACHE = Path(datasets_cache.name)
     for test_bin, test_file, raw_file, out in args.cell:
         with tempfile.TemporaryDirectory() as tmp:
             overrides = None

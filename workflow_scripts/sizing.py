@@ -1,6 +1,6 @@
 """What one job of the grid costs: time, memory and disk, from the work it does.
 
-One module for both users of these figures: the SLURM requests of the train, convert and evaluate
+One module for both users of these figures: the SLURM requests of the train, convert and generate
 rules (rules/common.smk) and the plan printed before a grid is submitted (workflow_scripts/plan.py).
 
 A job's cost follows from its work: the model's parameter count (from its config.json, or the
@@ -288,7 +288,8 @@ class Calibration:
                     assumed = convert_estimate(parameters, _dtype_bytes(_read_json(os.path.join(hf, "config.json"))))
                     calibration.add("convert_time", parameters, converted["s"], assumed.seconds)
                     calibration.add("convert_memory", parameters, _peak_memory_bytes(converted), assumed.memory_bytes)
-        for cell_path in glob.glob(os.path.join(results_dir, "cells", "*", "*", "train-*", "test-*.json")):
+        rows: dict[tuple, list] = {}
+        for cell_path in sorted(glob.glob(os.path.join(results_dir, "cells", "*", "*", "train-*", "test-*.json"))):
             cell = _read_json(cell_path) or {}
             model, dataset, row, test = cell_path.split(os.sep)[-4:]
             parameters = _parameters_on_disk(os.path.join(workdir, cell.get("model_path", "")))
@@ -300,9 +301,15 @@ class Calibration:
             kind, limit = task_output(task_file)
             work = EvalWork(parameters, int(cell["n"]), prompt_formats[dataset], kind, limit,
                             trained=cell.get("train_kind") == "bin", in_context_k=cell.get("in_context_k") or 0)  # fmt: skip
+            if "generation_seconds" in cell:  # generated with its row in one job (generate, then score)
+                rows.setdefault((model, dataset, row), []).append((work, cell))
+                continue
             bench = _benchmark(os.path.join(results_dir, "benchmarks", "evaluate", model, dataset, row,
                                             test.removesuffix(".json") + ".tsv"))  # fmt: skip
             calibration._add_evaluation(work, cell, bench)
+        for (model, dataset, row), cells in rows.items():
+            bench = _benchmark(os.path.join(results_dir, "benchmarks", "generate", model, dataset, f"{row}.tsv"))
+            calibration._add_row(tuple(work for work, _ in cells), cells[0][1]["generation_seconds"], bench)
         return calibration
 
     def _add_training(self, record: dict, parameters: int, dataset: str, bench: dict | None) -> None:
@@ -323,6 +330,16 @@ class Calibration:
         if bench:
             self.add("train_fixed", parameters, bench["s"] - record.get("train_runtime_s", 0), assumed.parts["fixed_s"])
             self.add("train_memory", parameters, _peak_memory_bytes(bench), assumed.memory_bytes)
+
+    def _add_row(self, works: tuple, generation_s: float, bench: dict | None) -> None:
+        """A generate job: the row's generation time (all its bins) from the raw files, its start-up
+        the rest of the job's benchmark."""
+        assumed = row_estimate(works)
+        n = works[0].parameters
+        self.add("eval_generation", n, generation_s, assumed.parts["generation_s"])
+        if bench:
+            self.add("eval_startup", n, bench["s"] - generation_s, assumed.parts["startup_s"])
+            self.add("eval_memory", n, _peak_memory_bytes(bench), assumed.memory_bytes)
 
     def _add_evaluation(self, work: "EvalWork", cell: dict, bench: dict | None) -> None:
         assumed = evaluate_estimate(work)
@@ -453,6 +470,19 @@ def evaluation_generation_s(work: EvalWork, calibration: Calibration = NO_MEASUR
             steps += work.max_gen_toks - answer  # one answer runs on to the limit
         decode_s = steps * step_s
     return (a["eval_bin_overhead_s"] + prefill_s + decode_s) * calibration.factor("eval_generation", n)
+
+
+def row_estimate(works: tuple[EvalWork, ...], calibration: Calibration = NO_MEASUREMENTS) -> Estimate:
+    """A generate job: one engine start, then every bin of the row (works: one EvalWork per bin)."""
+    cells = [evaluate_estimate(work, calibration) for work in works]
+    startup_s = cells[0].parts["startup_s"]
+    generation_s = sum(cell.parts["generation_s"] for cell in cells)
+    return Estimate(
+        seconds=startup_s + generation_s,
+        memory_bytes=max(cell.memory_bytes for cell in cells),
+        output_bytes=sum(cell.output_bytes for cell in cells),
+        parts={"startup_s": startup_s, "generation_s": generation_s},
+    )
 
 
 def evaluate_estimate(work: EvalWork, calibration: Calibration = NO_MEASUREMENTS) -> Estimate:
