@@ -13,6 +13,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
+from workflow_scripts import config_files, task_files
+
 KEY_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
 
 
@@ -51,6 +53,13 @@ def _semantic_problems(config):
         task = dataset.get("task")
         if task and not os.path.isfile(os.path.join(workflow.basedir, "tasks", f"{task}.yaml")):
             problems.append(f"datasets.{name}.task: no file tasks/{task}.yaml; fix: name a task in tasks/")
+        elif task and dataset.get("headline_metric"):
+            # The tables and figures pick this score from every cell: a name the task never reports
+            # would only fail in the figure jobs, after all evaluation ran.
+            declared = sorted(task_files.declared_scores(task))
+            if dataset["headline_metric"] not in declared:
+                problems.append(f"datasets.{name}.headline_metric = {dataset['headline_metric']!r} is not a score "
+                                f"tasks/{task}.yaml declares; fix: use one of {declared}")  # fmt: skip
         responses = (dataset.get("irt") or {}).get("responses")
         # resources/ holds what the workflow itself makes (the demo's synthetic responses): not yet there is fine.
         if responses and not os.path.exists(responses) and not responses.startswith("resources/"):
@@ -136,7 +145,15 @@ def _has_chat_template(folder):
     return os.path.exists(tokenizer_config) and bool(json.load(open(tokenizer_config)).get("chat_template"))
 
 
+def _config_file_problems():
+    """Keys given twice in a config file (--configfile ones and the default): YAML keeps the last silently."""
+    return [problem for path in workflow.configfiles if os.path.isfile(path) for problem in config_files.duplicate_keys(path)]
+
+
 def check_config(config):
+    duplicates = _config_file_problems()
+    if duplicates:
+        raise WorkflowError("invalid config, nothing was run:\n" + "\n".join(f"  - {p}" for p in duplicates))
     with open(os.path.join(workflow.basedir, "config/schema.yaml")) as handle:
         schema = yaml.safe_load(handle)
     validator = jsonschema.Draft202012Validator(schema)
