@@ -8,7 +8,7 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 
-from workflow_scripts import cell_names, runtime, sizing
+from workflow_scripts import cell_names, layout, runtime, sizing
 
 RESULTS = config["results_dir"]
 MODELS = list(config["models"])
@@ -94,7 +94,7 @@ def binning_data(wildcards):
     """What the bin step splits: the dataset joined with fitted difficulties, or the dataset as is."""
     if irt_settings(wildcards.dataset):
         return results("data", wildcards.dataset, "irt", "with_difficulty.parquet")
-    return results("data", wildcards.dataset, "normalized.parquet")
+    return layout.normalized_table(RESULTS, wildcards.dataset)
 
 
 def irt_responses(wildcards):
@@ -106,7 +106,7 @@ def irt_responses(wildcards):
 
 
 def bin_ids(dataset):
-    return [str(k) for k in range(dataset_setting(dataset, "n_bins"))]
+    return layout.bins_of(config, dataset)
 
 
 def local_source(wildcards):
@@ -352,8 +352,7 @@ def eval_split():
 
 
 def seeds():
-    """Training seeds; each trained (and in-context) row is repeated per seed. Default: training.seed."""
-    return config.get("seeds") or [config["training"].get("seed", cell_names.STUDY_SEED)]
+    return layout.seeds_of(config)
 
 
 def in_context_k():
@@ -361,32 +360,20 @@ def in_context_k():
 
 
 def heldout_dir(dataset):
-    return results("data", dataset, "heldout")
+    return layout.heldout_dir(RESULTS, dataset)
 
 
 def row_names(dataset, every_seed=True):
-    """The rows of a (model, dataset) table in this config: the base model, one trained row per bin
-    and seed, and with in_context.k one in-context row per source bin and seed."""
-    split, runs = eval_split(), seeds() if every_seed else seeds()[:1]
-    names = [cell_names.base_name(split)]
-    names += [cell_names.bin_name(b, split, seed) for seed in runs for b in bin_ids(dataset)]
-    if in_context_k() and every_seed:
-        names += [cell_names.in_context_name(in_context_k(), b, split, seed) for seed in runs for b in bin_ids(dataset)]
-    return names
+    """The rows of a (model, dataset) table in this config (workflow_scripts/layout.py)."""
+    return layout.rows_of(config, dataset, every_seed)
 
 
 def test_file(dataset, test_bin, heldout):
-    """The items a cell is scored on: the whole test bin, or its held-out part."""
-    if heldout:
-        return os.path.join(heldout_dir(dataset), f"heldout-{test_bin}.parquet")
-    return os.path.join(bins_dir(dataset), f"bin-{test_bin}.parquet")
+    return layout.test_file(RESULTS, dataset, test_bin, heldout)
 
 
 def pool_file(dataset, source_bin, heldout):
-    """The items a bin's row may learn from: the whole bin, or its training part."""
-    if heldout:
-        return os.path.join(heldout_dir(dataset), f"train-{source_bin}.parquet")
-    return os.path.join(bins_dir(dataset), f"bin-{source_bin}.parquet")
+    return layout.pool_file(RESULTS, dataset, source_bin, heldout)
 
 
 def heldout_split_input(wildcards):
@@ -399,7 +386,7 @@ def training_file(wildcards, input):
     labels = cell_names.labels(wildcards.train_bin)
     if labels["eval_split"] == "heldout":
         return pool_file(wildcards.dataset, labels["train_bin"], True)
-    return os.path.join(input.bins, f"bin-{labels['train_bin']}.parquet")
+    return os.path.join(input.bins, layout.bin_file_name(labels["train_bin"]))
 
 
 def training_settings(wildcards):
@@ -411,20 +398,19 @@ def training_settings(wildcards):
 
 
 def bins_dir(dataset):
-    return results("data", dataset, "bins")
+    return layout.bins_dir(RESULTS, dataset)
 
 
 def training_work_dir(model, dataset, train_bin):
-    """Trainer checkpoints for resuming a killed job; not an output, so a failed job keeps them."""
-    return results("work", "train", model, dataset, f"train-{train_bin}")
+    return layout.training_work_dir(RESULTS, model, dataset, train_bin)
 
 
 def trained_model_dir(model, dataset, train_bin):
-    return results("models", model, dataset, f"train-{train_bin}", "hf")
+    return layout.trained_model_dir(RESULTS, model, dataset, train_bin)
 
 
 def cell_path(model, dataset, train, test_bin):
-    return results("cells", model, dataset, f"train-{train}", f"test-{test_bin}.json")
+    return layout.cell(RESULTS, model, dataset, train, test_bin)
 
 
 def every_cell_of(model, dataset):
@@ -497,7 +483,7 @@ def evaluation_arguments(wildcards):
 
 def samples_of(model, dataset):
     """The per-question files beside a (model, dataset)'s cells: what the bootstrap resamples."""
-    return [path.removesuffix(".json") + ".samples.jsonl" for path in every_cell_of(model, dataset)]
+    return [layout.samples(path) for path in every_cell_of(model, dataset)]
 
 
 # ---- the pilot (rules/pilot.smk) ----------------------------------------------------------------
@@ -613,7 +599,7 @@ def final_outputs():
 
 
 def results_lock():
-    return results(".run.lock")
+    return layout.run_lock(RESULTS)
 
 
 def take_results_lock():
@@ -625,7 +611,7 @@ def take_results_lock():
         descriptor = os.open(results_lock(), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         host, pid = open(results_lock()).read().split()
-        if host == socket.gethostname() and not process_alive(int(pid)):
+        if host == socket.gethostname() and not layout.process_alive(int(pid)):
             os.replace(results_lock(), results_lock() + ".stale")  # that run is gone: take over
             return take_results_lock()
         raise WorkflowError(
@@ -634,16 +620,6 @@ def take_results_lock():
         )
     with os.fdopen(descriptor, "w") as handle:
         handle.write(me + "\n")
-
-
-def process_alive(pid):
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def release_results_lock():

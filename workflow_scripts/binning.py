@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workflow_scripts import layout
 from workflow_scripts.io_utils import atomic_write_json, atomic_write_parquet, one_line_errors
 
 
@@ -63,7 +64,7 @@ def main(argv=None) -> None:
     parts = split_into_bins(table, args.n_bins, args.quantile_key)
     out = Path(args.out_dir)
     for k, part in enumerate(parts):
-        atomic_write_parquet(part, out / f"bin-{k}.parquet")
+        atomic_write_parquet(part, out / layout.bin_file_name(k))
     manifest = {
         "n_bins": args.n_bins,
         "quantile_key": args.quantile_key,

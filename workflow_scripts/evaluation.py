@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from workflow_scripts import runtime, task_files
+from workflow_scripts import layout, runtime, task_files
 from workflow_scripts.io_utils import atomic_write_json, atomic_write_text, package_versions, one_line_errors
 
 # Before torch is imported (only inside the functions below, never at the top of this file): CUDA
@@ -270,7 +270,7 @@ def write_cell(cell: dict, rows: list[dict], out: Path) -> None:
 
 
 def samples_path(cell_path: Path) -> Path:
-    return cell_path.with_suffix(".samples.jsonl")
+    return layout.samples(Path(cell_path))
 
 
 def stop_child_processes(timeout: float = 60) -> None:
