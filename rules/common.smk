@@ -8,7 +8,7 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 
-from workflow_scripts import cell_names, layout, runtime, sizing
+from workflow_scripts import cell_names, code_inputs, layout, runtime, sizing
 
 RESULTS = config["results_dir"]
 MODELS = list(config["models"])
@@ -60,6 +60,11 @@ def code(*files):
     Snakemake records small inputs' checksums: touching a file without changing it re-runs nothing.
     """
     return [os.path.relpath(os.path.join(REPO, f)) for f in files]
+
+
+def step_code(module):
+    """The files a step runs: its module and every first-party module it imports (code_inputs.py)."""
+    return code(*code_inputs.closure(module))
 
 
 # ---- datasets -------------------------------------------------------------------------------
@@ -337,10 +342,8 @@ def rule_retries(rule_name):
 
 def task_files(wildcards):
     """The task's yaml and the shared files it builds on (tracked like code)."""
-    task = config["datasets"][wildcards.dataset]["task"]
-    shared = code("tasks/_cross_difficulty_template_yaml", "tasks/utils.py")
-    # A task not written yet must not stop a dry-run of the grid; evaluation.py names it when run.
-    return [path for path in code(f"tasks/{task}.yaml") if os.path.exists(path)] + shared
+    # A task not written yet (no files) must not stop a dry-run of the grid; evaluation.py names it when run.
+    return code(*code_inputs.task_inputs(config["datasets"][wildcards.dataset]["task"]))
 
 
 # ---- beyond the study: held-out diagonal, repeated seeds, in-context baseline --------------------
@@ -434,7 +437,7 @@ def evaluation_inputs(wildcards):
     if labels["eval_split"] == "heldout":
         inputs["split"] = heldout_dir(wildcards.dataset)
     if labels["train_kind"] == "in_context":
-        inputs["in_context_code"] = code("workflow_scripts/in_context.py", "workflow_scripts/heldout_split.py")
+        inputs["in_context_code"] = step_code("workflow_scripts.in_context")
     return inputs
 
 

@@ -12,12 +12,7 @@ rule evaluate:
     input:
         unpack(evaluation_inputs),
         bins=rules.bin.output[0],
-        code=code(
-            "workflow_scripts/evaluation.py",
-            "workflow_scripts/io_utils.py",
-            "workflow_scripts/prompts.py",
-            "workflow_scripts/runtime.py",
-        ),
+        code=step_code("workflow_scripts.evaluation"),
     params:
         # One function for all of a cell's arguments: Snakemake inspects every input/params function
         # of each of the grid's 6,160 cells, so fewer functions keep the dry-run fast.

@@ -51,8 +51,9 @@ CASES = {
 }
 
 
-def parse(output: str, workdir: Path) -> dict[str, dict]:
-    """A dry-run's job blocks as {key: record}; the key names the rule and its outputs."""
+def parse(output: str, workdir: Path, repo_inputs: bool = False) -> dict[str, dict]:
+    """A dry-run's job blocks as {key: record}; the key names the rule and its outputs. With
+    repo_inputs, a record's `code` lists its inputs from the repository (`<repo>/...`)."""
     repo_prefix = os.path.relpath(REPO, workdir) + os.sep
 
     def normal(text: str) -> str:
@@ -88,6 +89,8 @@ def parse(output: str, workdir: Path) -> dict[str, dict]:
             if field in ("input", "output", "log"):
                 paths = [normal(p) for p in value.split(", ")]
                 if field == "input":
+                    if repo_inputs:
+                        record["code"] = sorted(p.removeprefix("<repo>/") for p in paths if p.startswith("<repo>"))
                     paths = sorted(p for p in paths if not p.startswith("<repo>"))
                 record[field] = paths
             elif field == "resources":
@@ -98,7 +101,7 @@ def parse(output: str, workdir: Path) -> dict[str, dict]:
     return jobs
 
 
-def plan(case: str) -> dict[str, dict]:
+def plan(case: str, repo_inputs: bool = False) -> dict[str, dict]:
     """One case's jobs, from a dry-run in a fresh folder."""
     configfiles, targets = CASES[case]
     with tempfile.TemporaryDirectory() as scratch:
@@ -113,7 +116,7 @@ def plan(case: str) -> dict[str, dict]:
         result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
         if result.returncode != 0:
             raise AssertionError(f"dry-run of {case} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
-        return parse(result.stdout + result.stderr, workdir)
+        return parse(result.stdout + result.stderr, workdir, repo_inputs)
 
 
 def recorded() -> dict[str, dict[str, dict]]:
