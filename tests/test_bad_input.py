@@ -9,6 +9,7 @@ import shutil
 import pytest
 import yaml
 
+import conftest
 from conftest import REPO, snakemake
 from workflow_scripts import data, sample_data
 
@@ -16,7 +17,7 @@ SENTINEL = "results/demo/cells/tiny-qwen2/arc/train-base/test-0.json"
 
 
 def demo_config(tiny_model) -> dict:
-    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    config = conftest.demo_config()
     config["models"]["tiny-qwen2"]["path"] = str(tiny_model)
     return config
 

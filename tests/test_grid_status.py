@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, demo_config
 from workflow_scripts import grid_status, synthetic_cells
 
 
@@ -86,9 +86,8 @@ def test_command_line_prints_the_table(tmp_path):
 
 def small_config(**switches) -> dict:
     """The demo's shape (one model, one dataset, 3 bins) with the switches beyond the study set."""
-    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    config = demo_config(results_dir="results/small", **switches)
     config["datasets"] = {"arc": config["datasets"]["arc"]}
-    config.update(results_dir="results/small", **switches)
     from snakemake.utils import validate
 
     validate(config, str(REPO / "config/schema.yaml"))
