@@ -68,7 +68,7 @@ def main() -> None:
         subprocess.run(
             [sys.executable, "-m", "workflow_scripts.evaluation", "--task", "cross_difficulty_arc",
              "--bin-file", str(tmp / "bin-0.parquet"), "--model", str(model), "--out", str(tmp / "cell.json"),
-             "--batch-size", "8"],
+             "--backend", "hf", "--dtype", "float32", "--seed", "42", "--batch-size", "8"],
             check=True, capture_output=True, cwd=REPO,
         )  # fmt: skip
         whole_cell = time.perf_counter() - started

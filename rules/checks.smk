@@ -43,6 +43,7 @@ def _describe(error):
 
 
 def _semantic_problems(config):
+    """Checks a schema cannot express, on the config with its defaults filled in."""
     problems = []
     accelerate = config.get("launch", {}).get("accelerate_config")
     if accelerate and not os.path.isfile(os.path.join(workflow.basedir, accelerate)):
@@ -80,7 +81,7 @@ def _semantic_problems(config):
     # Sized jobs need each model's parameter count before its config.json is on disk (a plan, a dry-run).
     sized = [r for r in ("train", "convert", "evaluate") if not {"runtime", "mem_mb"} <= set(config.get("resources", {}).get(r) or {})]
     for name, model in config.get("models", {}).items():
-        folder = (model or {}).get("path") or os.path.join(config.get("model_cache", "resources/models"), name)
+        folder = (model or {}).get("path") or os.path.join(config["model_cache"], name)
         if sized and not (model or {}).get("parameters") and not os.path.isfile(os.path.join(folder, "config.json")):
             problems.append(f"models.{name}: no `parameters` and no {folder}/config.json yet, but resources.{sized[0]} is "
                             f"sized from the model's size; fix: set models.{name}.parameters (the count on the model card)")  # fmt: skip
@@ -90,8 +91,8 @@ def _semantic_problems(config):
     if pilot.get("dataset") and pilot["dataset"] not in config.get("datasets", {}):
         problems.append(f"pilot.dataset: {pilot['dataset']!r} is not in datasets; fix: name one of {sorted(config.get('datasets', {}))}")
     elif pilot.get("dataset"):
-        n_bins = config["datasets"][pilot["dataset"]].get("n_bins", config.get("n_bins", 10))
-        if pilot.get("train_bin", 0) >= n_bins:
+        n_bins = config["datasets"][pilot["dataset"]].get("n_bins", config["n_bins"])
+        if pilot["train_bin"] >= n_bins:
             problems.append(f"pilot.train_bin: {pilot['train_bin']} but {pilot['dataset']} has {n_bins} bins; fix: use 0 to {n_bins - 1}")
     # A run's seed is part of its name (-seed<S>); an override would train under another name's seed.
     for kind in ("models", "datasets"):
@@ -158,6 +159,8 @@ def check_config(config):
         schema = yaml.safe_load(handle)
     validator = jsonschema.Draft202012Validator(schema)
     problems = [_describe(e) for e in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))]
+    if not problems:
+        validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))  # the schema's defaults, filled in
     if not problems and workflow.is_main_process:
         # Checked once, by the run that plans the jobs. A cluster job re-reads the workflow while
         # other jobs may still be writing the files these checks look at (the demo's model folder),

@@ -18,7 +18,7 @@ REPO = workflow.basedir
 
 def cache_dir():
     """Where jobs keep JIT and compile caches (config `cache_dir`, default results_dir/cache), absolute."""
-    folder = os.path.expanduser(os.path.expandvars(config.get("cache_dir") or os.path.join(RESULTS, "cache")))
+    folder = os.path.expanduser(os.path.expandvars(config["cache_dir"] or os.path.join(RESULTS, "cache")))
     return os.path.abspath(folder)
 
 
@@ -76,16 +76,16 @@ def dataset_setting(dataset, key):
 
 
 def irt_settings(dataset):
-    """The dataset's `irt` block with its defaults, or None when its bins use a shipped quantile column."""
+    """The dataset's `irt` block (schema defaults filled in; `metric` defaults to the headline metric),
+    or None when its bins use a shipped quantile column."""
     entry = config["datasets"][dataset].get("irt")
     if entry is None:
         return None
-    defaults = {"model": "1pl", "min_responses": 20, "metric": config["datasets"][dataset]["headline_metric"]}
-    return {**defaults, **entry}
+    return {"metric": config["datasets"][dataset]["headline_metric"], **entry}
 
 
 def irt_bootstrap_arguments(dataset):
-    rounds = irt_settings(dataset).get("bootstrap", 0)
+    rounds = irt_settings(dataset)["bootstrap"]
     return f"--bootstrap {rounds} --n-bins {dataset_setting(dataset, 'n_bins')}" if rounds else ""
 
 
@@ -148,8 +148,8 @@ def train_settings(model, dataset, seed=None):
     settings = dict(config["training"])
     settings.update(config["datasets"][dataset].get("training", {}))
     settings.update(config["models"][model].get("training", {}))
-    settings["system_prompt"] = config["models"][model].get("system_prompt")
-    settings["chat_template_date"] = config.get("chat_template_date")
+    settings["system_prompt"] = config["models"][model]["system_prompt"]
+    settings["chat_template_date"] = config["chat_template_date"]
     if seed is not None:
         settings["seed"] = seed
     return settings
@@ -160,8 +160,6 @@ def train_processes():
     return config["resources"]["train"]["gpu"] or config["launch"]["cpu_processes"]
 
 
-# Rules that only some configs use, so their resources are optional in the config.
-DEFAULT_RESOURCES = {"irt": {"gpu": 0, "threads": 1, "mem_mb": 8000, "runtime": 60}}
 # Rules whose time and memory follow from each job's work (workflow_scripts/sizing.py), unless the
 # config gives them a fixed `runtime` / `mem_mb`.
 SIZED_RULES = ("train", "convert", "evaluate")
@@ -170,19 +168,19 @@ SIZED_RULES = ("train", "convert", "evaluate")
 def placement(rule_name):
     """Where a rule's jobs go: GPU rules to the GPU partition with `gpu=N` (the plugin turns it into
     --gpus=N), CPU rules to the CPU partition; a local run ignores the partition."""
-    entry = config["resources"].get(rule_name) or DEFAULT_RESOURCES[rule_name]
+    entry = config["resources"][rule_name]
     cluster = config["cluster"]
     resources = {
         "gpu": entry["gpu"],
         "slurm_partition": cluster["gpu_partition"] if entry["gpu"] else cluster["cpu_partition"],
     }
-    if entry["gpu"] and cluster.get("gpu_model"):
+    if entry["gpu"] and cluster["gpu_model"]:
         resources["gpu_model"] = cluster["gpu_model"]
     if entry["gpu"]:
         # All of a job's GPUs on one node: the plugin passes --gpus=N without --nodes, and the job
         # step it starts (srun -n1 --gpus=N --nodes=1) cannot use GPUs SLURM spread over nodes.
         resources["nodes"] = 1
-    if cluster.get("account"):
+    if cluster["account"]:
         resources["slurm_account"] = cluster["account"]
     return resources
 
@@ -196,7 +194,7 @@ def rule_resources(rule_name):
     so a job killed at its limit gets more time when it is retried. In `make plan`'s dry-run, sized
     rules also carry `expected_s` (the estimate) and `output_mb` (what their outputs take on disk);
     SLURM ignores them."""
-    entry = config["resources"].get(rule_name) or DEFAULT_RESOURCES[rule_name]
+    entry = config["resources"][rule_name]
     cluster = config["cluster"]
     resources = placement(rule_name)
     minutes, mem_mb = entry.get("runtime"), entry.get("mem_mb")
@@ -277,7 +275,7 @@ def job_work(rule_name, wildcards):
         return (parameters, dtype_bytes), (model_config,)
     entry = config["datasets"][dataset]
     prompt_format, n_bins = entry["prompt_format"], dataset_setting(dataset, "n_bins")
-    heldout_share = config.get("heldout_fraction", 0.2)
+    heldout_share = config["heldout_fraction"]
     if rule_name == "train":
         labels = cell_names.labels(wildcards.train_bin)
         heldout = labels["eval_split"] == "heldout"
@@ -289,7 +287,7 @@ def job_work(rule_name, wildcards):
         shape = sizing.DATA_SHAPES[prompt_format]
         work = sizing.TrainWork(
             parameters, rows, settings["epochs"], settings["per_device_batch_size"],
-            settings.get("gradient_accumulation_steps", 1), bool(settings.get("gradient_checkpointing")),
+            settings["gradient_accumulation_steps"], settings["gradient_checkpointing"],
             train_processes(), measured_rates().tokens(dataset, shape["prompt_tokens"] + shape["target_tokens"]),
             config["launch"]["checkpoint_minutes"],
         )  # fmt: skip
@@ -337,7 +335,7 @@ def model_parameters(model):
 
 
 def rule_retries(rule_name):
-    return config["resources"][rule_name].get("retries", 0)
+    return config["resources"][rule_name]["retries"]
 
 
 def task_files(wildcards):
@@ -351,7 +349,7 @@ def task_files(wildcards):
 
 
 def eval_split():
-    return config.get("eval_split", "all")
+    return config["eval_split"]
 
 
 def seeds():
@@ -359,7 +357,7 @@ def seeds():
 
 
 def in_context_k():
-    return config.get("in_context", {}).get("k", 0)
+    return config["in_context"]["k"]
 
 
 def heldout_dir(dataset):
@@ -466,13 +464,13 @@ def evaluation_arguments(wildcards):
         "--batch-size", str(settings["batch_size"]),
         "--seed", str(settings["seed"]),
     ]  # fmt: skip
-    if config.get("chat_template_date"):
+    if config["chat_template_date"]:
         args += ["--chat-template-date", config["chat_template_date"]]
     if settings["backend"] == "vllm" and settings.get("attention_backend"):
         args += ["--attention-backend", settings["attention_backend"]]
     if settings.get("max_gen_toks"):
         args += ["--max-gen-toks", str(settings["max_gen_toks"])]
-    if config["models"][model].get("trust_remote_code"):
+    if config["models"][model]["trust_remote_code"]:
         args.append("--trust-remote-code")
     if labels["train_kind"] == "in_context":
         args += [
@@ -495,10 +493,10 @@ def samples_of(model, dataset):
 def pilot_job():
     """The pilot's row: config `pilot` (default: the smallest model, the first dataset, bin 0), trained
     with the first seed in this eval_split and evaluated on its own bin, beside the base model there."""
-    entry = config.get("pilot", {})
+    entry = config["pilot"]
     model = entry.get("model") or min(MODELS, key=model_parameters)
     dataset = entry.get("dataset") or DATASETS[0]
-    train_bin = entry.get("train_bin", 0)
+    train_bin = entry["train_bin"]
     test_bin = str(train_bin)
     row = cell_names.bin_name(train_bin, eval_split(), seeds()[0])
     return {
@@ -526,8 +524,8 @@ def pilot_expectations():
         "ranks": train_processes(),
         "backend": "nccl" if gpus else "gloo",
         "mixed_precision": "bf16" if settings["bf16"] else "no",
-        "optimizer": settings["optim"] if gpus else settings.get("cpu_optim", settings["optim"]),
-        "use_liger_kernel": bool(settings.get("use_liger_kernel")),
+        "optimizer": settings["optim"] if gpus else settings["cpu_optim"],
+        "use_liger_kernel": settings["use_liger_kernel"],
         "evaluation_backend": evaluation_settings(job["dataset"])["backend"],
     }, sort_keys=True)  # fmt: skip
 

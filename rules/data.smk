@@ -74,8 +74,8 @@ rule heldout_split:
         bins=rules.bin.output[0],
         code=step_code("workflow_scripts.heldout_split"),
     params:
-        fraction=config.get("heldout_fraction", 0.2),
-        seed=config.get("heldout_seed", 42),
+        fraction=config["heldout_fraction"],
+        seed=config["heldout_seed"],
     threads: config["resources"]["bin"]["threads"]
     resources:
         **rule_resources("bin"),

@@ -42,7 +42,7 @@ rule irt:
         min_responses=lambda wc: irt_settings(wc.dataset)["min_responses"],
         # Bin stability needs the bin count; without bootstrap rounds n_bins is no input of this job.
         bootstrap=lambda wc: irt_bootstrap_arguments(wc.dataset),
-    threads: config["resources"].get("irt", DEFAULT_RESOURCES["irt"])["threads"]
+    threads: config["resources"]["irt"]["threads"]
     resources:
         **rule_resources("irt"),
     conda:

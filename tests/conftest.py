@@ -36,6 +36,16 @@ def demo_config(**changes) -> dict:
     return config
 
 
+def training_settings(**changes) -> dict:
+    """A training job's settings as the workflow passes them: the schema's defaults (the study's),
+    then the changes."""
+    from snakemake.utils import validate
+
+    config = demo_config(training={})
+    validate(config, str(REPO / "config/schema.yaml"))
+    return {**config["training"], "system_prompt": None, "chat_template_date": None, **changes}
+
+
 def write_config(folder: Path, config: dict, name: str = "case") -> str:
     path = Path(folder) / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

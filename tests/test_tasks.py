@@ -248,7 +248,7 @@ def test_every_task_runs_in_lm_eval(cell_name, tiny_model, tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "workflow_scripts.evaluation", "--task", f"cross_difficulty_{dataset}",
          "--bin-file", str(tmp_path / "bin-1.parquet"), "--model", str(tiny_model), "--out", str(out),
-         "--batch-size", "16", "--max-gen-toks", "8"],
+         "--backend", "hf", "--dtype", "float32", "--seed", "42", "--batch-size", "16", "--max-gen-toks", "8"],
         cwd=REPO, check=True, capture_output=True, text=True,
     )  # fmt: skip
     if dataset == "gpqa_extended":
