@@ -48,3 +48,17 @@ def test_every_jobs_code_inputs_are_its_import_closure(case):
         assert set(job["code"]) == expected, key
         checked.add(job["rule"])
     assert len(checked) >= 5
+
+
+def test_no_import_circle_among_our_modules():
+    """No module imports one that imports it back (in_context used to reach into evaluation)."""
+    from pathlib import Path
+
+    modules = [f"workflow_scripts.{path.stem}" for path in Path(code_inputs.REPO, "workflow_scripts").glob("*.py")]
+    circles = []
+    for module in modules:
+        own = f"workflow_scripts/{module.split('.')[1]}.py"
+        for imported in code_inputs._imports(code_inputs._file(module)):
+            if own in code_inputs.closure(imported):
+                circles.append((module, imported))
+    assert circles == []
