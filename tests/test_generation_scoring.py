@@ -142,7 +142,7 @@ def heldout_icl_row(tiny_model, tmp_path_factory):
                               capture_output=True, text=True, check=check)  # fmt: skip
 
     for k in bins:
-        run("evaluation", "--bin-file", str(folder / f"heldout-{k}.parquet"), "--out", str(folder / f"old-{k}.json"),
+        run("evaluation", "--backend", "hf", "--dtype", "float32", "--seed", "42", "--bin-file", str(folder / f"heldout-{k}.parquet"), "--out", str(folder / f"old-{k}.json"),
             "--label", json.dumps({**label, "test_bin": k}), *common)  # fmt: skip
     run("generation", *[a for k in bins for a in ("--bin", str(k), str(folder / f"heldout-{k}.parquet"),
                                                    str(folder / f"raw-{k}.json"))], *common)  # fmt: skip
