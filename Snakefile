@@ -2,7 +2,7 @@
 # download -> bin -> train -> convert -> evaluate (+ the zero-shot base model) -> tables and figures.
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version, validate  # validate: used by rules/checks.smk
 
 min_version("9.0")
 
@@ -15,12 +15,9 @@ if not workflow.overwrite_configfiles:
 
 
 
-# One readable line per config problem, before anything reads the config (rules/checks.smk); then the
-# schema fills in defaults.
+# One readable line per config problem, before anything reads the config; the schema's defaults
+# (config/schema.yaml, their only home) are filled in there too (rules/checks.smk).
 include: "rules/checks.smk"
-
-
-validate(config, "config/schema.yaml")
 
 
 # The `snakemake --report report.html` front page; figure captions live in rules/captions/.

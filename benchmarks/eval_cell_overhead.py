@@ -25,11 +25,11 @@ t0 = time.perf_counter()
 from lm_eval import simple_evaluate
 from lm_eval.tasks import TaskManager
 from lm_eval.models.huggingface import HFLM
-from workflow_scripts import evaluation
+from workflow_scripts import evaluation, task_files
 t1 = time.perf_counter()
-ours = TaskManager(include_path=str(evaluation.TASKS_DIR), include_defaults=False)
+ours = TaskManager(include_path=str(task_files.TASKS_DIR), include_defaults=False)
 t2 = time.perf_counter()
-everything = TaskManager(include_path=str(evaluation.TASKS_DIR)) if sys.argv[3] == "1" else None
+everything = TaskManager(include_path=str(task_files.TASKS_DIR)) if sys.argv[3] == "1" else None
 t3 = time.perf_counter()
 lm = HFLM(pretrained=sys.argv[1], device="cpu", dtype="float32", batch_size=8)
 t4 = time.perf_counter()
@@ -68,7 +68,7 @@ def main() -> None:
         subprocess.run(
             [sys.executable, "-m", "workflow_scripts.evaluation", "--task", "cross_difficulty_arc",
              "--bin-file", str(tmp / "bin-0.parquet"), "--model", str(model), "--out", str(tmp / "cell.json"),
-             "--batch-size", "8"],
+             "--backend", "hf", "--dtype", "float32", "--seed", "42", "--batch-size", "8"],
             check=True, capture_output=True, cwd=REPO,
         )  # fmt: skip
         whole_cell = time.perf_counter() - started

@@ -13,6 +13,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
+from workflow_scripts import config_files, task_files
+
 KEY_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
 
 
@@ -41,6 +43,7 @@ def _describe(error):
 
 
 def _semantic_problems(config):
+    """Checks a schema cannot express, on the config with its defaults filled in."""
     problems = []
     accelerate = config.get("launch", {}).get("accelerate_config")
     if accelerate and not os.path.isfile(os.path.join(workflow.basedir, accelerate)):
@@ -51,6 +54,13 @@ def _semantic_problems(config):
         task = dataset.get("task")
         if task and not os.path.isfile(os.path.join(workflow.basedir, "tasks", f"{task}.yaml")):
             problems.append(f"datasets.{name}.task: no file tasks/{task}.yaml; fix: name a task in tasks/")
+        elif task and dataset.get("headline_metric"):
+            # The tables and figures pick this score from every cell: a name the task never reports
+            # would only fail in the figure jobs, after all evaluation ran.
+            declared = sorted(task_files.declared_scores(task))
+            if dataset["headline_metric"] not in declared:
+                problems.append(f"datasets.{name}.headline_metric = {dataset['headline_metric']!r} is not a score "
+                                f"tasks/{task}.yaml declares; fix: use one of {declared}")  # fmt: skip
         responses = (dataset.get("irt") or {}).get("responses")
         # resources/ holds what the workflow itself makes (the demo's synthetic responses): not yet there is fine.
         if responses and not os.path.exists(responses) and not responses.startswith("resources/"):
@@ -71,7 +81,7 @@ def _semantic_problems(config):
     # Sized jobs need each model's parameter count before its config.json is on disk (a plan, a dry-run).
     sized = [r for r in ("train", "convert", "evaluate") if not {"runtime", "mem_mb"} <= set(config.get("resources", {}).get(r) or {})]
     for name, model in config.get("models", {}).items():
-        folder = (model or {}).get("path") or os.path.join(config.get("model_cache", "resources/models"), name)
+        folder = (model or {}).get("path") or os.path.join(config["model_cache"], name)
         if sized and not (model or {}).get("parameters") and not os.path.isfile(os.path.join(folder, "config.json")):
             problems.append(f"models.{name}: no `parameters` and no {folder}/config.json yet, but resources.{sized[0]} is "
                             f"sized from the model's size; fix: set models.{name}.parameters (the count on the model card)")  # fmt: skip
@@ -81,8 +91,8 @@ def _semantic_problems(config):
     if pilot.get("dataset") and pilot["dataset"] not in config.get("datasets", {}):
         problems.append(f"pilot.dataset: {pilot['dataset']!r} is not in datasets; fix: name one of {sorted(config.get('datasets', {}))}")
     elif pilot.get("dataset"):
-        n_bins = config["datasets"][pilot["dataset"]].get("n_bins", config.get("n_bins", 10))
-        if pilot.get("train_bin", 0) >= n_bins:
+        n_bins = config["datasets"][pilot["dataset"]].get("n_bins", config["n_bins"])
+        if pilot["train_bin"] >= n_bins:
             problems.append(f"pilot.train_bin: {pilot['train_bin']} but {pilot['dataset']} has {n_bins} bins; fix: use 0 to {n_bins - 1}")
     # A run's seed is part of its name (-seed<S>); an override would train under another name's seed.
     for kind in ("models", "datasets"):
@@ -136,11 +146,21 @@ def _has_chat_template(folder):
     return os.path.exists(tokenizer_config) and bool(json.load(open(tokenizer_config)).get("chat_template"))
 
 
+def _config_file_problems():
+    """Keys given twice in a config file (--configfile ones and the default): YAML keeps the last silently."""
+    return [problem for path in workflow.configfiles if os.path.isfile(path) for problem in config_files.duplicate_keys(path)]
+
+
 def check_config(config):
+    duplicates = _config_file_problems()
+    if duplicates:
+        raise WorkflowError("invalid config, nothing was run:\n" + "\n".join(f"  - {p}" for p in duplicates))
     with open(os.path.join(workflow.basedir, "config/schema.yaml")) as handle:
         schema = yaml.safe_load(handle)
     validator = jsonschema.Draft202012Validator(schema)
     problems = [_describe(e) for e in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))]
+    if not problems:
+        validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))  # the schema's defaults, filled in
     if not problems and workflow.is_main_process:
         # Checked once, by the run that plans the jobs. A cluster job re-reads the workflow while
         # other jobs may still be writing the files these checks look at (the demo's model folder),

@@ -20,7 +20,7 @@ for checked_rule, conda_env in CHECKED_RULES.items():
         log:
             results(f"logs/cluster_check/{checked_rule}.log"),
         input:
-            code=code("workflow_scripts/cluster_check.py", "workflow_scripts/runtime.py"),
+            code=step_code("workflow_scripts.cluster_check"),
         params:
             rule=checked_rule,
             gpus=config["resources"][checked_rule]["gpu"],

@@ -8,7 +8,7 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 
-from workflow_scripts import cell_names, runtime, sizing
+from workflow_scripts import cell_names, code_inputs, layout, runtime, sizing
 
 RESULTS = config["results_dir"]
 MODELS = list(config["models"])
@@ -18,7 +18,7 @@ REPO = workflow.basedir
 
 def cache_dir():
     """Where jobs keep JIT and compile caches (config `cache_dir`, default results_dir/cache), absolute."""
-    folder = os.path.expanduser(os.path.expandvars(config.get("cache_dir") or os.path.join(RESULTS, "cache")))
+    folder = os.path.expanduser(os.path.expandvars(config["cache_dir"] or os.path.join(RESULTS, "cache")))
     return os.path.abspath(folder)
 
 
@@ -62,6 +62,11 @@ def code(*files):
     return [os.path.relpath(os.path.join(REPO, f)) for f in files]
 
 
+def step_code(module):
+    """The files a step runs: its module and every first-party module it imports (code_inputs.py)."""
+    return code(*code_inputs.closure(module))
+
+
 # ---- datasets -------------------------------------------------------------------------------
 
 
@@ -71,16 +76,16 @@ def dataset_setting(dataset, key):
 
 
 def irt_settings(dataset):
-    """The dataset's `irt` block with its defaults, or None when its bins use a shipped quantile column."""
+    """The dataset's `irt` block (schema defaults filled in; `metric` defaults to the headline metric),
+    or None when its bins use a shipped quantile column."""
     entry = config["datasets"][dataset].get("irt")
     if entry is None:
         return None
-    defaults = {"model": "1pl", "min_responses": 20, "metric": config["datasets"][dataset]["headline_metric"]}
-    return {**defaults, **entry}
+    return {"metric": config["datasets"][dataset]["headline_metric"], **entry}
 
 
 def irt_bootstrap_arguments(dataset):
-    rounds = irt_settings(dataset).get("bootstrap", 0)
+    rounds = irt_settings(dataset)["bootstrap"]
     return f"--bootstrap {rounds} --n-bins {dataset_setting(dataset, 'n_bins')}" if rounds else ""
 
 
@@ -94,7 +99,7 @@ def binning_data(wildcards):
     """What the bin step splits: the dataset joined with fitted difficulties, or the dataset as is."""
     if irt_settings(wildcards.dataset):
         return results("data", wildcards.dataset, "irt", "with_difficulty.parquet")
-    return results("data", wildcards.dataset, "normalized.parquet")
+    return layout.normalized_table(RESULTS, wildcards.dataset)
 
 
 def irt_responses(wildcards):
@@ -106,7 +111,7 @@ def irt_responses(wildcards):
 
 
 def bin_ids(dataset):
-    return [str(k) for k in range(dataset_setting(dataset, "n_bins"))]
+    return layout.bins_of(config, dataset)
 
 
 def local_source(wildcards):
@@ -143,8 +148,8 @@ def train_settings(model, dataset, seed=None):
     settings = dict(config["training"])
     settings.update(config["datasets"][dataset].get("training", {}))
     settings.update(config["models"][model].get("training", {}))
-    settings["system_prompt"] = config["models"][model].get("system_prompt")
-    settings["chat_template_date"] = config.get("chat_template_date")
+    settings["system_prompt"] = config["models"][model]["system_prompt"]
+    settings["chat_template_date"] = config["chat_template_date"]
     if seed is not None:
         settings["seed"] = seed
     return settings
@@ -155,10 +160,6 @@ def train_processes():
     return config["resources"]["train"]["gpu"] or config["launch"]["cpu_processes"]
 
 
-# Rules whose resources the config may leave out. score: one lm-eval import, then ~0.5 s a cell on one
-# core; math-verify and ifeval's checkers stay well under a minute per row.
-DEFAULT_RESOURCES = {"irt": {"gpu": 0, "threads": 1, "mem_mb": 8000, "runtime": 60},
-                     "score": {"gpu": 0, "threads": 1, "mem_mb": 4000, "runtime": 10}}  # fmt: skip
 # The config's key for a rule's resources where it is not the rule's name: `evaluate` is the GPU job
 # of evaluation, the generate rule since issue 16.
 RESOURCE_KEYS = {"generate": "evaluate"}
@@ -168,8 +169,8 @@ SIZED_RULES = ("train", "convert", "generate")
 
 
 def resource_entry(rule_name):
-    key = RESOURCE_KEYS.get(rule_name, rule_name)
-    return config["resources"].get(key) or DEFAULT_RESOURCES[key]
+    """A rule's `resources:` entry (schema defaults filled in, e.g. for score and irt)."""
+    return config["resources"][RESOURCE_KEYS.get(rule_name, rule_name)]
 
 
 def placement(rule_name):
@@ -181,13 +182,13 @@ def placement(rule_name):
         "gpu": entry["gpu"],
         "slurm_partition": cluster["gpu_partition"] if entry["gpu"] else cluster["cpu_partition"],
     }
-    if entry["gpu"] and cluster.get("gpu_model"):
+    if entry["gpu"] and cluster["gpu_model"]:
         resources["gpu_model"] = cluster["gpu_model"]
     if entry["gpu"]:
         # All of a job's GPUs on one node: the plugin passes --gpus=N without --nodes, and the job
         # step it starts (srun -n1 --gpus=N --nodes=1) cannot use GPUs SLURM spread over nodes.
         resources["nodes"] = 1
-    if cluster.get("account"):
+    if cluster["account"]:
         resources["slurm_account"] = cluster["account"]
     return resources
 
@@ -282,7 +283,7 @@ def job_work(rule_name, wildcards):
         return (parameters, dtype_bytes), (model_config,)
     entry = config["datasets"][dataset]
     prompt_format, n_bins = entry["prompt_format"], dataset_setting(dataset, "n_bins")
-    heldout_share = config.get("heldout_fraction", 0.2)
+    heldout_share = config["heldout_fraction"]
     if rule_name == "train":
         labels = cell_names.labels(wildcards.train_bin)
         heldout = labels["eval_split"] == "heldout"
@@ -294,7 +295,7 @@ def job_work(rule_name, wildcards):
         shape = sizing.DATA_SHAPES[prompt_format]
         work = sizing.TrainWork(
             parameters, rows, settings["epochs"], settings["per_device_batch_size"],
-            settings.get("gradient_accumulation_steps", 1), bool(settings.get("gradient_checkpointing")),
+            settings["gradient_accumulation_steps"], settings["gradient_checkpointing"],
             train_processes(), measured_rates().tokens(dataset, shape["prompt_tokens"] + shape["target_tokens"]),
             config["launch"]["checkpoint_minutes"],
         )  # fmt: skip
@@ -346,20 +347,18 @@ def model_parameters(model):
 
 
 def rule_retries(rule_name):
-    return config["resources"][rule_name].get("retries", 0)
+    return config["resources"][rule_name]["retries"]
 
 
 def task_files(wildcards):
     """The task's yaml and the shared files it builds on (tracked like code)."""
-    return list(dataset_task_files(wildcards.dataset))
+    return dataset_task_files(wildcards.dataset)
 
 
 @functools.cache  # once per dataset and run: 616 score jobs ask
 def dataset_task_files(dataset):
-    task = config["datasets"][dataset]["task"]
-    shared = code("tasks/_cross_difficulty_template_yaml", "tasks/utils.py")
-    # A task not written yet must not stop a dry-run of the grid; evaluation.py names it when run.
-    return [path for path in code(f"tasks/{task}.yaml") if os.path.exists(path)] + shared
+    # A task not written yet (no files) must not stop a dry-run of the grid; evaluation.py names it when run.
+    return code(*code_inputs.task_inputs(config["datasets"][dataset]["task"]))
 
 
 # ---- beyond the study: held-out diagonal, repeated seeds, in-context baseline --------------------
@@ -367,45 +366,32 @@ def dataset_task_files(dataset):
 
 
 def eval_split():
-    return config.get("eval_split", "all")
+    return config["eval_split"]
 
 
 def seeds():
-    """Training seeds; each trained (and in-context) row is repeated per seed. Default: training.seed."""
-    return config.get("seeds") or [config["training"].get("seed", cell_names.STUDY_SEED)]
+    return layout.seeds_of(config)
 
 
 def in_context_k():
-    return config.get("in_context", {}).get("k", 0)
+    return config["in_context"]["k"]
 
 
 def heldout_dir(dataset):
-    return results("data", dataset, "heldout")
+    return layout.heldout_dir(RESULTS, dataset)
 
 
 def row_names(dataset, every_seed=True):
-    """The rows of a (model, dataset) table in this config: the base model, one trained row per bin
-    and seed, and with in_context.k one in-context row per source bin and seed."""
-    split, runs = eval_split(), seeds() if every_seed else seeds()[:1]
-    names = [cell_names.base_name(split)]
-    names += [cell_names.bin_name(b, split, seed) for seed in runs for b in bin_ids(dataset)]
-    if in_context_k() and every_seed:
-        names += [cell_names.in_context_name(in_context_k(), b, split, seed) for seed in runs for b in bin_ids(dataset)]
-    return names
+    """The rows of a (model, dataset) table in this config (workflow_scripts/layout.py)."""
+    return layout.rows_of(config, dataset, every_seed)
 
 
 def test_file(dataset, test_bin, heldout):
-    """The items a cell is scored on: the whole test bin, or its held-out part."""
-    if heldout:
-        return os.path.join(heldout_dir(dataset), f"heldout-{test_bin}.parquet")
-    return os.path.join(bins_dir(dataset), f"bin-{test_bin}.parquet")
+    return layout.test_file(RESULTS, dataset, test_bin, heldout)
 
 
 def pool_file(dataset, source_bin, heldout):
-    """The items a bin's row may learn from: the whole bin, or its training part."""
-    if heldout:
-        return os.path.join(heldout_dir(dataset), f"train-{source_bin}.parquet")
-    return os.path.join(bins_dir(dataset), f"bin-{source_bin}.parquet")
+    return layout.pool_file(RESULTS, dataset, source_bin, heldout)
 
 
 def heldout_split_input(wildcards):
@@ -418,7 +404,7 @@ def training_file(wildcards, input):
     labels = cell_names.labels(wildcards.train_bin)
     if labels["eval_split"] == "heldout":
         return pool_file(wildcards.dataset, labels["train_bin"], True)
-    return os.path.join(input.bins, f"bin-{labels['train_bin']}.parquet")
+    return os.path.join(input.bins, layout.bin_file_name(labels["train_bin"]))
 
 
 def training_settings(wildcards):
@@ -430,20 +416,19 @@ def training_settings(wildcards):
 
 
 def bins_dir(dataset):
-    return results("data", dataset, "bins")
+    return layout.bins_dir(RESULTS, dataset)
 
 
 def training_work_dir(model, dataset, train_bin):
-    """Trainer checkpoints for resuming a killed job; not an output, so a failed job keeps them."""
-    return results("work", "train", model, dataset, f"train-{train_bin}")
+    return layout.training_work_dir(RESULTS, model, dataset, train_bin)
 
 
 def trained_model_dir(model, dataset, train_bin):
-    return results("models", model, dataset, f"train-{train_bin}", "hf")
+    return layout.trained_model_dir(RESULTS, model, dataset, train_bin)
 
 
 def cell_path(model, dataset, train, test_bin):
-    return results("cells", model, dataset, f"train-{train}", f"test-{test_bin}.json")
+    return layout.cell(RESULTS, model, dataset, train, test_bin)
 
 
 def every_cell_of(model, dataset):
@@ -451,14 +436,6 @@ def every_cell_of(model, dataset):
     with in_context.k, each in-context row per seed. The tables read them all, so adding a seed re-runs
     that seed's jobs and the tables and figures built from them, nothing else."""
     return [cell_path(model, dataset, train, test_bin) for train in row_names(dataset) for test_bin in bin_ids(dataset)]
-
-
-# What the evaluation jobs run (listed as inputs, so an edit re-runs them). generate imports
-# evaluation.py for the cell's task spec and model settings.
-GENERATION_CODE = ("workflow_scripts/generation.py", "workflow_scripts/evaluation.py", "workflow_scripts/io_utils.py",
-                   "workflow_scripts/prompts.py", "workflow_scripts/runtime.py")  # fmt: skip
-SCORING_CODE = ("workflow_scripts/scoring.py", *GENERATION_CODE)
-IN_CONTEXT_CODE = ("workflow_scripts/in_context.py", "workflow_scripts/heldout_split.py")
 
 
 def evaluation_rule_names():
@@ -492,7 +469,7 @@ def row_extra_inputs(wildcards):
     if labels["eval_split"] == "heldout":
         inputs["split"] = heldout_dir(wildcards.dataset)
     if labels["train_kind"] == "in_context":
-        inputs["in_context_code"] = code(*IN_CONTEXT_CODE)
+        inputs["in_context_code"] = step_code("workflow_scripts.in_context")
     return inputs
 
 
@@ -555,13 +532,13 @@ def generation_arguments(wildcards):
         "--batch-size", str(settings["batch_size"]),
         "--seed", str(settings["seed"]),
     ]  # fmt: skip
-    if config.get("chat_template_date"):
+    if config["chat_template_date"]:
         args += ["--chat-template-date", config["chat_template_date"]]
     if settings["backend"] == "vllm" and settings.get("attention_backend"):
         args += ["--attention-backend", settings["attention_backend"]]
     if settings.get("max_gen_toks"):
         args += ["--max-gen-toks", str(settings["max_gen_toks"])]
-    if config["models"][model].get("trust_remote_code"):
+    if config["models"][model]["trust_remote_code"]:
         args.append("--trust-remote-code")
     return shlex.join(args + in_context_arguments(dataset, labels))
 
@@ -584,7 +561,7 @@ def scoring_arguments(wildcards):
 
 def samples_of(model, dataset):
     """The per-question files beside a (model, dataset)'s cells: what the bootstrap resamples."""
-    return [path.removesuffix(".json") + ".samples.jsonl" for path in every_cell_of(model, dataset)]
+    return [layout.samples(path) for path in every_cell_of(model, dataset)]
 
 
 # ---- the pilot (rules/pilot.smk) ----------------------------------------------------------------
@@ -593,10 +570,10 @@ def samples_of(model, dataset):
 def pilot_job():
     """The pilot's row: config `pilot` (default: the smallest model, the first dataset, bin 0), trained
     with the first seed in this eval_split and evaluated on its own bin, beside the base model there."""
-    entry = config.get("pilot", {})
+    entry = config["pilot"]
     model = entry.get("model") or min(MODELS, key=model_parameters)
     dataset = entry.get("dataset") or DATASETS[0]
-    train_bin = entry.get("train_bin", 0)
+    train_bin = entry["train_bin"]
     test_bin = str(train_bin)
     row = cell_names.bin_name(train_bin, eval_split(), seeds()[0])
     return {
@@ -624,8 +601,8 @@ def pilot_expectations():
         "ranks": train_processes(),
         "backend": "nccl" if gpus else "gloo",
         "mixed_precision": "bf16" if settings["bf16"] else "no",
-        "optimizer": settings["optim"] if gpus else settings.get("cpu_optim", settings["optim"]),
-        "use_liger_kernel": bool(settings.get("use_liger_kernel")),
+        "optimizer": settings["optim"] if gpus else settings["cpu_optim"],
+        "use_liger_kernel": settings["use_liger_kernel"],
         "evaluation_backend": evaluation_settings(job["dataset"])["backend"],
     }, sort_keys=True)  # fmt: skip
 
@@ -699,7 +676,7 @@ def final_outputs():
 
 
 def results_lock():
-    return results(".run.lock")
+    return layout.run_lock(RESULTS)
 
 
 def take_results_lock():
@@ -711,7 +688,7 @@ def take_results_lock():
         descriptor = os.open(results_lock(), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         host, pid = open(results_lock()).read().split()
-        if host == socket.gethostname() and not process_alive(int(pid)):
+        if host == socket.gethostname() and not layout.process_alive(int(pid)):
             os.replace(results_lock(), results_lock() + ".stale")  # that run is gone: take over
             return take_results_lock()
         raise WorkflowError(
@@ -720,16 +697,6 @@ def take_results_lock():
         )
     with os.fdopen(descriptor, "w") as handle:
         handle.write(me + "\n")
-
-
-def process_alive(pid):
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def release_results_lock():

@@ -11,7 +11,7 @@ rule download:
         results("logs/download/{dataset}.log"),
     input:
         source=local_source,
-        code=code("workflow_scripts/data.py", "workflow_scripts/io_utils.py"),
+        code=step_code("workflow_scripts.data"),
     params:
         source=lambda wc: json.dumps(config["datasets"][wc.dataset]["source"]),
         prompt_format=lambda wc: config["datasets"][wc.dataset]["prompt_format"],
@@ -30,7 +30,7 @@ rule fetch_model:
     log:
         os.path.join(config["model_cache"], "logs", "{model}.log"),
     input:
-        code=code("workflow_scripts/fetch_model.py"),
+        code=step_code("workflow_scripts.fetch_model"),
     params:
         repo=lambda wc: config["models"][wc.model]["hub"],
         revision=lambda wc: config["models"][wc.model]["revision"],
@@ -51,7 +51,7 @@ rule bin:
     input:
         # The normalized table, or that table joined with IRT difficulties (rules/irt.smk).
         data=binning_data,
-        code=code("workflow_scripts/binning.py", "workflow_scripts/io_utils.py"),
+        code=step_code("workflow_scripts.binning"),
     params:
         n_bins=lambda wc: dataset_setting(wc.dataset, "n_bins"),
         quantile_key=lambda wc: binning_quantile_key(wc.dataset),
@@ -72,10 +72,10 @@ rule heldout_split:
         results("logs/heldout_split/{dataset}.log"),
     input:
         bins=rules.bin.output[0],
-        code=code("workflow_scripts/heldout_split.py", "workflow_scripts/io_utils.py"),
+        code=step_code("workflow_scripts.heldout_split"),
     params:
-        fraction=config.get("heldout_fraction", 0.2),
-        seed=config.get("heldout_seed", 42),
+        fraction=config["heldout_fraction"],
+        seed=config["heldout_seed"],
     threads: config["resources"]["bin"]["threads"]
     resources:
         **rule_resources("bin"),

@@ -10,7 +10,7 @@ rule sample_data:
     params:
         rows=60,
     input:
-        code=code("workflow_scripts/sample_data.py", "workflow_scripts/prompts.py"),
+        code=step_code("workflow_scripts.sample_data"),
     conda:
         "../envs/data.yaml"
     localrule: True
@@ -25,7 +25,7 @@ rule tiny_model:
     log:
         "resources/demo/logs/tiny_model.log",
     input:
-        code=code("workflow_scripts/tiny_model.py", "workflow_scripts/sample_data.py"),
+        code=step_code("workflow_scripts.tiny_model"),
     conda:
         "../envs/train.yaml"
     localrule: True
@@ -42,7 +42,7 @@ rule sample_responses:
         "resources/demo/logs/sample_responses/{sample}.log",
     input:
         sample="resources/demo/sample_data/{sample}.jsonl",
-        code=code("workflow_scripts/sample_data.py", "workflow_scripts/irt.py", "workflow_scripts/data.py"),
+        code=step_code("workflow_scripts.sample_data"),
     conda:
         "../envs/data.yaml"
     localrule: True

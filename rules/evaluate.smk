@@ -29,7 +29,7 @@ for n_bins, names in evaluation_rule_names().items():
         input:
             unpack(generation_inputs),
             bins=rules.bin.output[0],
-            code=code(*GENERATION_CODE),
+            code=step_code("workflow_scripts.generation"),
         params:
             # One function for all of a row's arguments (fewer functions keep the grid's dry-run fast).
             args=generation_arguments,
@@ -55,7 +55,7 @@ for n_bins, names in evaluation_rule_names().items():
             unpack(scoring_inputs),
             raw=[results(f"raw/{{model}}/{{dataset}}/train-{{train}}/test-{b}.json") for b in range(n_bins)],
             bins=rules.bin.output[0],
-            code=code(*SCORING_CODE),
+            code=step_code("workflow_scripts.scoring"),
         params:
             args=scoring_arguments,
         threads: resource_entry("score")["threads"]

@@ -11,7 +11,7 @@ rule responses_from_logs:
         results("logs/responses/{dataset}.log"),
     input:
         logs=lambda wc: irt_settings(wc.dataset)["responses"],
-        code=code("workflow_scripts/responses.py", "workflow_scripts/data.py", "workflow_scripts/io_utils.py"),
+        code=step_code("workflow_scripts.responses"),
     params:
         metric=lambda wc: irt_settings(wc.dataset)["metric"],
         task=lambda wc: f"--task {irt_settings(wc.dataset)['task']}" if irt_settings(wc.dataset).get("task") else "",
@@ -36,13 +36,13 @@ rule irt:
     input:
         data=rules.download.output[0],
         responses=irt_responses,
-        code=code("workflow_scripts/irt.py", "workflow_scripts/binning.py", "workflow_scripts/io_utils.py"),
+        code=step_code("workflow_scripts.irt"),
     params:
         model=lambda wc: irt_settings(wc.dataset)["model"],
         min_responses=lambda wc: irt_settings(wc.dataset)["min_responses"],
         # Bin stability needs the bin count; without bootstrap rounds n_bins is no input of this job.
         bootstrap=lambda wc: irt_bootstrap_arguments(wc.dataset),
-    threads: config["resources"].get("irt", DEFAULT_RESOURCES["irt"])["threads"]
+    threads: config["resources"]["irt"]["threads"]
     resources:
         **rule_resources("irt"),
     conda:

@@ -31,7 +31,7 @@ rule pilot:
     input:
         # Functions: the pilot's row is worked out only when the pilot is asked for.
         unpack(pilot_inputs),
-        code=code("workflow_scripts/pilot.py"),
+        code=step_code("workflow_scripts.pilot"),
     output:
         results("pilot/report.json"),
     log:

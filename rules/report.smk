@@ -14,7 +14,7 @@ rule aggregate:
     input:
         cells=lambda wc: every_cell_of(wc.model, wc.dataset),
         samples=lambda wc: samples_of(wc.model, wc.dataset),
-        code=code("workflow_scripts/aggregation.py", "workflow_scripts/io_utils.py"),
+        code=step_code("workflow_scripts.aggregation"),
     params:
         headline=lambda wc: f"{wc.dataset}={config['datasets'][wc.dataset]['headline_metric']}",
         bootstrap=bootstrap_arguments(),
@@ -41,7 +41,7 @@ rule cell_table:
         results("logs/cell_table.log"),
     input:
         tables=[results("tables", model, f"{dataset}.csv") for model in MODELS for dataset in DATASETS],
-        code=code("workflow_scripts/aggregation.py", "workflow_scripts/io_utils.py"),
+        code=step_code("workflow_scripts.aggregation"),
     threads: config["resources"]["aggregate"]["threads"]
     resources:
         **rule_resources("aggregate"),
@@ -65,9 +65,7 @@ rule seed_table:
         results("logs/seed_table.log"),
     input:
         table=rules.cell_table.output.parquet,
-        code=code(
-            "workflow_scripts/seed_summary.py", "workflow_scripts/aggregation.py", "workflow_scripts/io_utils.py"
-        ),
+        code=step_code("workflow_scripts.seed_summary"),
     threads: config["resources"]["aggregate"]["threads"]
     resources:
         **rule_resources("aggregate"),
@@ -100,7 +98,7 @@ rule heatmaps:
         results("logs/heatmaps/{model}/{dataset}.log"),
     input:
         table=rules.aggregate.output[0],
-        code=code("workflow_scripts/plots.py"),
+        code=step_code("workflow_scripts.plots"),
     params:
         headline_metric=lambda wc: config["datasets"][wc.dataset]["headline_metric"],
         figure=figure_arguments(),
@@ -130,7 +128,7 @@ rule change_by_distance:
         results("logs/change_by_distance/{dataset}.log"),
     input:
         tables=lambda wc: [results("tables", model, f"{wc.dataset}.csv") for model in MODELS],
-        code=code("workflow_scripts/plots.py"),
+        code=step_code("workflow_scripts.plots"),
     params:
         headline_metric=lambda wc: config["datasets"][wc.dataset]["headline_metric"],
         seed=config["statistics"]["seed"],
@@ -160,7 +158,7 @@ rule change_grid:
         results("logs/change_grid/{model}.log"),
     input:
         tables=lambda wc: [results("tables", wc.model, f"{dataset}.csv") for dataset in DATASETS],
-        code=code("workflow_scripts/plots.py"),
+        code=step_code("workflow_scripts.plots"),
     params:
         tables=lambda wc, input: " ".join(f"--table {d} {shlex.quote(t)}" for d, t in zip(DATASETS, input.tables)),
         headline=" ".join(
@@ -191,7 +189,7 @@ rule training_loss:
         results("logs/training_loss/{model}/{dataset}.log"),
     input:
         models=lambda wc: [trained_model_dir(wc.model, wc.dataset, row) for row in loss_rows(wc.dataset)],
-        code=code("workflow_scripts/plots.py"),
+        code=step_code("workflow_scripts.plots"),
     params:
         models=lambda wc, input: " ".join(
             f"--model-dir {b} {shlex.quote(d)}" for b, d in zip(bin_ids(wc.dataset), input.models)

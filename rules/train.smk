@@ -20,7 +20,7 @@ rule train:
         split=heldout_split_input,
         base_model=local_base_model,
         accelerate_config=code(config["launch"]["accelerate_config"]),
-        code=code("workflow_scripts/training.py", "workflow_scripts/prompts.py", "workflow_scripts/runtime.py"),
+        code=step_code("workflow_scripts.training"),
     params:
         base_model=lambda wc: base_model(wc.model),
         train_file=training_file,

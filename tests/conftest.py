@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository, a tiny model, synthetic bins, and one real demo run."""
+"""Shared fixtures and helpers: the repository, the demo config, dry-run job sets, a tiny model,
+synthetic bins, and one real demo run; and the markers `make test-fast` selects on."""
 
 from __future__ import annotations
 
@@ -9,9 +10,46 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+# `slow`: the test trains, evaluates, runs a real workflow or a cluster, or resolves packages on PyPI.
+# Everything else is marked `fast` (unit tests and dry-runs): `make test-fast` runs those.
+SLOW_FIXTURES = {"demo_run", "tiny_model", "tiny_llama"}
+SLOW_MODULES = {"test_cluster", "test_envs", "test_gpu_path", "test_parity", "test_pilot", "test_report",
+                "test_reruns", "test_resume", "test_training", "test_vllm_cpu", "test_workflow",
+                "test_generation_scoring", "test_evaluation", "test_irt"}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        slow = item.module.__name__ in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.slow if slow else pytest.mark.fast)
+
+
+def demo_config(**changes) -> dict:
+    """config/demo.yaml as a dict, with top-level keys changed."""
+    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    config.update(changes)
+    return config
+
+
+def training_settings(**changes) -> dict:
+    """A training job's settings as the workflow passes them: the schema's defaults (the study's),
+    then the changes."""
+    from snakemake.utils import validate
+
+    config = demo_config(training={})
+    validate(config, str(REPO / "config/schema.yaml"))
+    return {**config["training"], "system_prompt": None, "chat_template_date": None, **changes}
+
+
+def write_config(folder: Path, config: dict, name: str = "case") -> str:
+    path = Path(folder) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return str(path)
 
 
 def snakemake(*args, workdir=None, repo=REPO, check=True, timeout=1800, env_extra=None) -> subprocess.CompletedProcess:

@@ -10,6 +10,7 @@ import shutil
 import pytest
 import yaml
 
+import conftest
 from conftest import REPO, snakemake
 from workflow_scripts import data, sample_data
 
@@ -17,7 +18,7 @@ SENTINEL = "results/demo/cells/tiny-qwen2/arc/train-base/test-0.json"
 
 
 def demo_config(tiny_model) -> dict:
-    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    config = conftest.demo_config()
     config["models"]["tiny-qwen2"]["path"] = str(tiny_model)
     return config
 
@@ -65,6 +66,8 @@ CONFIG_CASES = [
     ("dataset name with a shell metacharacter", [("datasets.arc;rm", {"source": {"path": "x"}})], "name 'arc;rm' is not allowed"),
     ("source with both hub and path", [("datasets.arc.source.hub", "BatsResearch/Cross-Difficulty")], "datasets.arc.source: give exactly one"),
     ("malformed headline metric", [("datasets.arc.headline_metric", "acc")], "is not 'metric,filter'"),
+    ("headline metric the task never reports", [("datasets.arc.headline_metric", "accuracy,none")],
+     "datasets.arc.headline_metric = 'accuracy,none' is not a score tasks/cross_difficulty_arc.yaml declares"),
     ("unknown prompt format", [("datasets.arc.prompt_format", "arcc")], "datasets.arc.prompt_format = 'arcc'"),
     ("vllm without a GPU", [("evaluation.backend", "vllm")], "fix: set evaluation.backend: hf"),
     ("missing accelerate config", [("launch.accelerate_config", "config/accelerate/nope.yaml")], "launch.accelerate_config"),
@@ -101,6 +104,34 @@ def test_bad_config(tiny_model, tmp_path, edits, message):
     assert "invalid config, nothing was run" in output
     assert sentinel.read_text() == '{"finished": true}'
     assert not (tmp_path / "results/demo/logs").exists(), "a job ran"
+
+
+def test_key_given_twice_in_a_config_file(tiny_model, tmp_path):
+    """YAML keeps the last of two equal keys silently; the workflow names the key and both lines."""
+    text = yaml.safe_dump(demo_config(tiny_model), sort_keys=False)
+    first = text.splitlines().index("n_bins: 3") + 1
+    path = tmp_path / "twice.yaml"
+    path.write_text(text + "n_bins: 4\n")
+    sentinel = finished_result(tmp_path)
+    result = snakemake("--cores", "1", "--configfile", str(path), workdir=tmp_path, check=False, timeout=600)
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if "given twice" in line]
+    last = len(text.splitlines()) + 1
+    assert result.returncode != 0 and len(lines) == 1, output[-2000:]
+    assert f"{path}: key 'n_bins' is given twice (lines {first} and {last}); fix: keep one of them" in lines[0]
+    assert sentinel.read_text() == '{"finished": true}' and not (tmp_path / "results/demo/logs").exists()
+
+
+def test_nested_keys_given_twice_are_named_with_their_path(tmp_path):
+    from workflow_scripts import config_files
+
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  epochs: 1\n  seed: 1\n  epochs: 2\nmodels:\n  a: {path: x}\n  b: {path: y}\n")
+    assert config_files.duplicate_keys(path) == [
+        f"{path}: key 'training.epochs' is given twice (lines 2 and 4); fix: keep one of them"
+    ]
+    with pytest.raises(SystemExit, match="training.epochs"):
+        config_files.load(path)
 
 
 def test_tokenizer_without_chat_template(tiny_model, tmp_path):
@@ -146,8 +177,8 @@ def data_case(name):
 
 DATA_CASES = [
     ("quantile column missing", "bin", "quantile column 'difficulty_q' not in the data"),
-    ("quantile NaN", "bin", "quantile values must lie in [0, 1]"),
-    ("quantile above 1", "bin", "quantile values must lie in [0, 1]"),
+    ("quantile NaN", "bin", "quantile values must lie in [0, 1]: 1 of 30 rows are NaN or outside (e.g. Synthetic_ARC_0003 (nan))"),
+    ("quantile above 1", "bin", "quantile values must lie in [0, 1]: 1 of 30 rows are NaN or outside (e.g. Synthetic_ARC_0003 (1.7))"),
     ("empty bin", "bin", "difficulty bins [2] of 3 are empty"),
     ("duplicate item ids", "download", "duplicate item ids"),
     ("choices not label/text", "download", "does not fit prompt_format 'arc'"),

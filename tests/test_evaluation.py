@@ -48,6 +48,7 @@ def test_real_cell_counts_only_the_bin(tiny_model, arc_bins, tmp_path):
     subprocess.run(
         [sys.executable, "-m", "workflow_scripts.evaluation", "--task", "cross_difficulty_arc",
          "--bin-file", str(arc_bins / "bin-2.parquet"), "--model", str(tiny_model), "--out", str(out),
+         "--backend", "hf", "--dtype", "float32", "--seed", "42",
          "--batch-size", "8", "--label", json.dumps({"train": "base", "test_bin": 2})],
         cwd=REPO, check=True, capture_output=True,
     )  # fmt: skip

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from workflow_scripts import evaluation, generation, heldout_split, in_context, sample_data, task_parts
+from workflow_scripts import evaluation, generation, heldout_split, in_context, sample_data, task_files, task_parts
 
 DATASETS = ["arc", "gsm8k", "mmlu_pro", "gpqa_extended", "bbh", "musr", "math", "ifeval"]
 # Keys whose values a scored cell shares with the per-cell one (the rest: timings and versions).
@@ -142,7 +142,7 @@ def heldout_icl_row(tiny_model, tmp_path_factory):
                               capture_output=True, text=True, check=check)  # fmt: skip
 
     for k in bins:
-        run("evaluation", "--bin-file", str(folder / f"heldout-{k}.parquet"), "--out", str(folder / f"old-{k}.json"),
+        run("evaluation", "--backend", "hf", "--dtype", "float32", "--seed", "42", "--bin-file", str(folder / f"heldout-{k}.parquet"), "--out", str(folder / f"old-{k}.json"),
             "--label", json.dumps({**label, "test_bin": k}), *common)  # fmt: skip
     run("generation", *[a for k in bins for a in ("--bin", str(k), str(folder / f"heldout-{k}.parquet"),
                                                    str(folder / f"raw-{k}.json"))], *common)  # fmt: skip
@@ -304,7 +304,7 @@ def test_generation_fingerprint_changes_only_with_what_shapes_requests(tmp_path,
     import re
 
     tasks = tmp_path / "tasks"
-    shutil.copytree(evaluation.TASKS_DIR, tasks)
+    shutil.copytree(task_files.TASKS_DIR, tasks)
     before = {task: task_parts.generation_fingerprint(task, tasks) for task in ALL_TASKS}
     edited, count = re.subn(pattern, replacement, (tasks / file).read_text(), count=1)
     assert count == 1, f"{file} no longer has {pattern!r}: pick another anchor for this edit"

@@ -48,7 +48,7 @@ def test_evaluation_makes_cuda_detection_fork_safe_before_torch_is_imported(tiny
     result = subprocess.run(
         [sys.executable, "-c", TORCH_IMPORT_SPY, "workflow_scripts.evaluation", "--task", "cross_difficulty_arc",
          "--bin-file", str(arc_bins / "bin-0.parquet"), "--model", str(tiny_model), "--out", str(tmp_path / "c.json"),
-         "--backend", "vllm"],
+         "--backend", "vllm", "--dtype", "float32", "--batch-size", "1", "--seed", "42"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     seen = [line for line in result.stdout.splitlines() if line.startswith("AT_TORCH_IMPORT ")]
@@ -109,7 +109,8 @@ def test_library_error_keeps_its_traceback_above_one_last_line(failing_jobs):
 def test_own_input_errors_stay_one_line(tmp_path, capsys):
     """Our own checks' messages name the field and the fix: no traceback above them."""
     with pytest.raises(SystemExit):
-        evaluation.main(["--task", "cross_difficulty_nope", "--bin-file", "x.parquet", "--model", "m", "--out", str(tmp_path / "c.json")])
+        evaluation.main(["--task", "cross_difficulty_nope", "--bin-file", "x.parquet", "--model", "m", "--backend", "hf",
+                         "--dtype", "float32", "--batch-size", "1", "--seed", "42", "--out", str(tmp_path / "c.json")])  # fmt: skip
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: task 'cross_difficulty_nope'")
 

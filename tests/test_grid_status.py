@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, demo_config
 from workflow_scripts import grid_status, synthetic_cells
 
 
@@ -85,3 +86,64 @@ def test_command_line_prints_the_table(tmp_path):
     total = next(line.split() for line in lines if line.startswith("total"))
     assert total[1:] == ["6160", "106", "0", "5", str(6160 - 111), "4/560"]
     assert sum(line.startswith("failed: ") for line in lines) == 5
+
+
+def small_config(**switches) -> dict:
+    """The demo's shape (one model, one dataset, 3 bins) with the switches beyond the study set."""
+    config = demo_config(results_dir="results/small", **switches)
+    config["datasets"] = {"arc": config["datasets"]["arc"]}
+    from snakemake.utils import validate
+
+    validate(config, str(REPO / "config/schema.yaml"))
+    return config
+
+
+# Rows per switch, spelled out (not derived from layout.py, which grid_status itself uses).
+SWITCH_ROWS = {
+    "study": ({}, ["base", "0", "1", "2"]),
+    "heldout": ({"eval_split": "heldout"}, ["base-heldout", "0-heldout", "1-heldout", "2-heldout"]),
+    "seeds": ({"seeds": [42, 43]}, ["base", "0", "1", "2", "0-seed43", "1-seed43", "2-seed43"]),
+    "in_context": ({"in_context": {"k": 2}}, ["base", "0", "1", "2", "icl2-bin0", "icl2-bin1", "icl2-bin2"]),
+    "all three": ({"eval_split": "heldout", "seeds": [42, 43], "in_context": {"k": 2}},
+                  ["base-heldout", *(f"{b}-heldout{s}" for s in ("", "-seed43") for b in "012"),
+                   *(f"icl2-bin{b}-heldout{s}" for s in ("", "-seed43") for b in "012")]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(SWITCH_ROWS))
+def test_every_planned_row_counts_with_each_switch(tmp_path, case):
+    """Held-out, seed and in-context cells are counted as the workflow names them: a finished grid is
+    done, not pending forever; a row of the study's plain names is no cell of a held-out grid."""
+    switches, rows = SWITCH_ROWS[case]
+    config = small_config(**switches)
+    results = tmp_path / "results/small"
+    for row in rows:
+        for test_bin in range(3):
+            path = results / "cells/tiny-qwen2/arc" / f"train-{row}" / f"test-{test_bin}.json"
+            synthetic_cells.write_cell(path, "tiny-qwen2", "arc", row, test_bin, np.ones(2), ["a", "b"])
+    trained = [row for row in rows if not row.startswith(("base", "icl"))]
+    for row in trained[:2]:
+        (results / "models/tiny-qwen2/arc" / f"train-{row}" / "hf").mkdir(parents=True)
+    if case != "study":  # a stray study cell: not part of this grid, so counted nowhere
+        synthetic_cells.write_cell(results / "cells/tiny-qwen2/arc/train-7/test-0.json", "tiny-qwen2", "arc", "7", 0,
+                                   np.ones(2), ["a", "b"])  # fmt: skip
+    (row,) = grid_status.grid_status(config, tmp_path)
+    assert (row["cells"], row["done"], row["pending"], row["failed"]) == (3 * len(rows), 3 * len(rows), 0, 0)
+    assert (row["trained"], row["bins"]) == (2, len(trained))
+    # One cell gone and its log left: failed, named by its tagged path.
+    gone = results / "cells/tiny-qwen2/arc" / f"train-{rows[-1]}" / "test-2.json"
+    gone.unlink()
+    log = results / "logs/evaluate/tiny-qwen2/arc" / f"train-{rows[-1]}" / "test-2.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("Traceback ...")
+    (row,) = grid_status.grid_status(config, tmp_path)
+    assert (row["done"], row["failed"]) == (3 * len(rows) - 1, 1)
+    assert row["failed_logs"] == [os.path.join("results/small/logs/evaluate/tiny-qwen2/arc", f"train-{rows[-1]}", "test-2.log")]
+
+
+def test_config_with_a_key_given_twice_is_refused(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text((REPO / "config/demo.yaml").read_text() + "n_bins: 4\n")
+    result = subprocess.run([sys.executable, "-m", "workflow_scripts.grid_status", "--configfile", str(path)],
+                            cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode != 0 and "key 'n_bins' is given twice" in result.stderr

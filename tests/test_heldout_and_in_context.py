@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from workflow_scripts import cell_names, evaluation, heldout_split, in_context, prompts
+from workflow_scripts import cell_names, evaluation, heldout_split, in_context, prompts, task_files
 
 IDS = [f"q{i:02d}" for i in range(20)]
 
@@ -172,7 +172,7 @@ def lm_eval_contexts(task: str, test_file: str, pool_file: str, k: int, prompt_f
         data, overrides = in_context.prepare_cell(task, test_file, pool_file, k, 42, prompt_format, tmp)
         spec = {**evaluation.cell_task_spec(task, data), **overrides}
         (Path(tmp) / "cell.yaml").write_text(yaml.safe_dump(spec))
-        folders = [tmp, str(evaluation.TASKS_DIR)] if "group" in spec else [str(evaluation.TASKS_DIR)]
+        folders = [tmp, str(task_files.TASKS_DIR)] if "group" in spec else [str(task_files.TASKS_DIR)]
         loaded = TaskManager(include_path=folders, include_defaults=False).load(
             [spec["group"] if "group" in spec else str(Path(tmp) / "cell.yaml")])
         contexts = {}

@@ -19,12 +19,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from conftest import REPO, snakemake, training_settings
 from test_tasks import evaluation_utils, score
 from workflow_scripts import data, prompts, sample_data
 from workflow_scripts.training import TrainSettings, build_trainer
 
-CPU_SETTINGS = {"epochs": 1, "bf16": False, "optim": "adamw_torch", "learning_rate": 1e-3, "max_length": 512}
+CPU_SETTINGS = training_settings(epochs=1, bf16=False, optim="adamw_torch", learning_rate=1e-3, max_length=512,
+                                 use_liger_kernel=False)  # fmt: skip
 
 
 def bbh(subtask: str, answer: str, question: str = "Q?") -> dict:

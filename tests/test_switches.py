@@ -10,25 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import REPO, job, planned_jobs, snakemake
+from conftest import demo_config, job, planned_jobs, snakemake
+from conftest import write_config as write
 
 DATASETS = ("arc", "gsm8k")
 BINS = ("0", "1", "2")
 SETUP_RULES = {"sample_data", "tiny_model"}  # the demo's offline stand-ins, planned in a fresh folder
-
-
-def demo_config(**changes) -> dict:
-    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
-    config.update(changes)
-    return config
-
-
-def write(folder: Path, config: dict, name: str = "case") -> str:
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return str(path)
 
 
 def plan(workdir: Path, configfile: str) -> set[tuple[str, frozenset]]:

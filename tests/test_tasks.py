@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from workflow_scripts import evaluation, prompts, sample_data
+from workflow_scripts import evaluation, prompts, sample_data, task_files
 
 DATASETS = ["arc", "gsm8k", "mmlu_pro", "gpqa_extended", "bbh", "musr", "math", "ifeval"]
 
@@ -101,7 +101,7 @@ def score(task: str, rows: list[dict], respond) -> dict[str, float]:
         pd.DataFrame(rows).to_parquet(data)
         spec = evaluation.cell_task_spec(task, str(data))
         (Path(tmp) / "cell.yaml").write_text(yaml.safe_dump(spec))
-        folders = [tmp, str(evaluation.TASKS_DIR)] if "group" in spec else [str(evaluation.TASKS_DIR)]
+        folders = [tmp, str(task_files.TASKS_DIR)] if "group" in spec else [str(task_files.TASKS_DIR)]
         manager = TaskManager(include_path=folders, include_defaults=False)
         loaded = manager.load([spec["group"] if "group" in spec else str(Path(tmp) / "cell.yaml")])
         totals: dict[str, list[float]] = {}
@@ -248,7 +248,7 @@ def test_every_task_runs_in_lm_eval(cell_name, tiny_model, tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "workflow_scripts.evaluation", "--task", f"cross_difficulty_{dataset}",
          "--bin-file", str(tmp_path / "bin-1.parquet"), "--model", str(tiny_model), "--out", str(out),
-         "--batch-size", "16", "--max-gen-toks", "8"],
+         "--backend", "hf", "--dtype", "float32", "--seed", "42", "--batch-size", "16", "--max-gen-toks", "8"],
         cwd=REPO, check=True, capture_output=True, text=True,
     )  # fmt: skip
     if dataset == "gpqa_extended":

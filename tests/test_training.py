@@ -10,11 +10,12 @@ from safetensors.torch import load_file
 
 from transformers import AutoModelForCausalLM, TrainerCallback
 
-from conftest import REPO
+from conftest import REPO, training_settings
 from workflow_scripts import conversion, prompts
 from workflow_scripts.training import TrainSettings, build_trainer, complete_checkpoints
 
-CPU_SETTINGS = {"epochs": 1, "bf16": False, "optim": "adamw_torch", "learning_rate": 1e-3, "max_length": 512}
+CPU_SETTINGS = training_settings(epochs=1, bf16=False, optim="adamw_torch", learning_rate=1e-3, max_length=512,
+                                 use_liger_kernel=False)  # fmt: skip
 
 
 @pytest.mark.parametrize(

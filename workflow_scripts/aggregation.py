@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workflow_scripts import cell_names
+from workflow_scripts import cell_names, layout
 from workflow_scripts.io_utils import atomic_write_parquet, atomic_write_text, one_line_errors
 
 # The labels of a row beyond model/dataset/train/test bin, appended last so that the study's columns keep
@@ -59,8 +59,8 @@ class Bootstrap:
 
 
 def samples_path(cell_path) -> Path:
-    """The per-question file evaluation.py writes beside a cell (same naming)."""
-    return Path(cell_path).with_suffix(".samples.jsonl")
+    """The per-question file evaluation.py writes beside a cell."""
+    return layout.samples(Path(cell_path))
 
 
 def read_cell(path) -> dict:

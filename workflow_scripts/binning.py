@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workflow_scripts import layout
 from workflow_scripts.io_utils import atomic_write_json, atomic_write_parquet, one_line_errors
 
 
@@ -20,10 +21,17 @@ def bin_edges(n_bins: int) -> np.ndarray:
     return np.array([k / n_bins for k in range(n_bins + 1)])
 
 
-def assign_bins(quantiles, n_bins: int) -> np.ndarray:
+def assign_bins(quantiles, n_bins: int, ids=None) -> np.ndarray:
     q = np.asarray(quantiles, dtype=float)
-    if np.isnan(q).any() or (q < 0).any() or (q > 1).any():
-        raise ValueError("quantile values must lie in [0, 1] (found NaN or values outside)")
+    bad = np.isnan(q) | (q < 0) | (q > 1)
+    if bad.any():
+        # How many, and which: the fix is in the data, and the ids say where to look.
+        names = np.asarray(ids if ids is not None else np.arange(len(q)))[bad][:5]
+        examples = ", ".join(f"{name} ({value})" for name, value in zip(names, q[bad][:5]))
+        raise ValueError(
+            f"quantile values must lie in [0, 1]: {int(bad.sum())} of {len(q)} rows are NaN or outside "
+            f"(e.g. {examples}); fix: correct or drop those rows, or set quantile_key to another column"
+        )
     bins = np.searchsorted(bin_edges(n_bins), q, side="right") - 1
     return np.minimum(bins, n_bins - 1)
 
@@ -34,7 +42,8 @@ def split_into_bins(table: pd.DataFrame, n_bins: int, quantile_key: str) -> list
             f"quantile column {quantile_key!r} not in the data (columns: {sorted(table.columns)}); "
             "set quantile_key in the config to one of them"
         )
-    bins = assign_bins(table[quantile_key], n_bins)
+    ids = table["item_id"] if "item_id" in table.columns else None
+    bins = assign_bins(table[quantile_key], n_bins, ids)
     parts = [table[bins == k].reset_index(drop=True) for k in range(n_bins)]
     empty = [k for k, part in enumerate(parts) if part.empty]
     if empty:
@@ -55,7 +64,7 @@ def main(argv=None) -> None:
     parts = split_into_bins(table, args.n_bins, args.quantile_key)
     out = Path(args.out_dir)
     for k, part in enumerate(parts):
-        atomic_write_parquet(part, out / f"bin-{k}.parquet")
+        atomic_write_parquet(part, out / layout.bin_file_name(k))
     manifest = {
         "n_bins": args.n_bins,
         "quantile_key": args.quantile_key,

@@ -9,7 +9,6 @@ question count, the model and package versions; the per-question log sits beside
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -19,14 +18,13 @@ from pathlib import Path
 
 import yaml
 
-from workflow_scripts import runtime
+from workflow_scripts import layout, runtime, task_files
 from workflow_scripts.io_utils import atomic_write_json, atomic_write_text, package_versions, one_line_errors
 
 # Before torch is imported (only inside the functions below, never at the top of this file): CUDA
 # queries that do not poison the fork of vLLM's engine process.
 runtime.fork_safe_cuda_detection()
 
-TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 # lm-eval finds a group only through its task index, where our own group already has the plain name.
 CELL_GROUP_SUFFIX = "__cell"
 
@@ -37,11 +35,11 @@ def cell_task_spec(task: str, bin_file: str) -> dict:
     For a task: a small task file that includes ours (see cell_task_yaml). For a group (bbh): the
     group's definition, whose non-group keys lm-eval hands down to every sub-task, cut to the
     sub-tasks that have questions in this bin (lm-eval cannot build a task with no documents)."""
-    path = TASKS_DIR / f"{task}.yaml"
+    path = task_files.task_file(task)
     if not path.is_file():
         raise FileNotFoundError(f"task {task!r} has no file {path}; add it or fix datasets.*.task")
     bin_file = str(Path(bin_file).resolve())
-    definition = _read_task_yaml(path)
+    definition = task_files.read(path)
     data = {"data_files": {"test": bin_file}}
     if "group" in definition:
         import datasets
@@ -56,38 +54,12 @@ def cell_task_yaml(task: str, bin_file: str) -> str:
     return yaml.safe_dump(cell_task_spec(task, bin_file), sort_keys=False)
 
 
-class _TaskYamlLoader(yaml.SafeLoader):
-    """Reads a task file's keys; `!function utils.x` becomes the name 'x' (resolved in tasks/utils.py)."""
-
-
-_TaskYamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node).split(".", 1)[1])
-
-
-def _read_task_yaml(path: Path, loader=_TaskYamlLoader) -> dict:
-    definition = yaml.load(path.read_text(), Loader=loader) or {}
-    if "include" in definition:
-        included = _read_task_yaml(path.parent / definition.pop("include"), loader)
-        definition = {**included, **definition}
-    return definition
-
-
-@functools.cache
-def _task_hooks():
-    """tasks/utils.py, loaded once (it is not a package, so by file location)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("cross_difficulty_task_utils", TASKS_DIR / "utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _has_documents(task: str, documents) -> bool:
     """Whether the task's process_docs leaves any of the bin's documents."""
-    process_docs = _read_task_yaml(TASKS_DIR / f"{task}.yaml").get("process_docs")
+    process_docs = task_files.read(task_files.task_file(task)).get("process_docs")
     if process_docs is None:
         return True
-    return len(getattr(_task_hooks(), process_docs)(documents)) > 0
+    return len(getattr(task_files.hooks(), process_docs)(documents)) > 0
 
 
 # On a CPU build of vLLM, the KV cache is carved out of host memory: a fixed, small size for the tiny
@@ -202,7 +174,7 @@ def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf"
         cell_file.write_text(yaml.safe_dump(spec, sort_keys=False))
         # A task file is given by path. A group must be indexed to be found, so then the cell's folder
         # is indexed beside ours. Never the built-in tasks: indexing them costs seconds per cell.
-        folders = [tmp, str(TASKS_DIR)] if "group" in spec else [str(TASKS_DIR)]
+        folders = [tmp, str(task_files.TASKS_DIR)] if "group" in spec else [str(task_files.TASKS_DIR)]
         task_manager = TaskManager(include_path=folders, include_defaults=False)
         output = simple_evaluate(
             model=lm,
@@ -257,11 +229,11 @@ def main(argv=None) -> None:
     parser.add_argument("--model", required=True, help="hub name or local folder")
     parser.add_argument("--out", required=True, help="cell json; the per-question log goes beside it")
     parser.add_argument("--label", default="{}", help="JSON merged into the cell file (model, dataset, bins)")
-    parser.add_argument("--backend", default="hf", choices=["hf", "vllm"])
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--batch-size", default="auto")
+    parser.add_argument("--backend", required=True, choices=["hf", "vllm"])
+    parser.add_argument("--dtype", required=True)
+    parser.add_argument("--batch-size", required=True)
     parser.add_argument("--max-gen-toks", type=int)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--chat-template-date", help="the date chat templates print (Llama 3.x), e.g. '26 Jul 2024'")
     parser.add_argument("--attention-backend", help="vLLM's attention backend on GPUs, e.g. TRITON_ATTN")
@@ -298,7 +270,7 @@ def write_cell(cell: dict, rows: list[dict], out: Path) -> None:
 
 
 def samples_path(cell_path: Path) -> Path:
-    return cell_path.with_suffix(".samples.jsonl")
+    return layout.samples(Path(cell_path))
 
 
 def stop_child_processes(timeout: float = 60) -> None:

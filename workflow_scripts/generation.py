@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from workflow_scripts import evaluation, runtime
+from workflow_scripts import evaluation, runtime, task_files
 from workflow_scripts.io_utils import atomic_write_json, one_line_errors, package_versions
 
 # The name a bin's task runs under in a row's run: the cell's own task name and the bin.
@@ -56,7 +56,7 @@ def bin_tasks(task: str, test_bin, test_file: str, spec_overrides: dict | None =
     if "group" in spec:
         group_keys = {field.name for field in dataclasses.fields(GroupConfig)}
         handed_down = {key: value for key, value in spec.items() if key not in group_keys}
-        leaves = [(child, {"include": str(evaluation.TASKS_DIR / f"{child}.yaml"), **handed_down})
+        leaves = [(child, {"include": str(task_files.task_file(child)), **handed_down})
                   for child in spec["task"]]  # fmt: skip
     else:
         leaves = [(task, spec)]
@@ -143,7 +143,7 @@ def generate_row(task: str, test_files: dict, lm, batch_size: str = "auto", max_
             output = simple_evaluate(
                 model=lm,
                 tasks=paths,
-                task_manager=TaskManager(include_path=str(evaluation.TASKS_DIR), include_defaults=False),
+                task_manager=TaskManager(include_path=str(task_files.TASKS_DIR), include_defaults=False),
                 predict_only=True,
                 **evaluation.lm_eval_run_settings(batch_size, max_gen_toks, seed),
             )

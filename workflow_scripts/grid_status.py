@@ -14,7 +14,9 @@ for the paper's 6,160 cells while a run is going. DIR is Snakemake's working dir
            outputs, never its log). A failed cell queued again counts as failed until its job starts;
 - pending: none of these (not started yet).
 
-`trained` counts the converted models (`models/{model}/{dataset}/train-{bin}/hf`) of each pair.
+The cells are those the config plans (workflow_scripts/layout.py): the base row, each trained row per
+seed, and the in-context rows, under the eval_split's tags. `trained` counts the converted models
+(`models/{model}/{dataset}/train-{row}/hf`) of each pair's trained rows.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import socket
 import sys
 from pathlib import Path
 
-import yaml
+from workflow_scripts import cell_names, config_files, layout
+
+REPO = Path(__file__).resolve().parent.parent
 
 STATES = ("done", "running", "failed", "pending")
 
@@ -51,20 +54,7 @@ def incomplete_outputs(workdir: Path) -> set[str]:
 
 def run_is_live(results_dir: Path) -> bool:
     """Whether a Snakemake run holds the results folder's lock (taken in rules/common.smk)."""
-    lock = results_dir / ".run.lock"
-    try:
-        host, pid = lock.read_text().split()
-    except (OSError, ValueError):
-        return False
-    if host != socket.gethostname():
-        return True  # a run on another machine: trust its lock
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return layout.lock_is_live(results_dir)
 
 
 def files_under(folder: Path, root: Path) -> set[str]:
@@ -88,20 +78,19 @@ def grid_status(config: dict, workdir: Path) -> list[dict]:
 
     rows = []
     for model in config["models"]:
-        for dataset, entry in config["datasets"].items():
-            bins = [str(k) for k in range(entry.get("n_bins", config.get("n_bins", 10)))]
+        for dataset in config["datasets"]:
+            bins, names = layout.bins_of(config, dataset), layout.rows_of(config, dataset)
+            trained_rows = [name for name in names if cell_names.labels(name)["train_kind"] == "bin"]
             counts = {state: 0 for state in STATES}
             failed = []
-            for train in ["base", *bins]:
+            for train in names:
                 for test_bin in bins:
-                    where = (model, dataset, f"train-{train}")
-                    cell = os.path.normpath(os.path.join(rel, "cells", *where, f"test-{test_bin}.json"))
+                    cell = os.path.normpath(layout.cell(rel, model, dataset, train, test_bin))
                     # A row's jobs (rules/evaluate.smk): its generation writes the raw files, its
                     # scoring the cells; the log of whichever ran without its output is the failed one.
-                    raw_file = os.path.normpath(os.path.join(rel, "raw", *where, f"test-{test_bin}.json"))
-                    generate_log = os.path.normpath(os.path.join(rel, "logs", "generate", *where[:2], f"{where[2]}.log"))
-                    score_log = os.path.normpath(os.path.join(rel, "logs", "score", *where[:2], f"{where[2]}.log"))
-                    log = score_log if raw_file in raw else generate_log
+                    raw_file = os.path.normpath(layout.raw_file(rel, model, dataset, train, test_bin))
+                    rule = "score" if raw_file in raw else "generate"
+                    log = os.path.normpath(layout.row_log(rel, rule, model, dataset, train))
                     if cell in marked or raw_file in marked:
                         state = "running" if live else "failed"
                     elif cell in cells:
@@ -113,10 +102,20 @@ def grid_status(config: dict, workdir: Path) -> list[dict]:
                     counts[state] += 1
                     if state == "failed" and log not in failed:
                         failed.append(log)
-            trained = sum((absolute / "models" / model / dataset / f"train-{b}" / "hf").is_dir() for b in bins)
-            rows.append({"model": model, "dataset": dataset, "cells": (len(bins) + 1) * len(bins), **counts,
-                         "trained": trained, "bins": len(bins), "failed_logs": failed})  # fmt: skip
+            trained = sum(os.path.isdir(layout.trained_model_dir(absolute, model, dataset, row)) for row in trained_rows)
+            rows.append({"model": model, "dataset": dataset, "cells": len(names) * len(bins), **counts,
+                         "trained": trained, "bins": len(trained_rows), "failed_logs": failed})  # fmt: skip
     return rows
+
+
+def load_config(path) -> dict:
+    """The config as the workflow reads it: a key given twice refused, the schema's defaults filled in."""
+    from snakemake.utils import validate
+
+    config = config_files.load(path)
+    config["results_dir"], config["models"], config["datasets"]  # noqa: B018 (fail early, by name)
+    validate(config, str(REPO / "config/schema.yaml"))
+    return config
 
 
 def render(rows: list[dict], live: bool) -> str:
@@ -149,10 +148,11 @@ def main(argv=None) -> None:
     parser.add_argument("--directory", default=".", help="Snakemake's working directory (default: here)")
     parser.add_argument("--list-failed", action="store_true", help="also print the log of every failed cell")
     args = parser.parse_args(argv)
+    from snakemake.exceptions import WorkflowError
+
     try:
-        config = yaml.safe_load(Path(args.configfile).read_text())
-        config["results_dir"], config["models"], config["datasets"]  # noqa: B018 (fail early, by name)
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+        config = load_config(args.configfile)
+    except (OSError, ValueError, KeyError, TypeError, WorkflowError) as error:
         print(f"error: {args.configfile} is not a readable workflow config ({error!r})", file=sys.stderr)
         raise SystemExit(2) from None
     workdir = Path(args.directory)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workflow_scripts import layout
 from workflow_scripts.io_utils import atomic_write_json, atomic_write_parquet, one_line_errors
 
 
@@ -53,13 +54,13 @@ def main(argv=None) -> None:
     n_bins = json.loads((bins_dir / "manifest.json").read_text())["n_bins"]
     manifest = {"fraction": args.fraction, "seed": args.seed, "bins": {}}
     for k in range(n_bins):
-        table = pd.read_parquet(bins_dir / f"bin-{k}.parquet")
+        table = pd.read_parquet(bins_dir / layout.bin_file_name(k))
         try:
             train, heldout = split_bin(table, args.fraction, args.seed)
         except ValueError as error:
             raise ValueError(f"bin {k}: {error}; fix: lower n_bins, add data, or set eval_split: all") from None
-        atomic_write_parquet(train, out / f"train-{k}.parquet")
-        atomic_write_parquet(heldout, out / f"heldout-{k}.parquet")
+        atomic_write_parquet(train, out / layout.heldout_part_name("train", k))
+        atomic_write_parquet(heldout, out / layout.heldout_part_name("heldout", k))
         manifest["bins"][str(k)] = {"train": len(train), "heldout": len(heldout),
                                     "heldout_ids": sorted(map(str, heldout["item_id"]))}  # fmt: skip
     atomic_write_json(manifest, out / "manifest.json")

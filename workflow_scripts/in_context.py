@@ -20,7 +20,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from workflow_scripts import prompts
+from workflow_scripts import prompts, task_files
 from workflow_scripts.heldout_split import hash_key
 
 PROMPT_COLUMN = "in_context_prompt"
@@ -51,18 +51,16 @@ def example_text(row: Mapping, prompt_format: str) -> str:
 def question_renderer(task: str):
     """The task's own prompt for a test item (its doc_to_text: a hook in tasks/utils.py, a column name
     or a Jinja template); for a group, the prompt its sub-tasks share."""
-    from workflow_scripts import evaluation
-
-    definition = evaluation._read_task_yaml(evaluation.TASKS_DIR / f"{task}.yaml")
+    definition = task_files.read(task_files.task_file(task))
     if "group" in definition:
-        shared = {evaluation._read_task_yaml(evaluation.TASKS_DIR / f"{child}.yaml")["doc_to_text"]
+        shared = {task_files.read(task_files.task_file(child))["doc_to_text"]
                   for child in definition["task"]}  # fmt: skip
         if len(shared) != 1:
             raise ValueError(f"the sub-tasks of {task} prompt differently; the in-context baseline needs one prompt")
         (doc_to_text,) = shared
     else:
         doc_to_text = definition["doc_to_text"]
-    hook = getattr(evaluation._task_hooks(), doc_to_text, None)
+    hook = getattr(task_files.hooks(), doc_to_text, None)
     if callable(hook):
         return hook
 

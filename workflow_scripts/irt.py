@@ -354,11 +354,13 @@ def main(argv=None) -> None:
     parser.add_argument("--model", choices=MODELS, required=True)
     parser.add_argument("--min-responses", type=int, required=True)
     parser.add_argument("--bootstrap", type=int, default=0, help="refits on resampled subjects to measure bin stability")
-    parser.add_argument("--n-bins", type=int, default=10, help="the bins whose stability --bootstrap measures")
+    parser.add_argument("--n-bins", type=int, help="the bins whose stability --bootstrap measures (needed with it)")
     parser.add_argument("--out", required=True, help="the dataset with the IRT columns, binnable rows only")
     parser.add_argument("--items-out", required=True, help="per-item table")
     parser.add_argument("--report", required=True)
     args = parser.parse_args(argv)
+    if args.bootstrap and args.n_bins is None:
+        parser.error("--bootstrap needs --n-bins (the bins whose stability it measures)")
 
     responses = read_responses(args.responses)
     data = pd.read_parquet(args.data)

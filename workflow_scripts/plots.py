@@ -280,7 +280,7 @@ def main(argv=None) -> None:
     from workflow_scripts.io_utils import one_line_errors
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dpi", type=int, default=150)
+    parser.add_argument("--dpi", type=int, required=True)
     parser.add_argument("--no-annotate", action="store_true")
     commands = parser.add_subparsers(dest="command", required=True)
     pair = commands.add_parser("pair", help="heatmaps of one (model, dataset)")

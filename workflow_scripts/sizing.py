@@ -24,8 +24,9 @@ import math
 import os
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import yaml
+from workflow_scripts import task_files
 
 GB = 1e9
 # Set for `make plan`'s dry-run (plan.py): sized jobs then carry their estimate and output size as the
@@ -196,21 +197,9 @@ def expected_rows(prompt_format: str, n_bins: int, share: float = 1.0) -> int:
     return max(1, round(DATA_SHAPES[prompt_format]["rows"] * share / n_bins))
 
 
-class _TaskLoader(yaml.SafeLoader):
-    """Reads the keys of an lm-eval task file; `!function` hooks are read as their names."""
-
-
-_TaskLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-
-
 @functools.lru_cache(maxsize=None)
 def _task_definition(path: str) -> dict:
-    with open(path) as handle:
-        definition = yaml.load(handle, Loader=_TaskLoader) or {}
-    if "include" in definition:
-        included = _task_definition(os.path.join(os.path.dirname(path), definition.pop("include")))
-        definition = {**included, **definition}
-    return definition
+    return task_files.read(Path(path))
 
 
 def task_output(task_file: str) -> tuple[str, int]:

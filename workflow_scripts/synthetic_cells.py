@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from workflow_scripts import layout
+
 
 def true_accuracy(train: str, test_bin: int, n_bins: int) -> float:
     """A made-up accuracy surface: harder bins score lower; training helps most near its own bin."""
@@ -34,7 +36,7 @@ def write_cell(path: Path, model: str, dataset: str, train: str, test_bin: int, 
         })  # fmt: skip
         for item, a, b in zip(item_ids, acc, acc_norm)
     ]
-    path.with_suffix(".samples.jsonl").write_text("\n".join(lines) + "\n")
+    layout.samples(path).write_text("\n".join(lines) + "\n")
     cell = {
         "model": model, "dataset": dataset, "train": train, "test_bin": test_bin, "task": task,
         "n": len(item_ids), "metrics": {"acc,none": acc.mean(), "acc_norm,none": acc_norm.mean()},
@@ -53,7 +55,7 @@ def write_grid(results_dir: Path, models, datasets, n_bins: int, questions_per_b
                 for test_bin in range(n_bins):
                     ids = [f"{dataset}-{test_bin}-{q}" for q in range(questions_per_bin)]
                     correct = rng.random(questions_per_bin) < true_accuracy(train, test_bin, n_bins)
-                    path = Path(results_dir) / "cells" / model / dataset / f"train-{train}" / f"test-{test_bin}.json"
+                    path = Path(layout.cell(results_dir, model, dataset, train, test_bin))
                     write_cell(path, model, dataset, train, test_bin, correct, ids)
                     paths.append(path)
     return paths

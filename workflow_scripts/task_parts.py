@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from workflow_scripts import evaluation
+from workflow_scripts import task_files
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,8 +79,8 @@ _HookKeepingLoader.add_constructor("!function", lambda loader, node: _FunctionRe
 
 def generation_part(task: str, tasks_dir: Path | None = None) -> dict:
     """The generation keys of a task (a group: of each sub-task), hooks replaced by their sources."""
-    tasks_dir = Path(tasks_dir or evaluation.TASKS_DIR)
-    definition = evaluation._read_task_yaml(tasks_dir / f"{task}.yaml", _HookKeepingLoader)
+    tasks_dir = Path(tasks_dir or task_files.TASKS_DIR)
+    definition = task_files.read(task_files.task_file(task, tasks_dir), _HookKeepingLoader)
     if "group" in definition:
         return {"sub-tasks": {child: generation_part(child, tasks_dir) for child in definition["task"]}}
     part = {key: value for key, value in definition.items() if is_generation_key(key, definition)}

@@ -42,29 +42,30 @@ STOPPED_FOR_RESUME = 75
 
 @dataclass
 class TrainSettings:
-    """The hyper-parameters one training job depends on (defaults: the study's)."""
+    """The hyper-parameters one training job depends on: every one given (rules/common.smk passes the
+    config's, whose defaults are the study's and live in config/schema.yaml only)."""
 
-    learning_rate: float = 5e-6
-    epochs: float = 5
-    per_device_batch_size: int = 2
-    gradient_accumulation_steps: int = 1
-    gradient_checkpointing: bool = False
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.1
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.99
-    max_grad_norm: float = 0.1
-    optim: str = "paged_adamw_8bit"
-    cpu_optim: str = "adamw_torch"  # used instead of `optim` where no CUDA device exists (bitsandbytes needs one)
-    bf16: bool = True
-    seed: int = 42
-    max_length: int = 4096
-    use_liger_kernel: bool = False
-    system_prompt: str | None = None
+    learning_rate: float
+    epochs: float
+    per_device_batch_size: int
+    gradient_accumulation_steps: int
+    gradient_checkpointing: bool
+    lr_scheduler: str
+    warmup_ratio: float
+    weight_decay: float
+    adam_beta1: float
+    adam_beta2: float
+    max_grad_norm: float
+    optim: str
+    cpu_optim: str  # used instead of `optim` where no CUDA device exists (bitsandbytes needs one)
+    bf16: bool
+    seed: int
+    max_length: int
+    use_liger_kernel: bool
+    system_prompt: str | None
     # The date a chat template prints (Llama 3.x: "Today Date: ..."; without it, today's date, so the
     # prompts would change with the calendar). The same value goes to lm-eval (evaluation.py).
-    chat_template_date: str | None = None
+    chat_template_date: str | None
 
     @classmethod
     def from_json(cls, text: str) -> "TrainSettings":
@@ -73,6 +74,9 @@ class TrainSettings:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        missing = sorted(known - set(values))
+        if missing:
+            raise ValueError(f"training settings {missing} not given; every setting comes from the config")
         return cls(**values)
 
 
