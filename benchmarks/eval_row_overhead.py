@@ -74,7 +74,7 @@ def per_row(args, task, bins, model, folder, env) -> dict:
 
 
 def settings(args) -> list[str]:
-    extra = ["--backend", args.backend, "--dtype", "float32", "--batch-size", str(args.batch_size)]
+    extra = ["--backend", args.backend, "--dtype", "float32", "--batch-size", str(args.batch_size), "--seed", "42"]
     return extra + (["--max-gen-toks", str(args.max_gen_toks)] if args.max_gen_toks else [])
 
 
