@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 SLOW_FIXTURES = {"demo_run", "tiny_model", "tiny_llama"}
 SLOW_MODULES = {"test_cluster", "test_envs", "test_gpu_path", "test_parity", "test_pilot", "test_report",
                 "test_reruns", "test_resume", "test_training", "test_vllm_cpu", "test_workflow",
-                "test_generation_scoring", "test_evaluation", "test_irt"}  # fmt: skip
+                "test_generation_scoring", "test_evaluation", "test_irt", "test_eval_golden"}  # fmt: skip
 
 
 def pytest_collection_modifyitems(config, items):
