@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 # Rules call `python -m workflow_scripts...`: put the venv's python first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo demo-irt test test-fast lint benchmark benchmark-irt status plan clean-demo gpu-smoke-wheels gpu-smoke
+.PHONY: demo demo-irt test test-fast lint format benchmark benchmark-irt status plan clean-demo gpu-smoke-wheels gpu-smoke
 
 CONFIG ?= config/config.yaml
 # Snakemake's working directory for `make status` / `make plan` (where results_dir is).
@@ -34,6 +34,11 @@ test: $(VENV)/installed.stamp
 # Unit tests and dry-runs only (marker `fast`, tests/conftest.py): minutes, not the suite's half hour.
 test-fast: $(VENV)/installed.stamp
 	$(BIN)/python -m pytest -m fast tests
+
+# Formatting is the formatters' (ruff for Python, snakefmt for the Snakefile and rules/); the suite checks it.
+format: $(VENV)/installed.stamp
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt Snakefile rules/
 
 lint: $(VENV)/installed.stamp
 	$(BIN)/snakemake --lint

@@ -14,7 +14,6 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
-
 # One readable line per config problem, before anything reads the config; the schema's defaults
 # (config/schema.yaml, their only home) are filled in there too (rules/checks.smk).
 include: "rules/checks.smk"
@@ -48,6 +47,6 @@ onerror:
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

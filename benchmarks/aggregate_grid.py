@@ -49,8 +49,10 @@ def main() -> None:
         elapsed = time.perf_counter() - started
 
     assert len(table) == len(paths) * 2 and table["ci_low"].notna().all()
-    print(f"aggregated {len(paths)} cells ({len(table)} rows, {args.resamples} resamples): "
-          f"per-pair tables {pairs_done - started:.2f} s, total {elapsed:.2f} s (goal <= 10 s)")  # fmt: skip
+    print(
+        f"aggregated {len(paths)} cells ({len(table)} rows, {args.resamples} resamples): "
+        f"per-pair tables {pairs_done - started:.2f} s, total {elapsed:.2f} s (goal <= 10 s)"
+    )
 
 
 if __name__ == "__main__":

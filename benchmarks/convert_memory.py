@@ -38,21 +38,49 @@ def zero_checkpoint(folder: Path, hidden: int, layers: int, ranks: int) -> tuple
     sample_data.arc_rows(8 * ranks).to_json(folder / "arc.jsonl", orient="records", lines=True)
     table = data.normalize(data.load_source({"path": str(folder / "arc.jsonl")}))
     binning.split_into_bins(table, 2, "1pl_quantile")[0].to_parquet(folder / "bin.parquet")
-    settings = {"epochs": 1, "bf16": False, "optim": "adamw_torch", "learning_rate": 1e-4, "max_length": 256,
-                "per_device_batch_size": 4}  # fmt: skip
-    subprocess.run([sys.executable, "-m", "workflow_scripts.training", "launch", "--model", str(model),
-                    "--train-file", str(folder / "bin.parquet"), "--prompt-format", "arc",
-                    "--output-dir", str(folder / "zero"), "--work-dir", str(folder / "work"),
-                    "--settings", json.dumps(settings), "--accelerate-config",
-                    str(REPO / "config/accelerate/zero3_cpu.yaml"), "--num-processes", str(ranks)],
-                   cwd=REPO, check=True, capture_output=True)  # fmt: skip
+    settings = {
+        "epochs": 1,
+        "bf16": False,
+        "optim": "adamw_torch",
+        "learning_rate": 1e-4,
+        "max_length": 256,
+        "per_device_batch_size": 4,
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workflow_scripts.training",
+            "launch",
+            "--model",
+            str(model),
+            "--train-file",
+            str(folder / "bin.parquet"),
+            "--prompt-format",
+            "arc",
+            "--output-dir",
+            str(folder / "zero"),
+            "--work-dir",
+            str(folder / "work"),
+            "--settings",
+            json.dumps(settings),
+            "--accelerate-config",
+            str(REPO / "config/accelerate/zero3_cpu.yaml"),
+            "--num-processes",
+            str(ranks),
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     record = json.loads((folder / "zero/training.json").read_text())
     return folder / "zero", record["parameters"]
 
 
 def peak_of_conversion(zero: Path, out: Path) -> int:
-    result = subprocess.run([sys.executable, "-c", CONVERT, str(zero), str(out)], cwd=REPO, check=True,
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", CONVERT, str(zero), str(out)], cwd=REPO, check=True, capture_output=True, text=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
 
 
@@ -69,9 +97,18 @@ def main() -> None:
         big = peak_of_conversion(big_zero, Path(tmp) / "big-hf")
         zero_bytes = sum(p.stat().st_size for p in big_zero.rglob("*") if p.is_file())
     per_param = (big - small) / (big_n - small_n)
-    print(json.dumps({"ranks": args.ranks, "parameters": big_n, "zero_state_bytes": zero_bytes,
-                      "peak_rss_small_gb": round(small / 1e9, 3), "peak_rss_big_gb": round(big / 1e9, 3),
-                      "bytes_per_parameter": round(per_param, 2)}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "ranks": args.ranks,
+                "parameters": big_n,
+                "zero_state_bytes": zero_bytes,
+                "peak_rss_small_gb": round(small / 1e9, 3),
+                "peak_rss_big_gb": round(big / 1e9, 3),
+                "bytes_per_parameter": round(per_param, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

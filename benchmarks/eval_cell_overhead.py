@@ -60,17 +60,40 @@ def main() -> None:
         env = {"PYTHONPATH": str(REPO), "PATH": str(Path(sys.executable).parent)}
         out = subprocess.run(
             [sys.executable, "-c", PHASES, str(model), str(tmp / "bin-0.parquet"), "1"],
-            check=True, capture_output=True, text=True, env=env,
-        )  # fmt: skip
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         phases = json.loads(out.stdout.strip().splitlines()[-1])
 
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "workflow_scripts.evaluation", "--task", "cross_difficulty_arc",
-             "--bin-file", str(tmp / "bin-0.parquet"), "--model", str(model), "--out", str(tmp / "cell.json"),
-             "--backend", "hf", "--dtype", "float32", "--seed", "42", "--batch-size", "8"],
-            check=True, capture_output=True, cwd=REPO,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "workflow_scripts.evaluation",
+                "--task",
+                "cross_difficulty_arc",
+                "--bin-file",
+                str(tmp / "bin-0.parquet"),
+                "--model",
+                str(model),
+                "--out",
+                str(tmp / "cell.json"),
+                "--backend",
+                "hf",
+                "--dtype",
+                "float32",
+                "--seed",
+                "42",
+                "--batch-size",
+                "8",
+            ],
+            check=True,
+            capture_output=True,
+            cwd=REPO,
+        )
         whole_cell = time.perf_counter() - started
 
     fixed = interpreter + phases["imports"] + phases["index_our_tasks"] + phases["model_load"]

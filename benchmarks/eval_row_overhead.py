@@ -52,9 +52,22 @@ def timed(command: list[str], env: dict) -> tuple[float, float]:
 def per_cell(args, task, bins, model, folder, env) -> dict:
     wall = cpu = 0.0
     for k, path in bins.items():
-        command = [args.python, "-m", "workflow_scripts.evaluation", "--task", task, "--bin-file", path,
-                   "--model", model, "--out", str(folder / f"cell-{k}.json"), "--label", json.dumps({"test_bin": k}),
-                   *settings(args)]  # fmt: skip
+        command = [
+            args.python,
+            "-m",
+            "workflow_scripts.evaluation",
+            "--task",
+            task,
+            "--bin-file",
+            path,
+            "--model",
+            model,
+            "--out",
+            str(folder / f"cell-{k}.json"),
+            "--label",
+            json.dumps({"test_bin": k}),
+            *settings(args),
+        ]
         w, c = timed(command, env)
         wall, cpu = wall + w, cpu + c
     return {"wall": wall, "cpu": cpu}
@@ -69,8 +82,12 @@ def per_row(args, task, bins, model, folder, env) -> dict:
         score += ["--cell", str(k), path, str(folder / f"raw-{k}.json"), str(folder / f"cell-{k}.json")]
     generation_wall, generation_cpu = timed(generate, env)
     scoring_wall, scoring_cpu = timed(score, env)
-    return {"wall": generation_wall + scoring_wall, "cpu": generation_cpu + scoring_cpu,
-            "generation": generation_wall, "scoring": scoring_wall}  # fmt: skip
+    return {
+        "wall": generation_wall + scoring_wall,
+        "cpu": generation_cpu + scoring_cpu,
+        "generation": generation_wall,
+        "scoring": scoring_wall,
+    }
 
 
 def settings(args) -> list[str]:
@@ -131,22 +148,32 @@ def main() -> None:
         same = compare(tmp / "per-cell-0", tmp / "per-row-0", bins)
         load_after = os.getloadavg()[0]
 
-    print(f"one row of {args.bins} {args.dataset} bins ({args.per_bin} questions each), {args.backend} backend, "
-          f"batch {args.batch_size}, model {'given' if args.model else f'tiny (hidden {args.hidden_size})'}; "
-          f"{os.cpu_count()} CPUs, load {load_before:.1f} before, {load_after:.1f} after")  # fmt: skip
+    print(
+        f"one row of {args.bins} {args.dataset} bins ({args.per_bin} questions each), {args.backend} backend, "
+        f"batch {args.batch_size}, model {'given' if args.model else f'tiny (hidden {args.hidden_size})'}; "
+        f"{os.cpu_count()} CPUs, load {load_before:.1f} before, {load_after:.1f} after"
+    )
     for way, measured in runs.items():
         walls = [m["wall"] for m in measured]
         cpus = [m["cpu"] for m in measured]
-        line = (f"  {way:9s} wall {statistics.median(walls):7.1f} s (runs {', '.join(f'{w:.1f}' for w in walls)}), "
-                f"CPU {statistics.median(cpus):7.1f} s")  # fmt: skip
+        line = (
+            f"  {way:9s} wall {statistics.median(walls):7.1f} s (runs {', '.join(f'{w:.1f}' for w in walls)}), "
+            f"CPU {statistics.median(cpus):7.1f} s"
+        )
         if way == "per row":
-            line += (f"; generation {statistics.median(m['generation'] for m in measured):.1f} s, "
-                     f"scoring {statistics.median(m['scoring'] for m in measured):.1f} s")  # fmt: skip
+            line += (
+                f"; generation {statistics.median(m['generation'] for m in measured):.1f} s, "
+                f"scoring {statistics.median(m['scoring'] for m in measured):.1f} s"
+            )
         print(line)
-    ratio = statistics.median(m["wall"] for m in runs["per cell"]) / statistics.median(m["wall"] for m in runs["per row"])
+    ratio = statistics.median(m["wall"] for m in runs["per cell"]) / statistics.median(
+        m["wall"] for m in runs["per row"]
+    )
     print(f"  per cell / per row: {ratio:.1f}x wall")
-    print(f"  cells that differ between the two ways: {same['differing_cells']} of {args.bins}; "
-          f"largest log-likelihood difference {same['largest_loglikelihood_difference']:.3g}")
+    print(
+        f"  cells that differ between the two ways: {same['differing_cells']} of {args.bins}; "
+        f"largest log-likelihood difference {same['largest_loglikelihood_difference']:.3g}"
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,17 @@ sys.path.insert(0, str(REPO))
 
 from workflow_scripts import runtime  # noqa: E402  (no torch at import)
 
-PACKAGES = ("torch", "transformers", "accelerate", "deepspeed", "trl", "lm_eval", "bitsandbytes", "liger_kernel", "vllm")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "accelerate",
+    "deepspeed",
+    "trl",
+    "lm_eval",
+    "bitsandbytes",
+    "liger_kernel",
+    "vllm",
+)
 DATE = "26 Jul 2024"
 STYLES = ("llama3", "qwen2")
 
@@ -46,8 +56,11 @@ def fork_check(device: str, nvml: bool) -> int:
         runtime.fork_safe_cuda_detection()
     import torch
 
-    seen = {"is_available": torch.cuda.is_available(), "device_count": torch.cuda.device_count(),
-            "nvml_check": os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")}  # fmt: skip
+    seen = {
+        "is_available": torch.cuda.is_available(),
+        "device_count": torch.cuda.device_count(),
+        "nvml_check": os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK"),
+    }
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:
@@ -88,8 +101,9 @@ def build_inputs(out: Path) -> dict:
 
     inputs = {"models": {}, "bins": {}}
     for style in STYLES:
-        inputs["models"][style] = str(tiny_model.build(out / f"base-{style}", style=style, attention_heads=1,
-                                                       initializer_range=0.2))  # fmt: skip
+        inputs["models"][style] = str(
+            tiny_model.build(out / f"base-{style}", style=style, attention_heads=1, initializer_range=0.2)
+        )
     for name in ("arc", "gsm8k"):
         folder = out / "data" / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -106,30 +120,101 @@ def plan(out: Path, inputs: dict) -> list[dict]:
     python = sys.executable
     steps = [
         {"name": "fork", "command": [python, __file__, "fork-check", "--device", "cuda"]},
-        {"name": "fork-control", "command": [python, __file__, "fork-check", "--device", "cuda", "--without-nvml"],
-         "control": True},
-    ]  # fmt: skip
+        {
+            "name": "fork-control",
+            "command": [python, __file__, "fork-check", "--device", "cuda", "--without-nvml"],
+            "control": True,
+        },
+    ]
     for style in STYLES:
         zero, hf = out / f"zero-{style}", out / f"hf-{style}"
-        steps.append({"name": f"train-{style}", "output": str(zero / "training.json"), "command": [
-            python, "-m", "workflow_scripts.training", "launch", "--model", inputs["models"][style],
-            "--train-file", inputs["bins"]["arc"], "--prompt-format", "arc", "--output-dir", str(zero),
-            "--work-dir", str(out / f"work-{style}"), "--settings", json.dumps(study_settings(), sort_keys=True),
-            "--accelerate-config", str(REPO / "config/accelerate/zero3_gpu.yaml"), "--num-processes", "1", "--gpus", "1"]})  # fmt: skip
-        steps.append({"name": f"convert-{style}", "output": str(hf / "config.json"), "command": [
-            python, "-m", "workflow_scripts.conversion", "--zero-dir", str(zero), "--out-dir", str(hf),
-            "--dtype", "bfloat16", "--max-shard-size", "5GB"]})  # fmt: skip
+        steps.append(
+            {
+                "name": f"train-{style}",
+                "output": str(zero / "training.json"),
+                "command": [
+                    python,
+                    "-m",
+                    "workflow_scripts.training",
+                    "launch",
+                    "--model",
+                    inputs["models"][style],
+                    "--train-file",
+                    inputs["bins"]["arc"],
+                    "--prompt-format",
+                    "arc",
+                    "--output-dir",
+                    str(zero),
+                    "--work-dir",
+                    str(out / f"work-{style}"),
+                    "--settings",
+                    json.dumps(study_settings(), sort_keys=True),
+                    "--accelerate-config",
+                    str(REPO / "config/accelerate/zero3_gpu.yaml"),
+                    "--num-processes",
+                    "1",
+                    "--gpus",
+                    "1",
+                ],
+            }
+        )
+        steps.append(
+            {
+                "name": f"convert-{style}",
+                "output": str(hf / "config.json"),
+                "command": [
+                    python,
+                    "-m",
+                    "workflow_scripts.conversion",
+                    "--zero-dir",
+                    str(zero),
+                    "--out-dir",
+                    str(hf),
+                    "--dtype",
+                    "bfloat16",
+                    "--max-shard-size",
+                    "5GB",
+                ],
+            }
+        )
     backend = attention_backend()
     for engine in ("hf", "vllm"):
         for task in ("arc", "gsm8k"):
-            command = [python, "-m", "workflow_scripts.evaluation", "--task", f"cross_difficulty_{task}",
-                       "--bin-file", inputs["bins"][task], "--model", str(out / "hf-llama3"),
-                       "--out", str(out / f"cell-{engine}-{task}.json"), "--backend", engine, "--dtype", "bfloat16",
-                       "--batch-size", "auto", "--max-gen-toks", "32", "--seed", "42", "--chat-template-date", DATE]  # fmt: skip
+            command = [
+                python,
+                "-m",
+                "workflow_scripts.evaluation",
+                "--task",
+                f"cross_difficulty_{task}",
+                "--bin-file",
+                inputs["bins"][task],
+                "--model",
+                str(out / "hf-llama3"),
+                "--out",
+                str(out / f"cell-{engine}-{task}.json"),
+                "--backend",
+                engine,
+                "--dtype",
+                "bfloat16",
+                "--batch-size",
+                "auto",
+                "--max-gen-toks",
+                "32",
+                "--seed",
+                "42",
+                "--chat-template-date",
+                DATE,
+            ]
             if engine == "vllm" and backend:
                 command += ["--attention-backend", backend]
-            steps.append({"name": f"eval-{engine}-{task}", "output": str(out / f"cell-{engine}-{task}.json"),
-                          "command": command, "needs": "vllm" if engine == "vllm" else None})  # fmt: skip
+            steps.append(
+                {
+                    "name": f"eval-{engine}-{task}",
+                    "output": str(out / f"cell-{engine}-{task}.json"),
+                    "command": command,
+                    "needs": "vllm" if engine == "vllm" else None,
+                }
+            )
     return steps
 
 
@@ -156,8 +241,10 @@ def details(step: dict, result: subprocess.CompletedProcess) -> str:
     output = json.loads(Path(step["output"]).read_text())
     if step["name"].startswith("train"):
         losses = [row["loss"] for row in output["loss_per_step"]]
-        return (f"optimizer {output['optimizer']}, world size {output['world_size']}, {output['global_step']} steps, "
-                f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, liger {output['settings']['use_liger_kernel']}")  # fmt: skip
+        return (
+            f"optimizer {output['optimizer']}, world size {output['world_size']}, {output['global_step']} steps, "
+            f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, liger {output['settings']['use_liger_kernel']}"
+        )
     return f"n {output['n']}, metrics {output['metrics']}, {output['eval_seconds']} s, attention {output.get('attention_backend')}"
 
 
@@ -172,8 +259,11 @@ def compare_engines(out: Path) -> dict:
                 return found
             rows[engine] = {r["item_id"]: r for r in map(json.loads, path.read_text().splitlines())}
         if task == "arc":
-            diffs = [abs(a[0] - b[0]) for item in rows["hf"] for a, b in
-                     zip(rows["hf"][item]["response,none"], rows["vllm"][item]["response,none"])]  # fmt: skip
+            diffs = [
+                abs(a[0] - b[0])
+                for item in rows["hf"]
+                for a, b in zip(rows["hf"][item]["response,none"], rows["vllm"][item]["response,none"])
+            ]
             found["arc_max_loglikelihood_diff"] = max(diffs)
         else:
             same = sum(rows["hf"][i]["raw_response"] == rows["vllm"][i]["raw_response"] for i in rows["hf"])
@@ -199,7 +289,12 @@ def main(argv=None) -> int:
     packages = installed()
     print(f"packages: {json.dumps(packages)}", flush=True)
     steps = plan(args.out, build_inputs(args.out))
-    env = {**os.environ, **runtime.job_environment(str(args.out / "cache")), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        **runtime.job_environment(str(args.out / "cache")),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     results = []
     for step in steps:
@@ -207,14 +302,17 @@ def main(argv=None) -> int:
             print(json.dumps({"step": step["name"], "command": step["command"]}), flush=True)
             continue
         if step.get("needs") and not packages.get(step["needs"]):
-            results.append({"step": step["name"], "status": "SKIP", "seconds": 0, "details": f"{step['needs']} not installed"})
+            results.append(
+                {"step": step["name"], "status": "SKIP", "seconds": 0, "details": f"{step['needs']} not installed"}
+            )
         else:
             log = args.out / "logs" / f"{step['name']}.log"
             log.parent.mkdir(exist_ok=True)
             begun = time.time()
             try:
-                result = subprocess.run(step["command"], cwd=REPO, env=env, capture_output=True, text=True,
-                                        timeout=args.step_timeout)  # fmt: skip
+                result = subprocess.run(
+                    step["command"], cwd=REPO, env=env, capture_output=True, text=True, timeout=args.step_timeout
+                )
                 log.write_text(result.stdout + result.stderr)
                 passed = result.returncode == 0 and ("output" not in step or Path(step["output"]).exists())
                 if step.get("control"):
@@ -227,13 +325,19 @@ def main(argv=None) -> int:
                     text = details(step, result) if passed else f"exit {result.returncode}: {last[-300:]} (log: {log})"
             except subprocess.TimeoutExpired:
                 status, text = "FAIL", f"over {args.step_timeout} s (log: {log})"
-            results.append({"step": step["name"], "status": status, "seconds": round(time.time() - begun, 1), "details": text})
+            results.append(
+                {"step": step["name"], "status": status, "seconds": round(time.time() - begun, 1), "details": text}
+            )
         row = results[-1]
         print(f"{row['status']:5} {row['seconds']:6.1f} s  {row['step']:18} {row['details']}", flush=True)
     if args.dry_run:
         return 0
-    summary = {"packages": packages, "steps": results, "engines": compare_engines(args.out),
-               "total_seconds": round(time.time() - started, 1)}  # fmt: skip
+    summary = {
+        "packages": packages,
+        "steps": results,
+        "engines": compare_engines(args.out),
+        "total_seconds": round(time.time() - started, 1),
+    }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"engines: {json.dumps(summary['engines'])}")
     print(f"total {summary['total_seconds']} s; summary: {args.out / 'summary.json'}")

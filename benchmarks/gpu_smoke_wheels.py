@@ -22,31 +22,124 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-WANTED = ["deepspeed==0.19.8", "trl==1.16.0", "lm-eval==0.4.13", "bitsandbytes==0.50.2", "liger-kernel==0.8.5",
-          "datasets==5.2.0"]  # fmt: skip
+WANTED = [
+    "deepspeed==0.19.8",
+    "trl==1.16.0",
+    "lm-eval==0.4.13",
+    "bitsandbytes==0.50.2",
+    "liger-kernel==0.8.5",
+    "datasets==5.2.0",
+]
 SOURCE_ONLY = ["deepspeed==0.19.8", "sqlitedict==2.1.0", "rouge-score==0.1.2", "word2number==1.1"]
 # The GPU machine's image, as listed for it (versions where known): held fixed in the resolution.
 # Not torch: its 2.11.0 pins an NCCL wheel PyPI no longer serves. torch, triton and the CUDA
 # libraries are on the device, so whatever the resolution picks for them is not fetched.
 DEVICE_VERSIONS = {
-    "transformers": "5.17.0", "accelerate": "1.15.0", "numpy": "2.5.2", "tokenizers": "0.23.2",
-    "safetensors": "0.8.0", "huggingface-hub": "1.33.0",
-}  # fmt: skip
-DEVICE_HAS = set(DEVICE_VERSIONS) | {"torch", "triton", 
-    "aiohttp", "aiosignal", "aiohappyeyeballs", "anyio", "attrs", "certifi", "charset-normalizer", "click",
-    "cloudpickle", "colorama", "cuda-bindings", "cuda-pathfinder", "cuda-toolkit", "einops", "filelock", "frozenlist",
-    "fsspec", "h11", "hf-xet", "httpcore", "httpx", "idna", "jinja2", "joblib", "lxml", "markupsafe", "mpmath",
-    "msgpack", "multidict", "networkx", "ninja", "nvidia-ml-py", "packaging", "pandas", "peft", "pillow", "portalocker",
-    "propcache", "protobuf", "psutil", "py-cpuinfo", "pyarrow", "pybind11", "python-dateutil", "pytz", "pyyaml",
-    "regex", "requests", "rich", "sacrebleu", "scikit-learn", "scipy", "sentencepiece", "setuptools", "six", "sympy",
-    "tabulate", "threadpoolctl", "tqdm", "typer", "typing-extensions", "urllib3", "xxhash", "yarl", "zipp",
-    "markdown-it-py", "mdurl", "pygments", "shellingham", "annotated-doc", "typing-inspect", "mypy-extensions",
-    "wrapt", "absl-py",
-}  # fmt: skip
-PLATFORMS = ["manylinux_2_39_x86_64", "manylinux_2_35_x86_64", "manylinux_2_34_x86_64", "manylinux_2_31_x86_64",
-             "manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64", "manylinux1_x86_64"]  # fmt: skip
-TARGET = ["--only-binary=:all:", "--implementation", "cp", "--python-version", "3.12", *[f"--platform={p}" for p in PLATFORMS]]
+    "transformers": "5.17.0",
+    "accelerate": "1.15.0",
+    "numpy": "2.5.2",
+    "tokenizers": "0.23.2",
+    "safetensors": "0.8.0",
+    "huggingface-hub": "1.33.0",
+}
+DEVICE_HAS = set(DEVICE_VERSIONS) | {
+    "torch",
+    "triton",
+    "aiohttp",
+    "aiosignal",
+    "aiohappyeyeballs",
+    "anyio",
+    "attrs",
+    "certifi",
+    "charset-normalizer",
+    "click",
+    "cloudpickle",
+    "colorama",
+    "cuda-bindings",
+    "cuda-pathfinder",
+    "cuda-toolkit",
+    "einops",
+    "filelock",
+    "frozenlist",
+    "fsspec",
+    "h11",
+    "hf-xet",
+    "httpcore",
+    "httpx",
+    "idna",
+    "jinja2",
+    "joblib",
+    "lxml",
+    "markupsafe",
+    "mpmath",
+    "msgpack",
+    "multidict",
+    "networkx",
+    "ninja",
+    "nvidia-ml-py",
+    "packaging",
+    "pandas",
+    "peft",
+    "pillow",
+    "portalocker",
+    "propcache",
+    "protobuf",
+    "psutil",
+    "py-cpuinfo",
+    "pyarrow",
+    "pybind11",
+    "python-dateutil",
+    "pytz",
+    "pyyaml",
+    "regex",
+    "requests",
+    "rich",
+    "sacrebleu",
+    "scikit-learn",
+    "scipy",
+    "sentencepiece",
+    "setuptools",
+    "six",
+    "sympy",
+    "tabulate",
+    "threadpoolctl",
+    "tqdm",
+    "typer",
+    "typing-extensions",
+    "urllib3",
+    "xxhash",
+    "yarl",
+    "zipp",
+    "markdown-it-py",
+    "mdurl",
+    "pygments",
+    "shellingham",
+    "annotated-doc",
+    "typing-inspect",
+    "mypy-extensions",
+    "wrapt",
+    "absl-py",
+}
+PLATFORMS = [
+    "manylinux_2_39_x86_64",
+    "manylinux_2_35_x86_64",
+    "manylinux_2_34_x86_64",
+    "manylinux_2_31_x86_64",
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_24_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+]
+TARGET = [
+    "--only-binary=:all:",
+    "--implementation",
+    "cp",
+    "--python-version",
+    "3.12",
+    *[f"--platform={p}" for p in PLATFORMS],
+]
 
 
 def canonical(name: str) -> str:
@@ -54,8 +147,9 @@ def canonical(name: str) -> str:
 
 
 def pip(*args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "pip", *args, "--quiet", "--disable-pip-version-check"],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", *args, "--quiet", "--disable-pip-version-check"], capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise SystemExit(f"pip {args[0]} failed:\n{done.stderr[-3000:]}")
     return done
@@ -66,9 +160,25 @@ def resolve(built: Path, work: Path) -> dict[str, str]:
     constraints = work / "device.txt"
     constraints.write_text("".join(f"{name}=={version}\n" for name, version in DEVICE_VERSIONS.items()))
     report = work / "report.json"
-    pip("install", "--dry-run", "--ignore-installed", "--report", str(report), "--use-feature=fast-deps",
-        "--find-links", str(built), *TARGET, "--target", str(work / "target"), "-c", str(constraints), *WANTED)  # fmt: skip
-    return {canonical(i["metadata"]["name"]): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
+    pip(
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--report",
+        str(report),
+        "--use-feature=fast-deps",
+        "--find-links",
+        str(built),
+        *TARGET,
+        "--target",
+        str(work / "target"),
+        "-c",
+        str(constraints),
+        *WANTED,
+    )
+    return {
+        canonical(i["metadata"]["name"]): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]
+    }
 
 
 def main(argv=None) -> None:
@@ -78,10 +188,20 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         built = Path(tmp) / "built"
-        pip("wheel", "--no-deps", "--no-binary", ",".join(p.split("==")[0] for p in SOURCE_ONLY), "--wheel-dir", str(built),
-            *SOURCE_ONLY)  # fmt: skip
-        needed = {name: version for name, version in resolve(built, Path(tmp)).items()
-                  if name not in DEVICE_HAS and not name.startswith(("nvidia-", "cuda-"))}  # fmt: skip
+        pip(
+            "wheel",
+            "--no-deps",
+            "--no-binary",
+            ",".join(p.split("==")[0] for p in SOURCE_ONLY),
+            "--wheel-dir",
+            str(built),
+            *SOURCE_ONLY,
+        )
+        needed = {
+            name: version
+            for name, version in resolve(built, Path(tmp)).items()
+            if name not in DEVICE_HAS and not name.startswith(("nvidia-", "cuda-"))
+        }
         for old in args.out.glob("*.whl"):
             old.unlink()
         for wheel in built.glob("*.whl"):

@@ -65,12 +65,16 @@ def fit_pyirt(correct, observed, model: str, epochs: int) -> np.ndarray:
         training_example=[True] * len(rows),
     )
     pyro.set_rng_seed(0)
-    trainer = IrtModelTrainer(data_path=None, config=IrtConfig(model_type=model, epochs=epochs), dataset=dataset, verbose=False)
+    trainer = IrtModelTrainer(
+        data_path=None, config=IrtConfig(model_type=model, epochs=epochs), dataset=dataset, verbose=False
+    )
     trainer.train()
     return np.asarray(trainer.best_params["diff"], dtype=float)
 
 
-def run_case(model: str, n_subjects: int, n_items: int, missing: float, epochs: int, seed: int, with_pyirt: bool = True) -> dict:
+def run_case(
+    model: str, n_subjects: int, n_items: int, missing: float, epochs: int, seed: int, with_pyirt: bool = True
+) -> dict:
     correct, observed, truth = irt.simulate(n_subjects, n_items, model, missing, seed=seed)
     start = time.perf_counter()
     ours = irt.fit_irt(correct, observed, model=model)
@@ -104,9 +108,11 @@ def run_case(model: str, n_subjects: int, n_items: int, missing: float, epochs: 
 def line(case: dict) -> str:
     ours = case["ours"]
     if "pyirt" not in case:
-        return (f"{case['model']} {case['subjects']}x{case['items']} missing {case['missing']:.0%}: "
-                f"ours {case['ours_seconds']:.2f} s ({case['ours_iterations']} iterations); spearman {ours['spearman']:.4f}; "
-                f"pearson {ours['pearson']:.4f}; true decile {ours['true_decile']:.3f}; within one {ours['within_one_decile']:.3f}")  # fmt: skip
+        return (
+            f"{case['model']} {case['subjects']}x{case['items']} missing {case['missing']:.0%}: "
+            f"ours {case['ours_seconds']:.2f} s ({case['ours_iterations']} iterations); spearman {ours['spearman']:.4f}; "
+            f"pearson {ours['pearson']:.4f}; true decile {ours['true_decile']:.3f}; within one {ours['within_one_decile']:.3f}"
+        )
     theirs = case["pyirt"]
     return (
         f"{case['model']} {case['subjects']}x{case['items']} missing {case['missing']:.0%}: "
@@ -125,7 +131,9 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=2000, help="py-irt SVI epochs (its default: 2000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-pyirt", action="store_true", help="time our fit only (runs in the workflow's venv too)")
-    parser.add_argument("--results", default="benchmarks/out/irt_vs_pyirt.jsonl", help="one JSON line per case, appended")
+    parser.add_argument(
+        "--results", default="benchmarks/out/irt_vs_pyirt.jsonl", help="one JSON line per case, appended"
+    )
     args = parser.parse_args(argv)
 
     os.makedirs(os.path.dirname(args.results) or ".", exist_ok=True)

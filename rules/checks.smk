@@ -38,7 +38,11 @@ def _describe(error):
         return f"{field}: give exactly one of `hub` or `path`; fix: remove the other"
     if error.validator == "pattern" and field.endswith("headline_metric"):
         return f"{field} = {value!r} is not 'metric,filter'; fix: e.g. 'acc,none' or 'exact_match,strict-match'"
-    limits = {k: error.schema[k] for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "type", "enum", "pattern") if k in error.schema}
+    limits = {
+        k: error.schema[k]
+        for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "type", "enum", "pattern")
+        if k in error.schema
+    }
     return f"{field} = {value!r}: {error.message}; fix: use a value with {limits}"
 
 
@@ -47,7 +51,9 @@ def _semantic_problems(config):
     problems = []
     accelerate = config.get("launch", {}).get("accelerate_config")
     if accelerate and not os.path.isfile(os.path.join(workflow.basedir, accelerate)):
-        problems.append(f"launch.accelerate_config: {accelerate} does not exist; fix: point it at a file in config/accelerate/")
+        problems.append(
+            f"launch.accelerate_config: {accelerate} does not exist; fix: point it at a file in config/accelerate/"
+        )
     evaluation = config.get("evaluation", {})
     gpus = config.get("resources", {}).get("evaluate", {}).get("gpu", 0)
     for name, dataset in config.get("datasets", {}).items():
@@ -59,51 +65,75 @@ def _semantic_problems(config):
             # would only fail in the figure jobs, after all evaluation ran.
             declared = sorted(task_files.declared_scores(task))
             if dataset["headline_metric"] not in declared:
-                problems.append(f"datasets.{name}.headline_metric = {dataset['headline_metric']!r} is not a score "
-                                f"tasks/{task}.yaml declares; fix: use one of {declared}")  # fmt: skip
+                problems.append(
+                    f"datasets.{name}.headline_metric = {dataset['headline_metric']!r} is not a score "
+                    f"tasks/{task}.yaml declares; fix: use one of {declared}"
+                )
         responses = (dataset.get("irt") or {}).get("responses")
         # resources/ holds what the workflow itself makes (the demo's synthetic responses): not yet there is fine.
         if responses and not os.path.exists(responses) and not responses.startswith("resources/"):
-            problems.append(f"datasets.{name}.irt.responses: {responses} does not exist; fix: point it at a "
-                            ".parquet/.csv table (subject, item_id, correct) or a folder of lm-eval sample logs")  # fmt: skip
+            problems.append(
+                f"datasets.{name}.irt.responses: {responses} does not exist; fix: point it at a "
+                ".parquet/.csv table (subject, item_id, correct) or a folder of lm-eval sample logs"
+            )
         backend = dataset.get("evaluation", {}).get("backend", evaluation.get("backend"))
         if backend == "vllm" and not gpus and not _jobs_have_cpu_vllm():
-            problems.append(f"datasets.{name}: evaluation backend 'vllm' needs a GPU but resources.evaluate.gpu is 0 "
-                            "(and the jobs' python has no CPU build of vLLM); fix: set evaluation.backend: hf for a "
-                            "CPU run")  # fmt: skip
+            problems.append(
+                f"datasets.{name}: evaluation backend 'vllm' needs a GPU but resources.evaluate.gpu is 0 "
+                "(and the jobs' python has no CPU build of vLLM); fix: set evaluation.backend: hf for a "
+                "CPU run"
+            )
     problems += _path_problems(config)
     # Only train, convert and evaluate are sized from their work (rules/common.smk SIZED_RULES).
     for rule_name, entry in config.get("resources", {}).items():
         missing = [key for key in ("runtime", "mem_mb") if key not in (entry or {})]
         if missing and rule_name not in ("train", "convert", "evaluate"):
-            problems.append(f"resources.{rule_name}: no {' or '.join(missing)}; fix: add it (only train, convert and "
-                            "evaluate are sized from their work)")  # fmt: skip
+            problems.append(
+                f"resources.{rule_name}: no {' or '.join(missing)}; fix: add it (only train, convert and "
+                "evaluate are sized from their work)"
+            )
     # Sized jobs need each model's parameter count before its config.json is on disk (a plan, a dry-run).
-    sized = [r for r in ("train", "convert", "evaluate") if not {"runtime", "mem_mb"} <= set(config.get("resources", {}).get(r) or {})]
+    sized = [
+        r
+        for r in ("train", "convert", "evaluate")
+        if not {"runtime", "mem_mb"} <= set(config.get("resources", {}).get(r) or {})
+    ]
     for name, model in config.get("models", {}).items():
         folder = (model or {}).get("path") or os.path.join(config["model_cache"], name)
         if sized and not (model or {}).get("parameters") and not os.path.isfile(os.path.join(folder, "config.json")):
-            problems.append(f"models.{name}: no `parameters` and no {folder}/config.json yet, but resources.{sized[0]} is "
-                            f"sized from the model's size; fix: set models.{name}.parameters (the count on the model card)")  # fmt: skip
+            problems.append(
+                f"models.{name}: no `parameters` and no {folder}/config.json yet, but resources.{sized[0]} is "
+                f"sized from the model's size; fix: set models.{name}.parameters (the count on the model card)"
+            )
     pilot = config.get("pilot") or {}
     if pilot.get("model") and pilot["model"] not in config.get("models", {}):
-        problems.append(f"pilot.model: {pilot['model']!r} is not in models; fix: name one of {sorted(config.get('models', {}))}")
+        problems.append(
+            f"pilot.model: {pilot['model']!r} is not in models; fix: name one of {sorted(config.get('models', {}))}"
+        )
     if pilot.get("dataset") and pilot["dataset"] not in config.get("datasets", {}):
-        problems.append(f"pilot.dataset: {pilot['dataset']!r} is not in datasets; fix: name one of {sorted(config.get('datasets', {}))}")
+        problems.append(
+            f"pilot.dataset: {pilot['dataset']!r} is not in datasets; fix: name one of {sorted(config.get('datasets', {}))}"
+        )
     elif pilot.get("dataset"):
         n_bins = config["datasets"][pilot["dataset"]].get("n_bins", config["n_bins"])
         if pilot["train_bin"] >= n_bins:
-            problems.append(f"pilot.train_bin: {pilot['train_bin']} but {pilot['dataset']} has {n_bins} bins; fix: use 0 to {n_bins - 1}")
+            problems.append(
+                f"pilot.train_bin: {pilot['train_bin']} but {pilot['dataset']} has {n_bins} bins; fix: use 0 to {n_bins - 1}"
+            )
     # A run's seed is part of its name (-seed<S>); an override would train under another name's seed.
     for kind in ("models", "datasets"):
         for name, entry in config.get(kind, {}).items():
             if "seed" in (entry or {}).get("training", {}):
-                problems.append(f"{kind}.{name}.training.seed: a run's seed comes from the top-level `seeds`; "
-                                "fix: remove it and list the seeds there")  # fmt: skip
+                problems.append(
+                    f"{kind}.{name}.training.seed: a run's seed comes from the top-level `seeds`; "
+                    "fix: remove it and list the seeds there"
+                )
     for name, model in config.get("models", {}).items():
         path = model.get("path")
         if path and os.path.isdir(path) and not _has_chat_template(path):
-            problems.append(f"models.{name}.path: the tokenizer in {path} has no chat template; fix: use an instruct model")
+            problems.append(
+                f"models.{name}.path: the tokenizer in {path} has no chat template; fix: use an instruct model"
+            )
     return problems
 
 
@@ -120,8 +150,9 @@ def _jobs_have_cpu_vllm():
     python = shutil.which("python")
     if _uses_conda() or python is None:
         return False
-    asked = subprocess.run([python, "-c", "from importlib.metadata import version; print(version('vllm'))"],
-                           capture_output=True, text=True)  # fmt: skip
+    asked = subprocess.run(
+        [python, "-c", "from importlib.metadata import version; print(version('vllm'))"], capture_output=True, text=True
+    )
     return asked.returncode == 0 and "cpu" in asked.stdout
 
 
@@ -130,12 +161,15 @@ def _path_problems(config):
     problems = []
     cache = config.get("cache_dir") or ""
     if "$" in os.path.expandvars(cache):
-        problems.append(f"cache_dir = {cache!r} names an environment variable that is not set; fix: set it, "
-                        "or give a plain path")  # fmt: skip
+        problems.append(
+            f"cache_dir = {cache!r} names an environment variable that is not set; fix: set it, " "or give a plain path"
+        )
     prefix = str(workflow.deployment_settings.conda_prefix or "")
     if _uses_conda() and "$" in prefix:
-        problems.append(f"conda-prefix = {prefix!r} names an environment variable that is not set; fix: set it, "
-                        "or edit conda-prefix in the profile (slurm-b200/profile.yaml)")  # fmt: skip
+        problems.append(
+            f"conda-prefix = {prefix!r} names an environment variable that is not set; fix: set it, "
+            "or edit conda-prefix in the profile (slurm-b200/profile.yaml)"
+        )
     return problems
 
 
@@ -148,7 +182,12 @@ def _has_chat_template(folder):
 
 def _config_file_problems():
     """Keys given twice in a config file (--configfile ones and the default): YAML keeps the last silently."""
-    return [problem for path in workflow.configfiles if os.path.isfile(path) for problem in config_files.duplicate_keys(path)]
+    return [
+        problem
+        for path in workflow.configfiles
+        if os.path.isfile(path)
+        for problem in config_files.duplicate_keys(path)
+    ]
 
 
 def check_config(config):
@@ -158,7 +197,9 @@ def check_config(config):
     with open(os.path.join(workflow.basedir, "config/schema.yaml")) as handle:
         schema = yaml.safe_load(handle)
     validator = jsonschema.Draft202012Validator(schema)
-    problems = [_describe(e) for e in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))]
+    problems = [
+        _describe(e) for e in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    ]
     if not problems:
         validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))  # the schema's defaults, filled in
     if not problems and workflow.is_main_process:

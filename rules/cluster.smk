@@ -15,20 +15,20 @@ for checked_rule, conda_env in CHECKED_RULES.items():
     rule:
         name:
             f"cluster_check_{checked_rule}"
+        input:
+            code=step_code("workflow_scripts.cluster_check"),
         output:
             results(f"cluster_check/{checked_rule}.json"),
         log:
             results(f"logs/cluster_check/{checked_rule}.log"),
-        input:
-            code=step_code("workflow_scripts.cluster_check"),
-        params:
-            rule=checked_rule,
-            gpus=config["resources"][checked_rule]["gpu"],
+        conda:
+            conda_env
         threads: config["resources"][checked_rule]["threads"]
         resources:
             **check_resources(checked_rule),
-        conda:
-            conda_env
+        params:
+            rule=checked_rule,
+            gpus=config["resources"][checked_rule]["gpu"],
         shell:
             "python -m workflow_scripts.cluster_check --rule {params.rule} --expected-gpus {params.gpus}"
             " --out {output:q} > {log:q} 2>&1"

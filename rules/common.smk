@@ -207,7 +207,9 @@ def rule_resources(rule_name):
     resources = placement(rule_name)
     minutes, mem_mb = entry.get("runtime"), entry.get("mem_mb")
     if minutes is not None:
-        resources["runtime"] = lambda wildcards, attempt: sizing.attempt_runtime(minutes, attempt, cluster["max_runtime"])
+        resources["runtime"] = lambda wildcards, attempt: sizing.attempt_runtime(
+            minutes, attempt, cluster["max_runtime"]
+        )
     else:
         resources["runtime"] = lambda wildcards, attempt: sized_request(rule_name, wildcards, attempt)[0]
     if mem_mb is not None:
@@ -215,8 +217,12 @@ def rule_resources(rule_name):
     else:
         resources["mem_mb"] = lambda wildcards, attempt: sized_request(rule_name, wildcards, attempt)[1]
     if (minutes is None or mem_mb is None) and os.environ.get(sizing.PLAN_VARIABLE):
-        resources["expected_s"] = lambda wildcards: on_main_process(lambda: round(job_estimate(rule_name, wildcards).seconds))
-        resources["output_mb"] = lambda wildcards: on_main_process(lambda: math.ceil(job_estimate(rule_name, wildcards).output_bytes / 1e6))
+        resources["expected_s"] = lambda wildcards: on_main_process(
+            lambda: round(job_estimate(rule_name, wildcards).seconds)
+        )
+        resources["output_mb"] = lambda wildcards: on_main_process(
+            lambda: math.ceil(job_estimate(rule_name, wildcards).output_bytes / 1e6)
+        )
     return resources
 
 
@@ -294,11 +300,16 @@ def job_work(rule_name, wildcards):
         settings = train_settings(model, dataset, labels["seed"])
         shape = sizing.DATA_SHAPES[prompt_format]
         work = sizing.TrainWork(
-            parameters, rows, settings["epochs"], settings["per_device_batch_size"],
-            settings["gradient_accumulation_steps"], settings["gradient_checkpointing"],
-            train_processes(), measured_rates().tokens(dataset, shape["prompt_tokens"] + shape["target_tokens"]),
+            parameters,
+            rows,
+            settings["epochs"],
+            settings["per_device_batch_size"],
+            settings["gradient_accumulation_steps"],
+            settings["gradient_checkpointing"],
+            train_processes(),
+            measured_rates().tokens(dataset, shape["prompt_tokens"] + shape["target_tokens"]),
             config["launch"]["checkpoint_minutes"],
-        )  # fmt: skip
+        )
         return work, (rows_file, model_config)
     # generate: the row's bins, one engine start for all of them.
     labels = cell_names.labels(wildcards.train)
@@ -310,9 +321,17 @@ def job_work(rule_name, wildcards):
         questions = sizing.parquet_rows(rows_file) or sizing.expected_rows(
             prompt_format, n_bins, heldout_share if heldout else 1
         )
-        works.append(sizing.EvalWork(parameters, questions, prompt_format, output_type,
-                                     evaluation_settings(dataset).get("max_gen_toks") or limit,
-                                     trained=labels["train_kind"] == "bin", in_context_k=labels["in_context_k"] or 0))  # fmt: skip
+        works.append(
+            sizing.EvalWork(
+                parameters,
+                questions,
+                prompt_format,
+                output_type,
+                evaluation_settings(dataset).get("max_gen_toks") or limit,
+                trained=labels["train_kind"] == "bin",
+                in_context_k=labels["in_context_k"] or 0,
+            )
+        )
         files.append(rows_file)
     return tuple(works), tuple(files)
 
@@ -507,11 +526,15 @@ def in_context_arguments(dataset, labels):
     if labels["train_kind"] != "in_context":
         return []
     return [
-        "--in-context-k", str(labels["in_context_k"]),
-        "--in-context-pool", pool_file(dataset, labels["train_bin"], labels["eval_split"] == "heldout"),
-        "--in-context-seed", str(labels["seed"]),
-        "--prompt-format", config["datasets"][dataset]["prompt_format"],
-    ]  # fmt: skip
+        "--in-context-k",
+        str(labels["in_context_k"]),
+        "--in-context-pool",
+        pool_file(dataset, labels["train_bin"], labels["eval_split"] == "heldout"),
+        "--in-context-seed",
+        str(labels["seed"]),
+        "--prompt-format",
+        config["datasets"][dataset]["prompt_format"],
+    ]
 
 
 def generation_arguments(wildcards):
@@ -526,12 +549,17 @@ def generation_arguments(wildcards):
     for test_bin in bin_ids(dataset):
         args += ["--bin", test_bin, test_file(dataset, test_bin, heldout), raw_path(model, dataset, train, test_bin)]
     args += [
-        "--model", evaluated_model(model, dataset, train),
-        "--backend", settings["backend"],
-        "--dtype", settings["dtype"],
-        "--batch-size", str(settings["batch_size"]),
-        "--seed", str(settings["seed"]),
-    ]  # fmt: skip
+        "--model",
+        evaluated_model(model, dataset, train),
+        "--backend",
+        settings["backend"],
+        "--dtype",
+        settings["dtype"],
+        "--batch-size",
+        str(settings["batch_size"]),
+        "--seed",
+        str(settings["seed"]),
+    ]
     if config["chat_template_date"]:
         args += ["--chat-template-date", config["chat_template_date"]]
     if settings["backend"] == "vllm" and settings.get("attention_backend"):
@@ -551,11 +579,22 @@ def scoring_arguments(wildcards):
     heldout = labels["eval_split"] == "heldout"
     # The cell file carries every label (row kind, bin learned from, k, seed, eval_split): no table
     # has to parse a path.
-    args = ["--task", config["datasets"][dataset]["task"], "--label", json.dumps({"model": model, "dataset": dataset, **labels}),
-            "--tokenizer", base_model(model)]  # fmt: skip
+    args = [
+        "--task",
+        config["datasets"][dataset]["task"],
+        "--label",
+        json.dumps({"model": model, "dataset": dataset, **labels}),
+        "--tokenizer",
+        base_model(model),
+    ]
     for test_bin in bin_ids(dataset):
-        args += ["--cell", test_bin, test_file(dataset, test_bin, heldout), raw_path(model, dataset, train, test_bin),
-                 cell_path(model, dataset, train, test_bin)]  # fmt: skip
+        args += [
+            "--cell",
+            test_bin,
+            test_file(dataset, test_bin, heldout),
+            raw_path(model, dataset, train, test_bin),
+            cell_path(model, dataset, train, test_bin),
+        ]
     return shlex.join(args + in_context_arguments(dataset, labels))
 
 
@@ -577,19 +616,27 @@ def pilot_job():
     test_bin = str(train_bin)
     row = cell_names.bin_name(train_bin, eval_split(), seeds()[0])
     return {
-        "model": model, "dataset": dataset, "row": row, "test_bin": test_bin,
+        "model": model,
+        "dataset": dataset,
+        "row": row,
+        "test_bin": test_bin,
         "model_dir": trained_model_dir(model, dataset, row),
         "cell": cell_path(model, dataset, row, test_bin),
         "base_cell": cell_path(model, dataset, cell_names.base_name(eval_split()), test_bin),
         "test_file": test_file(dataset, test_bin, eval_split() == "heldout"),
         "drill": results("pilot", "resume_drill", model, dataset, f"train-{row}", "zero"),
-    }  # fmt: skip
+    }
 
 
 def pilot_inputs(wildcards):
     job = pilot_job()
-    return {"model": job["model_dir"], "cell": job["cell"], "base_cell": job["base_cell"], "drill": job["drill"],
-            "bins": bins_dir(job["dataset"])}  # fmt: skip
+    return {
+        "model": job["model_dir"],
+        "cell": job["cell"],
+        "base_cell": job["base_cell"],
+        "drill": job["drill"],
+        "bins": bins_dir(job["dataset"]),
+    }
 
 
 def pilot_expectations():
@@ -597,27 +644,34 @@ def pilot_expectations():
     job = pilot_job()
     settings = train_settings(job["model"], job["dataset"])
     gpus = config["resources"]["train"]["gpu"]
-    return json.dumps({
-        "ranks": train_processes(),
-        "backend": "nccl" if gpus else "gloo",
-        "mixed_precision": "bf16" if settings["bf16"] else "no",
-        "optimizer": settings["optim"] if gpus else settings["cpu_optim"],
-        "use_liger_kernel": settings["use_liger_kernel"],
-        "evaluation_backend": evaluation_settings(job["dataset"])["backend"],
-    }, sort_keys=True)  # fmt: skip
+    return json.dumps(
+        {
+            "ranks": train_processes(),
+            "backend": "nccl" if gpus else "gloo",
+            "mixed_precision": "bf16" if settings["bf16"] else "no",
+            "optimizer": settings["optim"] if gpus else settings["cpu_optim"],
+            "use_liger_kernel": settings["use_liger_kernel"],
+            "evaluation_backend": evaluation_settings(job["dataset"])["backend"],
+        },
+        sort_keys=True,
+    )
 
 
 def pilot_benchmarks():
     """The benchmark files of the pilot's jobs: read for the report where they exist."""
     job = pilot_job()
     where = (job["model"], job["dataset"], f"train-{job['row']}")
-    return json.dumps({
-        "train": results("benchmarks", "train", *where[:2], f"{where[2]}.tsv"),
-        "resume_drill": results("benchmarks", "pilot", "resume_drill", *where[:2], f"{where[2]}.tsv"),
-        "convert": results("benchmarks", "convert", *where[:2], f"{where[2]}.tsv"),
-        "generate": results("benchmarks", "generate", *where[:2], f"{where[2]}.tsv"),
-        "generate_base": results("benchmarks", "generate", *where[:2], f"train-{cell_names.base_name(eval_split())}.tsv"),
-    })  # fmt: skip
+    return json.dumps(
+        {
+            "train": results("benchmarks", "train", *where[:2], f"{where[2]}.tsv"),
+            "resume_drill": results("benchmarks", "pilot", "resume_drill", *where[:2], f"{where[2]}.tsv"),
+            "convert": results("benchmarks", "convert", *where[:2], f"{where[2]}.tsv"),
+            "generate": results("benchmarks", "generate", *where[:2], f"{where[2]}.tsv"),
+            "generate_base": results(
+                "benchmarks", "generate", *where[:2], f"train-{cell_names.base_name(eval_split())}.tsv"
+            ),
+        }
+    )
 
 
 # ---- tables and figures ---------------------------------------------------------------------

@@ -5,82 +5,82 @@
 
 
 rule download:
+    input:
+        source=local_source,
+        code=step_code("workflow_scripts.data"),
     output:
         results("data/{dataset}/normalized.parquet"),
     log:
         results("logs/download/{dataset}.log"),
-    input:
-        source=local_source,
-        code=step_code("workflow_scripts.data"),
+    # Compute nodes are often offline: fetch on the machine that runs Snakemake.
+    localrule: True
+    conda:
+        "../envs/data.yaml"
     params:
         source=lambda wc: json.dumps(config["datasets"][wc.dataset]["source"]),
         prompt_format=lambda wc: config["datasets"][wc.dataset]["prompt_format"],
-    conda:
-        "../envs/data.yaml"
-    # Compute nodes are often offline: fetch on the machine that runs Snakemake.
-    localrule: True
     shell:
         "python -m workflow_scripts.data --source {params.source:q} --prompt-format {params.prompt_format}"
         " --out {output:q} > {log:q} 2>&1"
 
 
 rule fetch_model:
+    input:
+        code=step_code("workflow_scripts.fetch_model"),
     output:
         directory(os.path.join(config["model_cache"], "{model}")),
     log:
         os.path.join(config["model_cache"], "logs", "{model}.log"),
-    input:
-        code=step_code("workflow_scripts.fetch_model"),
+    localrule: True  # the login node has the internet; HF_TOKEN (gated Llama) comes from its shell
+    conda:
+        "../envs/data.yaml"
     params:
         repo=lambda wc: config["models"][wc.model]["hub"],
         revision=lambda wc: config["models"][wc.model]["revision"],
-    conda:
-        "../envs/data.yaml"
-    localrule: True  # the login node has the internet; HF_TOKEN (gated Llama) comes from its shell
     shell:
         "python -m workflow_scripts.fetch_model --repo {params.repo:q} --revision {params.revision:q}"
         " --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule bin:
+    input:
+        # The normalized table, or that table joined with IRT difficulties (rules/irt.smk).
+        data=binning_data,
+        code=step_code("workflow_scripts.binning"),
     output:
         # A folder, because the number of bin files is a per-dataset setting.
         directory(results("data/{dataset}/bins")),
     log:
         results("logs/bin/{dataset}.log"),
-    input:
-        # The normalized table, or that table joined with IRT difficulties (rules/irt.smk).
-        data=binning_data,
-        code=step_code("workflow_scripts.binning"),
-    params:
-        n_bins=lambda wc: dataset_setting(wc.dataset, "n_bins"),
-        quantile_key=lambda wc: binning_quantile_key(wc.dataset),
+    conda:
+        "../envs/data.yaml"
     threads: config["resources"]["bin"]["threads"]
     resources:
         **rule_resources("bin"),
-    conda:
-        "../envs/data.yaml"
+    params:
+        n_bins=lambda wc: dataset_setting(wc.dataset, "n_bins"),
+        quantile_key=lambda wc: binning_quantile_key(wc.dataset),
     shell:
         "python -m workflow_scripts.binning --data {input.data:q} --n-bins {params.n_bins}"
         " --quantile-key {params.quantile_key:q} --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule heldout_split:
+    input:
+        bins=rules.bin.output[0],
+        code=step_code("workflow_scripts.heldout_split"),
     output:
         directory(results("data/{dataset}/heldout")),
     log:
         results("logs/heldout_split/{dataset}.log"),
-    input:
-        bins=rules.bin.output[0],
-        code=step_code("workflow_scripts.heldout_split"),
-    params:
-        fraction=config["heldout_fraction"],
-        seed=config["heldout_seed"],
+    conda:
+        "../envs/data.yaml"
     threads: config["resources"]["bin"]["threads"]
     resources:
         **rule_resources("bin"),
-    conda:
-        "../envs/data.yaml"
+    params:
+        fraction=config["heldout_fraction"],
+        seed=config["heldout_seed"],
     shell:
         "python -m workflow_scripts.heldout_split --bins-dir {input.bins:q} --fraction {params.fraction}"
         " --seed {params.seed} --out-dir {output:q} > {log:q} 2>&1"

@@ -3,49 +3,49 @@
 
 
 rule sample_data:
+    input:
+        code=step_code("workflow_scripts.sample_data"),
     output:
         "resources/demo/sample_data/{sample}.jsonl",
     log:
         "resources/demo/logs/sample_data/{sample}.log",
-    params:
-        rows=60,
-    input:
-        code=step_code("workflow_scripts.sample_data"),
+    localrule: True
     conda:
         "../envs/data.yaml"
-    localrule: True
+    params:
+        rows=60,
     shell:
         "python -m workflow_scripts.sample_data --dataset {wildcards.sample:q} --rows {params.rows}"
         " --out {output:q} > {log:q} 2>&1"
 
 
 rule tiny_model:
+    input:
+        code=step_code("workflow_scripts.tiny_model"),
     output:
         directory("resources/demo/tiny-qwen2"),
     log:
         "resources/demo/logs/tiny_model.log",
-    input:
-        code=step_code("workflow_scripts.tiny_model"),
+    localrule: True
     conda:
         "../envs/train.yaml"
-    localrule: True
     shell:
         "python -m workflow_scripts.tiny_model --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule sample_responses:
+    input:
+        sample="resources/demo/sample_data/{sample}.jsonl",
+        code=step_code("workflow_scripts.sample_data"),
     # A synthetic response table for a sample's items (1PL, known difficulties): config/demo_irt.yaml
     # fits IRT on it instead of using the shipped quantile column.
     output:
         "resources/demo/sample_responses/{sample}.parquet",
     log:
         "resources/demo/logs/sample_responses/{sample}.log",
-    input:
-        sample="resources/demo/sample_data/{sample}.jsonl",
-        code=step_code("workflow_scripts.sample_data"),
+    localrule: True
     conda:
         "../envs/data.yaml"
-    localrule: True
     shell:
         "python -m workflow_scripts.sample_data --dataset {wildcards.sample:q} --responses-for {input.sample:q}"
         " --out {output:q} > {log:q} 2>&1"

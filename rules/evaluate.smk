@@ -18,6 +18,10 @@ for n_bins, names in evaluation_rule_names().items():
     rule:
         name:
             names["generate"]
+        input:
+            unpack(generation_inputs),
+            bins=rules.bin.output[0],
+            code=step_code("workflow_scripts.generation"),
         output:
             [results(f"raw/{{model}}/{{dataset}}/train-{{train}}/test-{b}.json") for b in range(n_bins)],
         log:
@@ -26,42 +30,41 @@ for n_bins, names in evaluation_rule_names().items():
             results("benchmarks/generate/{model}/{dataset}/train-{train}.tsv")
         wildcard_constraints:
             dataset=datasets_with_bins(n_bins),
-        input:
-            unpack(generation_inputs),
-            bins=rules.bin.output[0],
-            code=step_code("workflow_scripts.generation"),
-        params:
-            # One function for all of a row's arguments (fewer functions keep the grid's dry-run fast).
-            args=generation_arguments,
+        conda:
+            "../envs/eval.yaml"
         threads: config["resources"]["evaluate"]["threads"]
         resources:
             **rule_resources("generate"),
-        conda:
-            "../envs/eval.yaml"
+        params:
+            # One function for all of a row's arguments (fewer functions keep the grid's dry-run fast).
+            args=generation_arguments,
         shell:
             "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.generation {params.args} > {log:q} 2>&1"
 
     rule:
         name:
             names["score"]
-        output:
-            [results(f"cells/{{model}}/{{dataset}}/train-{{train}}/test-{b}.{kind}")
-             for b in range(n_bins) for kind in ("json", "samples.jsonl")],  # fmt: skip
-        log:
-            results("logs/score/{model}/{dataset}/train-{train}.log"),
-        wildcard_constraints:
-            dataset=datasets_with_bins(n_bins),
         input:
             unpack(scoring_inputs),
             raw=[results(f"raw/{{model}}/{{dataset}}/train-{{train}}/test-{b}.json") for b in range(n_bins)],
             bins=rules.bin.output[0],
             code=step_code("workflow_scripts.scoring"),
-        params:
-            args=scoring_arguments,
+        output:
+            [
+                results(f"cells/{{model}}/{{dataset}}/train-{{train}}/test-{b}.{kind}")
+                for b in range(n_bins)
+                for kind in ("json", "samples.jsonl")
+            ],
+        log:
+            results("logs/score/{model}/{dataset}/train-{train}.log"),
+        wildcard_constraints:
+            dataset=datasets_with_bins(n_bins),
+        conda:
+            "../envs/eval.yaml"
         threads: resource_entry("score")["threads"]
         resources:
             **rule_resources("score"),
-        conda:
-            "../envs/eval.yaml"
+        params:
+            args=scoring_arguments,
         shell:
             "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.scoring {params.args} > {log:q} 2>&1"

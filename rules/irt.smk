@@ -5,26 +5,30 @@
 
 
 rule responses_from_logs:
+    input:
+        logs=lambda wc: irt_settings(wc.dataset)["responses"],
+        code=step_code("workflow_scripts.responses"),
     output:
         results("data/{dataset}/irt/responses.parquet"),
     log:
         results("logs/responses/{dataset}.log"),
-    input:
-        logs=lambda wc: irt_settings(wc.dataset)["responses"],
-        code=step_code("workflow_scripts.responses"),
+    conda:
+        "../envs/data.yaml"
+    resources:
+        **rule_resources("irt"),
     params:
         metric=lambda wc: irt_settings(wc.dataset)["metric"],
         task=lambda wc: f"--task {irt_settings(wc.dataset)['task']}" if irt_settings(wc.dataset).get("task") else "",
-    resources:
-        **rule_resources("irt"),
-    conda:
-        "../envs/data.yaml"
     shell:
         "python -m workflow_scripts.responses --logs {input.logs:q} --metric {params.metric:q} {params.task}"
         " --out {output:q} > {log:q} 2>&1"
 
 
 rule irt:
+    input:
+        data=rules.download.output[0],
+        responses=irt_responses,
+        code=step_code("workflow_scripts.irt"),
     output:
         data=results("data/{dataset}/irt/with_difficulty.parquet"),
         item_table=results("data/{dataset}/irt/items.parquet"),
@@ -33,20 +37,16 @@ rule irt:
         results("logs/irt/{dataset}.log"),
     benchmark:
         results("benchmarks/irt/{dataset}.tsv")
-    input:
-        data=rules.download.output[0],
-        responses=irt_responses,
-        code=step_code("workflow_scripts.irt"),
+    conda:
+        "../envs/data.yaml"
+    threads: config["resources"]["irt"]["threads"]
+    resources:
+        **rule_resources("irt"),
     params:
         model=lambda wc: irt_settings(wc.dataset)["model"],
         min_responses=lambda wc: irt_settings(wc.dataset)["min_responses"],
         # Bin stability needs the bin count; without bootstrap rounds n_bins is no input of this job.
         bootstrap=lambda wc: irt_bootstrap_arguments(wc.dataset),
-    threads: config["resources"]["irt"]["threads"]
-    resources:
-        **rule_resources("irt"),
-    conda:
-        "../envs/data.yaml"
     shell:
         "python -m workflow_scripts.irt --responses {input.responses:q} --data {input.data:q}"
         " --model {params.model} --min-responses {params.min_responses} {params.bootstrap}"

@@ -18,13 +18,13 @@ use rule train as resume_drill with:
         results("logs/pilot/resume_drill/{model}/{dataset}/train-{train_bin}.log"),
     benchmark:
         results("benchmarks/pilot/resume_drill/{model}/{dataset}/train-{train_bin}.tsv")
-    params:
-        work_dir=lambda wc: results("work", "pilot", "resume_drill", wc.model, wc.dataset, f"train-{wc.train_bin}"),
     retries: max(1, rule_retries("train"))
     resources:
         **rule_resources("train"),
         checkpoint_minutes=str(config["launch"]["checkpoint_minutes"]),
         stop_halfway=lambda wildcards, attempt: int(attempt == 1),
+    params:
+        work_dir=lambda wc: results("work", "pilot", "resume_drill", wc.model, wc.dataset, f"train-{wc.train_bin}"),
 
 
 rule pilot:
@@ -36,13 +36,13 @@ rule pilot:
         results("pilot/report.json"),
     log:
         results("logs/pilot/report.log"),
+    localrule: True
+    conda:
+        "../envs/data.yaml"
     params:
         test_file=lambda wc: pilot_job()["test_file"],
         expect=lambda wc: pilot_expectations(),
         benchmarks=lambda wc: pilot_benchmarks(),
-    localrule: True
-    conda:
-        "../envs/data.yaml"
     shell:
         "python -m workflow_scripts.pilot --model-dir {input.model:q} --drill-dir {input.drill:q}"
         " --cell {input.cell:q} --base-cell {input.base_cell:q} --test-file {params.test_file:q}"

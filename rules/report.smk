@@ -7,28 +7,31 @@
 
 
 rule aggregate:
-    output:
-        results("tables/{model}/{dataset}.csv"),
-    log:
-        results("logs/aggregate/{model}/{dataset}.log"),
     input:
         cells=lambda wc: every_cell_of(wc.model, wc.dataset),
         samples=lambda wc: samples_of(wc.model, wc.dataset),
         code=step_code("workflow_scripts.aggregation"),
-    params:
-        headline=lambda wc: f"{wc.dataset}={config['datasets'][wc.dataset]['headline_metric']}",
-        bootstrap=bootstrap_arguments(),
+    output:
+        results("tables/{model}/{dataset}.csv"),
+    log:
+        results("logs/aggregate/{model}/{dataset}.log"),
+    conda:
+        "../envs/report.yaml"
     threads: config["resources"]["aggregate"]["threads"]
     resources:
         **rule_resources("aggregate"),
-    conda:
-        "../envs/report.yaml"
+    params:
+        headline=lambda wc: f"{wc.dataset}={config['datasets'][wc.dataset]['headline_metric']}",
+        bootstrap=bootstrap_arguments(),
     shell:
         "python -m workflow_scripts.aggregation --cells {input.cells:q} --headline-metric {params.headline:q}"
         " {params.bootstrap} --csv {output:q} > {log:q} 2>&1"
 
 
 rule cell_table:
+    input:
+        tables=[results("tables", model, f"{dataset}.csv") for model in MODELS for dataset in DATASETS],
+        code=step_code("workflow_scripts.aggregation"),
     output:
         csv=report(
             results("tables/cells.csv"),
@@ -39,20 +42,20 @@ rule cell_table:
         parquet=results("tables/cells.parquet"),
     log:
         results("logs/cell_table.log"),
-    input:
-        tables=[results("tables", model, f"{dataset}.csv") for model in MODELS for dataset in DATASETS],
-        code=step_code("workflow_scripts.aggregation"),
+    conda:
+        "../envs/report.yaml"
     threads: config["resources"]["aggregate"]["threads"]
     resources:
         **rule_resources("aggregate"),
-    conda:
-        "../envs/report.yaml"
     shell:
         "python -m workflow_scripts.aggregation --tables {input.tables:q} --csv {output.csv:q}"
         " --parquet {output.parquet:q} > {log:q} 2>&1"
 
 
 rule seed_table:
+    input:
+        table=rules.cell_table.output.parquet,
+        code=step_code("workflow_scripts.seed_summary"),
     output:
         csv=report(
             results("tables/seeds.csv"),
@@ -63,20 +66,20 @@ rule seed_table:
         parquet=results("tables/seeds.parquet"),
     log:
         results("logs/seed_table.log"),
-    input:
-        table=rules.cell_table.output.parquet,
-        code=step_code("workflow_scripts.seed_summary"),
+    conda:
+        "../envs/report.yaml"
     threads: config["resources"]["aggregate"]["threads"]
     resources:
         **rule_resources("aggregate"),
-    conda:
-        "../envs/report.yaml"
     shell:
         "python -m workflow_scripts.seed_summary --table {input.table:q} --csv {output.csv:q}"
         " --parquet {output.parquet:q} > {log:q} 2>&1"
 
 
 rule heatmaps:
+    input:
+        table=rules.aggregate.output[0],
+        code=step_code("workflow_scripts.plots"),
     output:
         change=report(
             results("figures/{model}/{dataset}/change_vs_base.png"),
@@ -96,17 +99,14 @@ rule heatmaps:
         accuracy_pdf=results("figures/{model}/{dataset}/accuracy.pdf"),
     log:
         results("logs/heatmaps/{model}/{dataset}.log"),
-    input:
-        table=rules.aggregate.output[0],
-        code=step_code("workflow_scripts.plots"),
-    params:
-        headline_metric=lambda wc: config["datasets"][wc.dataset]["headline_metric"],
-        figure=figure_arguments(),
+    conda:
+        "../envs/report.yaml"
     threads: config["resources"]["aggregate"]["threads"]
     resources:
         **rule_resources("aggregate"),
-    conda:
-        "../envs/report.yaml"
+    params:
+        headline_metric=lambda wc: config["datasets"][wc.dataset]["headline_metric"],
+        figure=figure_arguments(),
     shell:
         "python -m workflow_scripts.plots {params.figure} pair --table {input.table:q}"
         " --model {wildcards.model:q} --dataset {wildcards.dataset:q}"
@@ -115,6 +115,9 @@ rule heatmaps:
 
 
 rule change_by_distance:
+    input:
+        tables=lambda wc: [results("tables", model, f"{wc.dataset}.csv") for model in MODELS],
+        code=step_code("workflow_scripts.plots"),
     output:
         png=report(
             results("figures/change_by_distance/{dataset}.png"),
@@ -126,18 +129,15 @@ rule change_by_distance:
         pdf=results("figures/change_by_distance/{dataset}.pdf"),
     log:
         results("logs/change_by_distance/{dataset}.log"),
-    input:
-        tables=lambda wc: [results("tables", model, f"{wc.dataset}.csv") for model in MODELS],
-        code=step_code("workflow_scripts.plots"),
+    conda:
+        "../envs/report.yaml"
+    threads: config["resources"]["aggregate"]["threads"]
+    resources:
+        **rule_resources("aggregate"),
     params:
         headline_metric=lambda wc: config["datasets"][wc.dataset]["headline_metric"],
         seed=config["statistics"]["seed"],
         dpi=config["report"]["figure_dpi"],
-    threads: config["resources"]["aggregate"]["threads"]
-    resources:
-        **rule_resources("aggregate"),
-    conda:
-        "../envs/report.yaml"
     shell:
         "python -m workflow_scripts.plots --dpi {params.dpi} distance --tables {input.tables:q}"
         " --dataset {wildcards.dataset:q} --headline-metric {params.headline_metric:q}"
@@ -145,6 +145,9 @@ rule change_by_distance:
 
 
 rule change_grid:
+    input:
+        tables=lambda wc: [results("tables", wc.model, f"{dataset}.csv") for dataset in DATASETS],
+        code=step_code("workflow_scripts.plots"),
     output:
         png=report(
             results("figures/change_grid/{model}.png"),
@@ -156,26 +159,26 @@ rule change_grid:
         pdf=results("figures/change_grid/{model}.pdf"),
     log:
         results("logs/change_grid/{model}.log"),
-    input:
-        tables=lambda wc: [results("tables", wc.model, f"{dataset}.csv") for dataset in DATASETS],
-        code=step_code("workflow_scripts.plots"),
+    conda:
+        "../envs/report.yaml"
+    threads: config["resources"]["aggregate"]["threads"]
+    resources:
+        **rule_resources("aggregate"),
     params:
         tables=lambda wc, input: " ".join(f"--table {d} {shlex.quote(t)}" for d, t in zip(DATASETS, input.tables)),
         headline=" ".join(
             shlex.quote(f"--headline-metric={d}={config['datasets'][d]['headline_metric']}") for d in DATASETS
         ),
         figure=figure_arguments(),
-    threads: config["resources"]["aggregate"]["threads"]
-    resources:
-        **rule_resources("aggregate"),
-    conda:
-        "../envs/report.yaml"
     shell:
         "python -m workflow_scripts.plots {params.figure} model-grid {params.tables} {params.headline}"
         " --model {wildcards.model:q} --png {output.png:q} > {log:q} 2>&1"
 
 
 rule training_loss:
+    input:
+        models=lambda wc: [trained_model_dir(wc.model, wc.dataset, row) for row in loss_rows(wc.dataset)],
+        code=step_code("workflow_scripts.plots"),
     output:
         png=report(
             results("figures/{model}/{dataset}/training_loss.png"),
@@ -187,20 +190,17 @@ rule training_loss:
         pdf=results("figures/{model}/{dataset}/training_loss.pdf"),
     log:
         results("logs/training_loss/{model}/{dataset}.log"),
-    input:
-        models=lambda wc: [trained_model_dir(wc.model, wc.dataset, row) for row in loss_rows(wc.dataset)],
-        code=step_code("workflow_scripts.plots"),
+    conda:
+        "../envs/report.yaml"
+    threads: config["resources"]["aggregate"]["threads"]
+    resources:
+        **rule_resources("aggregate"),
     params:
         models=lambda wc, input: " ".join(
             f"--model-dir {b} {shlex.quote(d)}" for b, d in zip(bin_ids(wc.dataset), input.models)
         ),
         dpi=config["report"]["figure_dpi"],
         eval_split=eval_split(),
-    threads: config["resources"]["aggregate"]["threads"]
-    resources:
-        **rule_resources("aggregate"),
-    conda:
-        "../envs/report.yaml"
     shell:
         "python -m workflow_scripts.plots --dpi {params.dpi} loss {params.models}"
         " --model {wildcards.model:q} --dataset {wildcards.dataset:q} --eval-split {params.eval_split}"

@@ -9,18 +9,28 @@
 
 
 rule train:
-    output:
-        temp(directory(results("models/{model}/{dataset}/train-{train_bin}/zero"))),
-    log:
-        results("logs/train/{model}/{dataset}/train-{train_bin}.log"),
-    benchmark:
-        results("benchmarks/train/{model}/{dataset}/train-{train_bin}.tsv")
     input:
         bins=rules.bin.output[0],
         split=heldout_split_input,
         base_model=local_base_model,
         accelerate_config=code(config["launch"]["accelerate_config"]),
         code=step_code("workflow_scripts.training"),
+    output:
+        temp(directory(results("models/{model}/{dataset}/train-{train_bin}/zero"))),
+    log:
+        results("logs/train/{model}/{dataset}/train-{train_bin}.log"),
+    benchmark:
+        results("benchmarks/train/{model}/{dataset}/train-{train_bin}.tsv")
+    retries: rule_retries("train")
+    conda:
+        "../envs/train.yaml"
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        **rule_resources("train"),
+        # Resources, not params: how often to checkpoint does not change the model, so changing it must
+        # not re-run finished training jobs. A string: Snakemake rounds float resources.
+        checkpoint_minutes=str(config["launch"]["checkpoint_minutes"]),
+        stop_halfway=0,  # the pilot's resume drill (rules/pilot.smk) stops its first attempt half way
     params:
         base_model=lambda wc: base_model(wc.model),
         train_file=training_file,
@@ -28,16 +38,6 @@ rule train:
         settings=training_settings,
         processes=train_processes(),
         work_dir=lambda wc: training_work_dir(wc.model, wc.dataset, wc.train_bin),
-    threads: config["resources"]["train"]["threads"]
-    retries: rule_retries("train")
-    resources:
-        **rule_resources("train"),
-        # Resources, not params: how often to checkpoint does not change the model, so changing it must
-        # not re-run finished training jobs. A string: Snakemake rounds float resources.
-        checkpoint_minutes=str(config["launch"]["checkpoint_minutes"]),
-        stop_halfway=0,  # the pilot's resume drill (rules/pilot.smk) stops its first attempt half way
-    conda:
-        "../envs/train.yaml"
     shell:
         "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.training launch --model {params.base_model:q}"
         " --train-file {params.train_file:q} --prompt-format {params.prompt_format}"
@@ -49,23 +49,23 @@ rule train:
 
 
 rule convert:
+    input:
+        # conversion.py is not an input, and the conversion settings are resources, not params: a
+        # change to either must not make finished models stale (see the top of this file).
+        zero=rules.train.output[0],
     output:
         directory(results("models/{model}/{dataset}/train-{train_bin}/hf")),
     log:
         results("logs/convert/{model}/{dataset}/train-{train_bin}.log"),
     benchmark:
         results("benchmarks/convert/{model}/{dataset}/train-{train_bin}.tsv")
-    input:
-        # conversion.py is not an input, and the conversion settings are resources, not params: a
-        # change to either must not make finished models stale (see the top of this file).
-        zero=rules.train.output[0],
+    conda:
+        "../envs/train.yaml"
     threads: config["resources"]["convert"]["threads"]
     resources:
         **rule_resources("convert"),
         dtype=config["conversion"]["dtype"],
         max_shard_size=config["conversion"]["max_shard_size"],
-    conda:
-        "../envs/train.yaml"
     shell:
         "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.conversion --zero-dir {input.zero:q} --out-dir {output:q}"
         " --dtype {resources.dtype} --max-shard-size {resources.max_shard_size:q} > {log:q} 2>&1"

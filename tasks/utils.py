@@ -45,8 +45,7 @@ def gpqa_docs(dataset):
     if key not in _logged_bins:
         _logged_bins.add(key)
         forms = Counter(prompts.gpqa_answer_form(answer) for answer in dataset["answer"])
-        print(f"cross_difficulty_gpqa_extended: answer forms in this bin (letter as X): {dict(forms)}",
-              file=sys.stderr)  # fmt: skip
+        print(f"cross_difficulty_gpqa_extended: answer forms in this bin (letter as X): {dict(forms)}", file=sys.stderr)
     return dataset
 
 

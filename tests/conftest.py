@@ -18,9 +18,23 @@ sys.path.insert(0, str(REPO))
 # `slow`: the test trains, evaluates, runs a real workflow or a cluster, or resolves packages on PyPI.
 # Everything else is marked `fast` (unit tests and dry-runs): `make test-fast` runs those.
 SLOW_FIXTURES = {"demo_run", "tiny_model", "tiny_llama"}
-SLOW_MODULES = {"test_cluster", "test_envs", "test_gpu_path", "test_parity", "test_pilot", "test_report",
-                "test_reruns", "test_resume", "test_training", "test_vllm_cpu", "test_workflow",
-                "test_generation_scoring", "test_evaluation", "test_irt", "test_eval_golden"}  # fmt: skip
+SLOW_MODULES = {
+    "test_cluster",
+    "test_envs",
+    "test_gpu_path",
+    "test_parity",
+    "test_pilot",
+    "test_report",
+    "test_reruns",
+    "test_resume",
+    "test_training",
+    "test_vllm_cpu",
+    "test_workflow",
+    "test_generation_scoring",
+    "test_evaluation",
+    "test_irt",
+    "test_eval_golden",
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -133,7 +147,13 @@ SENTINEL_TOKEN = "hf_SENTINEL_do_not_leak_4242"
 def demo_run(tmp_path_factory) -> Path:
     """One full run of config/demo.yaml in a fresh working directory (real training and lm-eval)."""
     workdir = tmp_path_factory.mktemp("demo")
-    result = snakemake("--configfile", str(REPO / "config/demo.yaml"), "--cores", "2", workdir=workdir,
-                       env_extra={"HF_TOKEN": SENTINEL_TOKEN})  # fmt: skip
+    result = snakemake(
+        "--configfile",
+        str(REPO / "config/demo.yaml"),
+        "--cores",
+        "2",
+        workdir=workdir,
+        env_extra={"HF_TOKEN": SENTINEL_TOKEN},
+    )
     (workdir / "run-output.txt").write_text(result.stdout + result.stderr)
     return workdir

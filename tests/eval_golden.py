@@ -26,17 +26,36 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = ["arc", "gsm8k", "mmlu_pro", "gpqa_extended", "bbh", "musr", "math", "ifeval"]
 # What a cell file says about its questions; timings, paths and versions are left out.
-COMPARED_KEYS = ("task", "n", "metrics", "stderr", "subtasks", "backend", "dtype", "train", "train_kind",
-                 "train_bin", "in_context_k", "seed", "eval_split", "test_bin")  # fmt: skip
+COMPARED_KEYS = (
+    "task",
+    "n",
+    "metrics",
+    "stderr",
+    "subtasks",
+    "backend",
+    "dtype",
+    "train",
+    "train_kind",
+    "train_bin",
+    "in_context_k",
+    "seed",
+    "eval_split",
+    "test_bin",
+)
 GOLDEN = REPO / "tests" / "data" / "eval_golden.json"
 
 
 def configs() -> dict[str, dict]:
     demo = yaml.safe_load((REPO / "config/demo.yaml").read_text())
     paper = yaml.safe_load((REPO / "config/config.yaml").read_text())["datasets"]
-    datasets = {name: {**{k: v for k, v in paper[name].items() if k != "source"},
-                       "source": {"path": f"resources/demo/sample_data/{name}.jsonl"}, "training": {"epochs": 1}}
-                for name in DATASETS}  # fmt: skip
+    datasets = {
+        name: {
+            **{k: v for k, v in paper[name].items() if k != "source"},
+            "source": {"path": f"resources/demo/sample_data/{name}.jsonl"},
+            "training": {"epochs": 1},
+        }
+        for name in DATASETS
+    }
     plain = {**demo, "datasets": datasets, "evaluation": {**demo["evaluation"], "max_gen_toks": 8}}
     switches = {**plain, "eval_split": "heldout", "seeds": [42, 7], "in_context": {"k": 1}}
     return {"plain": plain, "switches": switches}
@@ -50,11 +69,17 @@ def targets() -> dict[str, list[str]]:
 
     plain = [cell for dataset in DATASETS for cell in row(dataset, "base")]
     switches = row("arc", "base-heldout") + [
-        cell for dataset in ("gsm8k", "bbh") for name in ("icl1-bin0-heldout", "icl1-bin0-heldout-seed7")
+        cell
+        for dataset in ("gsm8k", "bbh")
+        for name in ("icl1-bin0-heldout", "icl1-bin0-heldout-seed7")
         for cell in row(dataset, name)
-    ]  # fmt: skip
-    demo = [f"results/demo/cells/tiny-qwen2/{dataset}/train-{train}/test-{b}.json" for dataset in ("arc", "gsm8k")
-            for train in ("base", "0", "1", "2") for b in range(3)]  # fmt: skip
+    ]
+    demo = [
+        f"results/demo/cells/tiny-qwen2/{dataset}/train-{train}/test-{b}.json"
+        for dataset in ("arc", "gsm8k")
+        for train in ("base", "0", "1", "2")
+        for b in range(3)
+    ]
     return {"plain": plain, "switches": switches, "demo": demo}
 
 
@@ -78,8 +103,11 @@ def compared(cell_file: Path) -> dict:
 
 def collect(workdirs: dict[str, Path]) -> dict:
     """{set name: {cell: compared(cell)}} for the sets whose working directory is given."""
-    return {name: {cell: compared(workdirs[name] / cell) for cell in cells}
-            for name, cells in targets().items() if name in workdirs}  # fmt: skip
+    return {
+        name: {cell: compared(workdirs[name] / cell) for cell in cells}
+        for name, cells in targets().items()
+        if name in workdirs
+    }
 
 
 def write_golden(workdirs: dict[str, Path]) -> None:
@@ -98,7 +126,19 @@ if __name__ == "__main__":
     workdirs = {}
     for name, config in write_configs(folder).items():
         workdirs[name] = folder / name
-        subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--snakefile", snakefile, "--directory",
-                        str(workdirs[name]), "--configfile", str(config), "--cores", "2", *targets()[name]],
-                       check=True)  # fmt: skip
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "snakemake"),
+                "--snakefile",
+                snakefile,
+                "--directory",
+                str(workdirs[name]),
+                "--configfile",
+                str(config),
+                "--cores",
+                "2",
+                *targets()[name],
+            ],
+            check=True,
+        )
     write_golden({**workdirs, "demo": demo_dir})

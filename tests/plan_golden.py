@@ -110,8 +110,17 @@ def plan(case: str, repo_inputs: bool = False) -> dict[str, dict]:
         if callable(configfiles):
             configfiles = configfiles(Path(scratch))
         configfiles = [str(REPO / path) for path in configfiles]
-        command = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "-n", "-p",
-                   "--directory", str(workdir), *targets, *(["--configfile", *configfiles] if configfiles else [])]  # fmt: skip
+        command = [
+            str(Path(sys.executable).parent / "snakemake"),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "-n",
+            "-p",
+            "--directory",
+            str(workdir),
+            *targets,
+            *(["--configfile", *configfiles] if configfiles else []),
+        ]
         env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
         result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
         if result.returncode != 0:

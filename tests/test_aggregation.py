@@ -64,14 +64,26 @@ def test_list_scores_are_pooled_like_lm_eval(tmp_path):
     path = tmp_path / "cells/m/ifeval/train-base/test-0.json"
     path.parent.mkdir(parents=True)
     scores = [[True, False, True], [True], [False, False], [True, True, True, True]]  # 7 / 10
-    path.with_suffix(".samples.jsonl").write_text("".join(
-        json.dumps({"item_id": f"q{k}", "target": "", "inst_level_strict_acc,none": s,
-                    "prompt_level_strict_acc,none": all(s)}) + "\n"
-        for k, s in enumerate(scores)
-    ))  # fmt: skip
+    path.with_suffix(".samples.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "item_id": f"q{k}",
+                    "target": "",
+                    "inst_level_strict_acc,none": s,
+                    "prompt_level_strict_acc,none": all(s),
+                }
+            )
+            + "\n"
+            for k, s in enumerate(scores)
+        )
+    )
     metrics = {"inst_level_strict_acc,none": 0.7, "prompt_level_strict_acc,none": 0.25}
-    path.write_text(json.dumps({"model": "m", "dataset": "ifeval", "train": "base", "test_bin": 0, "task": "t", "n": 4,
-                                "metrics": metrics}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {"model": "m", "dataset": "ifeval", "train": "base", "test_bin": 0, "task": "t", "n": 4, "metrics": metrics}
+        )
+    )
     ids, found = aggregation.read_question_scores(aggregation.samples_path(path))
     assert ids == ["q0", "q1", "q2", "q3"]
     sums, counts = found["inst_level_strict_acc,none"]
@@ -165,8 +177,9 @@ def test_every_figure_is_a_sensible_image(tmp_path):
     plots.draw_pair(one, "m1", "arc", "acc,none", tmp_path / "change", tmp_path / "accuracy", dpi=80)
     plots.draw_distance([tables["arc"]], "arc", "acc,none", tmp_path / "distance", dpi=80)
     headline = {"arc": "acc,none", "gsm8k": "acc,none"}
-    limit = plots.draw_model_grid({d: t[t.model == "m1"] for d, t in tables.items()}, headline, "m1",
-                                  tmp_path / "grid", dpi=80)  # fmt: skip
+    limit = plots.draw_model_grid(
+        {d: t[t.model == "m1"] for d, t in tables.items()}, headline, "m1", tmp_path / "grid", dpi=80
+    )
     records = {str(b): {"loss_per_step": [{"step": s, "loss": 2.0 / (s + b)} for s in range(1, 11)]} for b in range(4)}
     plots.draw_loss(records, "m1", "arc", tmp_path / "loss", dpi=80)
     for name in ("change", "accuracy", "distance", "grid", "loss"):
@@ -235,8 +248,11 @@ def test_every_seed_and_in_context_row_is_a_labelled_row_paired_with_base(tmp_pa
     # Right wherever base is right, plus one question: every paired resample gains 0 or 0.1.
     assert 0.0 <= icl.change_ci_low and icl.change_ci_high <= 0.3 + 1e-12
     # Adding seeds and in-context rows leaves the study rows' intervals as they were.
-    study = aggregation.tidy_table(write_bin(tmp_path / "study", answers={k: SEEDED[k] for k in ("base", "0")}),
-                                   aggregation.Bootstrap(resamples=1000), {"d": "acc,none"})  # fmt: skip
+    study = aggregation.tidy_table(
+        write_bin(tmp_path / "study", answers={k: SEEDED[k] for k in ("base", "0")}),
+        aggregation.Bootstrap(resamples=1000),
+        {"d": "acc,none"},
+    )
     study_acc = study[study.metric == "acc"].set_index("train")
     for train in ("base", "0"):
         row = acc[(acc.train == train) & (acc.seed.fillna(42) == 42)].iloc[0]
@@ -245,8 +261,10 @@ def test_every_seed_and_in_context_row_is_a_labelled_row_paired_with_base(tmp_pa
 
 
 def test_heldout_and_whole_bin_cells_are_never_paired(tmp_path):
-    paths = [write_labelled(tmp_path, name, ANSWERS[key]) for name, key in
-             (("base", "base"), ("0", "0"), ("base-heldout", "2"), ("0-heldout", "1"))]  # fmt: skip
+    paths = [
+        write_labelled(tmp_path, name, ANSWERS[key])
+        for name, key in (("base", "base"), ("0", "0"), ("base-heldout", "2"), ("0-heldout", "1"))
+    ]
     acc = aggregation.tidy_table(paths, aggregation.Bootstrap(resamples=200)).query("metric == 'acc'")
     heldout = acc[acc.eval_split == "heldout"].set_index("train")
     assert heldout.loc["0", "base_value"] == pytest.approx(0.1)  # base-heldout, not base
@@ -289,8 +307,13 @@ def test_seed_table_of_one_seed_is_the_tidy_table(tmp_path):
     table = aggregation.tidy_table(write_bin(tmp_path), aggregation.Bootstrap(resamples=200))
     seeds = seed_summary.seed_table(table)
     assert len(seeds) == len(table) and set(seeds["n_seeds"]) == {1}
-    for column, source in (("mean", "value"), ("ci_low", "ci_low"), ("change_mean", "change_vs_base"),
-                           ("change_ci_high", "change_ci_high"), ("significant", "significant")):  # fmt: skip
+    for column, source in (
+        ("mean", "value"),
+        ("ci_low", "ci_low"),
+        ("change_mean", "change_vs_base"),
+        ("change_ci_high", "change_ci_high"),
+        ("significant", "significant"),
+    ):
         np.testing.assert_array_equal(seeds[column].to_numpy(dtype=float), table[source].to_numpy(dtype=float))
 
 
@@ -307,8 +330,9 @@ def png_title(path):
     return Image.open(path).info["Title"]
 
 
-@pytest.mark.parametrize("eval_split, mode", [("all", "scored on all items of each bin"),
-                                              ("heldout", "scored on held-out items only")])  # fmt: skip
+@pytest.mark.parametrize(
+    "eval_split, mode", [("all", "scored on all items of each bin"), ("heldout", "scored on held-out items only")]
+)
 def test_every_figure_names_its_evaluation_mode(tmp_path, eval_split, mode):
     table = seeded_table(tmp_path, resamples=100).assign(eval_split=eval_split)
     plots.draw_pair(table, "m", "d", "acc,none", tmp_path / "change", tmp_path / "accuracy", dpi=60)
@@ -320,5 +344,6 @@ def test_every_figure_names_its_evaluation_mode(tmp_path, eval_split, mode):
         assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
     assert "mean over 3 seeds" in png_title(tmp_path / "change.png")
     with pytest.raises(ValueError, match="mixes"):
-        plots.matrices(pd.concat([table, table.assign(eval_split="all" if eval_split == "heldout" else "heldout")]),
-                       "acc,none")  # fmt: skip
+        plots.matrices(
+            pd.concat([table, table.assign(eval_split="all" if eval_split == "heldout" else "heldout")]), "acc,none"
+        )

@@ -63,28 +63,54 @@ CONFIG_CASES = [
     ("model name with a slash", [("models.org/tiny", {"path": "x"})], "name 'org/tiny' is not allowed"),
     ("dataset name with ..", [("datasets...", {"source": {"path": "x"}})], "name '..' is not allowed"),
     ("model name with a space", [("models.tiny qwen", {"path": "x"})], "name 'tiny qwen' is not allowed"),
-    ("dataset name with a shell metacharacter", [("datasets.arc;rm", {"source": {"path": "x"}})], "name 'arc;rm' is not allowed"),
-    ("source with both hub and path", [("datasets.arc.source.hub", "BatsResearch/Cross-Difficulty")], "datasets.arc.source: give exactly one"),
+    (
+        "dataset name with a shell metacharacter",
+        [("datasets.arc;rm", {"source": {"path": "x"}})],
+        "name 'arc;rm' is not allowed",
+    ),
+    (
+        "source with both hub and path",
+        [("datasets.arc.source.hub", "BatsResearch/Cross-Difficulty")],
+        "datasets.arc.source: give exactly one",
+    ),
     ("malformed headline metric", [("datasets.arc.headline_metric", "acc")], "is not 'metric,filter'"),
-    ("headline metric the task never reports", [("datasets.arc.headline_metric", "accuracy,none")],
-     "datasets.arc.headline_metric = 'accuracy,none' is not a score tasks/cross_difficulty_arc.yaml declares"),
+    (
+        "headline metric the task never reports",
+        [("datasets.arc.headline_metric", "accuracy,none")],
+        "datasets.arc.headline_metric = 'accuracy,none' is not a score tasks/cross_difficulty_arc.yaml declares",
+    ),
     ("unknown prompt format", [("datasets.arc.prompt_format", "arcc")], "datasets.arc.prompt_format = 'arcc'"),
     ("vllm without a GPU", [("evaluation.backend", "vllm")], "fix: set evaluation.backend: hf"),
-    ("missing accelerate config", [("launch.accelerate_config", "config/accelerate/nope.yaml")], "launch.accelerate_config"),
-    ("task without a task file", [("datasets.arc.task", "cross_difficulty_nope")], "no file tasks/cross_difficulty_nope.yaml"),
+    (
+        "missing accelerate config",
+        [("launch.accelerate_config", "config/accelerate/nope.yaml")],
+        "launch.accelerate_config",
+    ),
+    (
+        "task without a task file",
+        [("datasets.arc.task", "cross_difficulty_nope")],
+        "no file tasks/cross_difficulty_nope.yaml",
+    ),
     ("eval_split misspelled", [("eval_split", "held-out")], "eval_split = 'held-out'"),
     ("heldout_fraction of 1", [("heldout_fraction", 1)], "heldout_fraction = 1"),
     ("no seeds", [("seeds", [])], "seeds = []"),
     ("a seed listed twice", [("seeds", [42, 42])], "seeds = [42, 42]"),
-    ("a model's own training seed", [("models.tiny-qwen2.training", {"seed": 7})], "models.tiny-qwen2.training.seed: a run's seed comes from"),
+    (
+        "a model's own training seed",
+        [("models.tiny-qwen2.training", {"seed": 7})],
+        "models.tiny-qwen2.training.seed: a run's seed comes from",
+    ),
     ("negative in-context k", [("in_context.k", -1)], "in_context.k = -1"),
     ("a fixed-size rule without runtime", [("resources.bin.runtime", DELETE)], "resources.bin: no runtime"),
-    ("a sized job's model without a parameter count", [("resources.train.runtime", DELETE),
-     ("models.tiny-qwen2.path", "not-built-yet")], "models.tiny-qwen2: no `parameters` and no not-built-yet/config.json"),
+    (
+        "a sized job's model without a parameter count",
+        [("resources.train.runtime", DELETE), ("models.tiny-qwen2.path", "not-built-yet")],
+        "models.tiny-qwen2: no `parameters` and no not-built-yet/config.json",
+    ),
     ("pilot naming an unknown model", [("pilot.model", "nope")], "pilot.model: 'nope' is not in models"),
     ("pilot bin beyond the dataset's bins", [("pilot.train_bin", 7)], "pilot.train_bin: 7 but arc has 3 bins"),
     ("the old checkpoint setting", [("launch.save_steps", 250)], "launch: unknown key(s) ['save_steps']"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("edits, message", [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
@@ -177,13 +203,21 @@ def data_case(name):
 
 DATA_CASES = [
     ("quantile column missing", "bin", "quantile column 'difficulty_q' not in the data"),
-    ("quantile NaN", "bin", "quantile values must lie in [0, 1]: 1 of 30 rows are NaN or outside (e.g. Synthetic_ARC_0003 (nan))"),
-    ("quantile above 1", "bin", "quantile values must lie in [0, 1]: 1 of 30 rows are NaN or outside (e.g. Synthetic_ARC_0003 (1.7))"),
+    (
+        "quantile NaN",
+        "bin",
+        "quantile values must lie in [0, 1]: 1 of 30 rows are NaN or outside (e.g. Synthetic_ARC_0003 (nan))",
+    ),
+    (
+        "quantile above 1",
+        "bin",
+        "quantile values must lie in [0, 1]: 1 of 30 rows are NaN or outside (e.g. Synthetic_ARC_0003 (1.7))",
+    ),
     ("empty bin", "bin", "difficulty bins [2] of 3 are empty"),
     ("duplicate item ids", "download", "duplicate item ids"),
     ("choices not label/text", "download", "does not fit prompt_format 'arc'"),
     ("corrupt local file", "download", "could not be read as parquet"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("case, rule, message", DATA_CASES, ids=[c[0] for c in DATA_CASES])
@@ -228,7 +262,16 @@ def test_musr_options_malformed_string(tmp_path):
     path = tmp_path / "musr.jsonl"
     rows.to_json(path, orient="records", lines=True)
     with pytest.raises(SystemExit):
-        data.main(["--source", json.dumps({"path": str(path)}), "--prompt-format", "musr", "--out", str(tmp_path / "o.parquet")])
+        data.main(
+            [
+                "--source",
+                json.dumps({"path": str(path)}),
+                "--prompt-format",
+                "musr",
+                "--out",
+                str(tmp_path / "o.parquet"),
+            ]
+        )
     assert not (tmp_path / "o.parquet").exists()
 
 
@@ -242,8 +285,14 @@ def test_gated_hub_dataset_without_token(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(datasets, "load_dataset", gated)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     with pytest.raises(SystemExit):
-        data.main(["--source", json.dumps({"hub": "BatsResearch/Cross-Difficulty", "name": "arc"}),
-                   "--out", str(tmp_path / "o.parquet")])  # fmt: skip
+        data.main(
+            [
+                "--source",
+                json.dumps({"hub": "BatsResearch/Cross-Difficulty", "name": "arc"}),
+                "--out",
+                str(tmp_path / "o.parquet"),
+            ]
+        )
     message = capsys.readouterr().err.strip()
     assert message.count("\n") == 0 and "set HF_TOKEN" in message and "BatsResearch/Cross-Difficulty (arc)" in message
 

@@ -32,16 +32,31 @@ from workflow_scripts import runtime
 
 GPU_RULES = {"train", "generate"}
 CPU_RULES = {
-    "bin", "convert", "score", "aggregate", "cell_table", "seed_table",
-    "heatmaps", "change_by_distance", "change_grid", "training_loss",
-}  # fmt: skip
+    "bin",
+    "convert",
+    "score",
+    "aggregate",
+    "cell_table",
+    "seed_table",
+    "heatmaps",
+    "change_by_distance",
+    "change_grid",
+    "training_loss",
+}
 LOCAL_RULES = {"download", "fetch_model", "sample_data", "tiny_model", "all"}
 SLURM_TEST_FLAGS = [
-    "--sdm", "env-modules",
-    "--slurm-status-command", "squeue", "--slurm-no-account",
-    "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
-    "--latency-wait", "5",
-]  # fmt: skip
+    "--sdm",
+    "env-modules",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-no-account",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "1",
+    "--latency-wait",
+    "5",
+]
 
 
 def planned_resources(dry_run_output: str) -> list[tuple[str, dict]]:
@@ -73,7 +88,11 @@ def test_profile_dry_run_places_every_rule_of_the_paper_grid(tmp_path):
         by_rule.setdefault(rule, set()).add(
             (resources.get("slurm_partition"), resources.get("gpu"), resources.get("mem_mb"), resources.get("runtime"))
         )
-    assert len([rule for rule, _ in jobs if rule == "generate"]) == len([rule for rule, _ in jobs if rule == "score"]) == 616
+    assert (
+        len([rule for rule, _ in jobs if rule == "generate"])
+        == len([rule for rule, _ in jobs if rule == "score"])
+        == 616
+    )
     # Placement as configured in config/config.yaml `cluster:` and `resources:`.
     assert {(p, g) for p, g, *_ in by_rule["train"]} == {("b200", "4")}
     assert {(p, g) for p, g, *_ in by_rule["generate"]} == {("b200", "1")}
@@ -121,18 +140,32 @@ def test_conda_envs_are_built_under_the_profiles_prefix(tmp_path):
     assert all(Path(where).parent == tmp_path / "scratch/cross-difficulty/conda-envs" for _, where in locations)
     unset = {k: v for k, v in with_fake_conda(tmp_path).items() if k != "SCRATCH"}
     env = {k: v for k, v in os.environ.items() if k != "SCRATCH"}
-    result = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--profile", "slurm-b200", "-n"],
-                            cwd=REPO, env={**env, **unset}, capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "snakemake"), "--profile", "slurm-b200", "-n"],
+        cwd=REPO,
+        env={**env, **unset},
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0
-    assert "conda-prefix = '$SCRATCH/cross-difficulty/conda-envs' names an environment variable that is not set; fix:" in result.stdout + result.stderr
+    assert (
+        "conda-prefix = '$SCRATCH/cross-difficulty/conda-envs' names an environment variable that is not set; fix:"
+        in result.stdout + result.stderr
+    )
 
 
 def test_cluster_settings_reach_every_job(tmp_path):
     """Partition names, account and GPU model are one config section; a site edits only that."""
     site = tmp_path / "site.yaml"
     site.write_text("cluster: {gpu_partition: gpu-big, cpu_partition: short, account: lab42, gpu_model: b200}\n")
-    result = snakemake("--configfile", str(REPO / "config/demo.yaml"), str(REPO / "tests/slurm/demo_resources.yaml"),
-                       str(site), "-n", workdir=tmp_path)  # fmt: skip
+    result = snakemake(
+        "--configfile",
+        str(REPO / "config/demo.yaml"),
+        str(REPO / "tests/slurm/demo_resources.yaml"),
+        str(site),
+        "-n",
+        workdir=tmp_path,
+    )
     for rule, resources in planned_resources(result.stdout):
         if rule in GPU_RULES:
             assert (resources["slurm_partition"], resources["gpu_model"]) == ("gpu-big", "b200"), rule
@@ -148,7 +181,9 @@ def test_cluster_settings_reach_every_job(tmp_path):
 def slurm_unavailable() -> str | None:
     if os.geteuid() != 0:
         return "needs root to start slurmctld/slurmd/munged"
-    missing = [tool for tool in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol") if not shutil.which(tool)]
+    missing = [
+        tool for tool in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol") if not shutil.which(tool)
+    ]
     if missing:
         return f"SLURM is not installed ({', '.join(missing)} missing): apt-get install slurm-wlm munge"
     try:
@@ -163,8 +198,9 @@ def slurm():
     reason = slurm_unavailable()
     if reason:
         pytest.skip(f"no local SLURM: {reason}")
-    started = subprocess.run([str(REPO / "tests/slurm/start_cluster.sh"), "b200", "cpu"], capture_output=True,
-                             text=True, timeout=120)  # fmt: skip
+    started = subprocess.run(
+        [str(REPO / "tests/slurm/start_cluster.sh"), "b200", "cpu"], capture_output=True, text=True, timeout=120
+    )
     if started.returncode != 0:
         pytest.skip(f"SLURM could not be started here: {started.stdout[-500:]} {started.stderr[-1500:]}")
 
@@ -187,14 +223,28 @@ def rule_of(job: dict) -> str:
 
 def run_through_profile(workdir: Path, *targets: str, verbose: bool = False) -> subprocess.CompletedProcess:
     # Typed in the repository root, as in the README; --directory keeps this run's files apart.
-    command = [str(Path(sys.executable).parent / "snakemake"), "--profile", "slurm-b200", *SLURM_TEST_FLAGS,
-               "--configfile", str(REPO / "config/demo.yaml"), str(REPO / "tests/slurm/demo_resources.yaml"),
-               "--directory", str(workdir), *(["--verbose"] if verbose else []), *targets]  # fmt: skip
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-           runtime.DUMMY_GPUS_VARIABLE: "1"}  # fmt: skip
+    command = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "--profile",
+        "slurm-b200",
+        *SLURM_TEST_FLAGS,
+        "--configfile",
+        str(REPO / "config/demo.yaml"),
+        str(REPO / "tests/slurm/demo_resources.yaml"),
+        "--directory",
+        str(workdir),
+        *(["--verbose"] if verbose else []),
+        *targets,
+    ]
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+        runtime.DUMMY_GPUS_VARIABLE: "1",
+    }
     # A status loop that hangs ignores SIGTERM; SIGINT stops it (hence not subprocess's own timeout).
-    result = subprocess.run(["timeout", "-s", "INT", "-k", "30", "1500", *command], cwd=REPO, env=env,
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        ["timeout", "-s", "INT", "-k", "30", "1500", *command], cwd=REPO, env=env, capture_output=True, text=True
+    )
     (workdir / "run-output.txt").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, f"run through the profile failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return result
@@ -239,6 +289,7 @@ def test_demo_through_slurm_places_jobs_and_matches_a_local_run(slurm, tmp_path,
             assert job.get("TresPerJob") == f"gres:gpu:{2 if rule == 'train' else 1}", job
         else:
             assert job["Partition"] == "cpu" and "gpu" not in job.get("TresPerJob", ""), job
+
     # The same result files as the local run of the same config.
     def files(root: Path) -> set[str]:
         return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != ".run.lock"}

@@ -25,8 +25,13 @@ def test_closure_follows_imports_anywhere_in_a_module():
 
 def test_a_group_task_lists_its_sub_tasks_and_templates():
     files = code_inputs.task_inputs("cross_difficulty_bbh")
-    assert {"tasks/cross_difficulty_bbh_yesno.yaml", "tasks/_cross_difficulty_bbh_template_yaml",
-            "tasks/_cross_difficulty_template_yaml", "tasks/utils.py", "workflow_scripts/prompts.py"} <= set(files)  # fmt: skip
+    assert {
+        "tasks/cross_difficulty_bbh_yesno.yaml",
+        "tasks/_cross_difficulty_bbh_template_yaml",
+        "tasks/_cross_difficulty_template_yaml",
+        "tasks/utils.py",
+        "workflow_scripts/prompts.py",
+    } <= set(files)
 
 
 @pytest.mark.parametrize("case", ["demo-switches", "demo-irt", "demo-pilot"])

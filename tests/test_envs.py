@@ -197,7 +197,9 @@ def test_each_rule_env_pins_what_its_step_imports(rule, env_name, module):
     pinned = {canonicalize_name(r.name) for r in env.pins}
     needed = {canonicalize_name(IMPORT_TO_DIST.get(name, name)) for name in _third_party_imports(module)}
     needed |= RUNTIME_ONLY.get(env_name, set())
-    assert needed <= pinned, f"rule {rule} runs workflow_scripts.{module}: envs/{env_name}.yaml lacks pins for {sorted(needed - pinned)}"
+    assert needed <= pinned, (
+        f"rule {rule} runs workflow_scripts.{module}: envs/{env_name}.yaml lacks pins for {sorted(needed - pinned)}"
+    )
 
 
 def test_the_import_scan_sees_function_level_imports():
@@ -226,12 +228,31 @@ def _resolve(requirements: list[str], python: str, wheelhouse: Path, workdir: Pa
     (workdir / "requirements.txt").write_text("\n".join(requirements) + "\n")
     report = workdir / "report.json"
     command = [
-        sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-        "--report", str(report), "--use-feature=fast-deps", "--index-url", INDEX_URL,
-        "--find-links", str(wheelhouse), "--only-binary=:all:", "--implementation", "cp",
-        "--python-version", python, *[f"--platform={tag}" for tag in manylinux_platforms(GLIBC_FLOOR)],
-        "--target", str(workdir / "target"), "-r", str(workdir / "requirements.txt"),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--quiet",
+        "--report",
+        str(report),
+        "--use-feature=fast-deps",
+        "--index-url",
+        INDEX_URL,
+        "--find-links",
+        str(wheelhouse),
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        python,
+        *[f"--platform={tag}" for tag in manylinux_platforms(GLIBC_FLOOR)],
+        "--target",
+        str(workdir / "target"),
+        "-r",
+        str(workdir / "requirements.txt"),
+    ]
     start = time.monotonic()
     result = subprocess.run(command, env=pip_environment(), capture_output=True, text=True, timeout=600)
     seconds = time.monotonic() - start
@@ -255,10 +276,25 @@ def pypi():
 def wheelhouse(pypi, tmp_path_factory) -> Path:
     """Wheels of the source-only pins, built once (pip's wheel cache makes reruns ~1 s)."""
     house = tmp_path_factory.mktemp("wheelhouse")
-    pins = sorted({str(r) for path in ENV_FILES for r in read_env(path).pins if canonicalize_name(r.name) in SOURCE_ONLY})
+    pins = sorted(
+        {str(r) for path in ENV_FILES for r in read_env(path).pins if canonicalize_name(r.name) in SOURCE_ONLY}
+    )
     names = ",".join(sorted({Requirement(pin).name for pin in pins}))
-    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-binary", names,
-               "--index-url", INDEX_URL, "--wheel-dir", str(house), *pins]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "--no-binary",
+        names,
+        "--index-url",
+        INDEX_URL,
+        "--wheel-dir",
+        str(house),
+        *pins,
+    ]
     result = subprocess.run(command, env=pip_environment(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"building the source-only pins {pins} failed:\n{result.stderr[-4000:]}"
     built = sorted(p.name for p in house.glob("*.whl"))
@@ -276,7 +312,9 @@ def resolutions(wheelhouse, tmp_path_factory) -> dict[str, Resolution]:
     jobs = {env.name: ([str(r) for r in env.pins], env.python) for env in map(read_env, ENV_FILES)}
     jobs["conflict"] = (["vllm==0.33.0", "torch==2.13.0"], "3.11")
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = {name: pool.submit(_resolve, reqs, python, wheelhouse, root / name) for name, (reqs, python) in jobs.items()}
+        futures = {
+            name: pool.submit(_resolve, reqs, python, wheelhouse, root / name) for name, (reqs, python) in jobs.items()
+        }
         return {name: future.result() for name, future in futures.items()}
 
 
@@ -284,8 +322,10 @@ def resolutions(wheelhouse, tmp_path_factory) -> dict[str, Resolution]:
 def test_env_resolves_for_the_cluster_to_exactly_its_pins(path, resolutions):
     env = read_env(path)
     if sys.version_info[:2] != tuple(int(p) for p in env.python.split(".")):
-        pytest.skip(f"envs/{path.name} is Python {env.python}; pip evaluates markers for this Python "
-                    f"{sys.version_info[0]}.{sys.version_info[1]}: run this test under {env.python}")  # fmt: skip
+        pytest.skip(
+            f"envs/{path.name} is Python {env.python}; pip evaluates markers for this Python "
+            f"{sys.version_info[0]}.{sys.version_info[1]}: run this test under {env.python}"
+        )
     resolution = resolutions[env.name]
     assert resolution.returncode == 0, (
         f"envs/{path.name} does not install on Linux x86_64 / CPython {env.python} / glibc >= "
@@ -319,7 +359,9 @@ def test_gpu_envs_get_a_torch_built_for_blackwell(name, resolutions):
         pytest.skip(f"envs/{name}.yaml did not resolve: test_env_resolves_for_the_cluster_to_exactly_its_pins says why")
     runtime = _cuda_runtime(resolution.versions())
     assert runtime is not None, f"envs/{name}.yaml: torch pulls in no CUDA runtime, a CPU build?"
-    assert runtime >= Version("12.8"), f"envs/{name}.yaml: torch is built on CUDA {runtime}; B200 (sm_100) needs >= 12.8"
+    assert runtime >= Version("12.8"), (
+        f"envs/{name}.yaml: torch is built on CUDA {runtime}; B200 (sm_100) needs >= 12.8"
+    )
 
 
 @pytest.mark.parametrize("name", ["data", "report"])
@@ -343,5 +385,7 @@ def test_the_built_wheels_carry_the_requirements_the_cluster_will_see(wheelhouse
     (deepspeed,) = wheelhouse.glob("deepspeed-*.whl")
     with zipfile.ZipFile(deepspeed) as wheel:
         metadata = next(wheel.read(n).decode() for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
-    requires = [Requirement(line.split(":", 1)[1]) for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    requires = [
+        Requirement(line.split(":", 1)[1]) for line in metadata.splitlines() if line.startswith("Requires-Dist:")
+    ]
     assert any(r.name == "torch" and not r.marker for r in requires)

@@ -38,7 +38,10 @@ def test_generated_then_scored_cells_equal_the_per_cell_golden_set(tmp_path):
     assert all(cell["n"] > 0 and cell["metrics"] for cell in plain)
     assert any(value > 0 for cell in plain for value in cell["metrics"].values())
     switches = golden["switches"].values()
-    assert {(cell["eval_split"], cell["seed"], cell["in_context_k"]) for cell in switches} >= {("heldout", 42, 1), ("heldout", 7, 1)}
+    assert {(cell["eval_split"], cell["seed"], cell["in_context_k"]) for cell in switches} >= {
+        ("heldout", 42, 1),
+        ("heldout", 7, 1),
+    }
 
 
 def test_the_demo_cells_equal_the_per_cell_golden_set(demo_run):

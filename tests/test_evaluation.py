@@ -30,28 +30,69 @@ def test_metrics_and_stderrs_are_split():
 
 def test_per_question_rows_merge_filters():
     samples = [
-        {"doc_id": 0, "doc": {"item_id": "q0"}, "target": "7", "filter": "strict-match",
-         "resps": [["So the answer is 7."]], "filtered_resps": ["7"], "exact_match": 1.0},
-        {"doc_id": 0, "doc": {"item_id": "q0"}, "target": "7", "filter": "flexible-extract",
-         "resps": [["So the answer is 7."]], "filtered_resps": ["7"], "exact_match": 1.0},
-    ]  # fmt: skip
+        {
+            "doc_id": 0,
+            "doc": {"item_id": "q0"},
+            "target": "7",
+            "filter": "strict-match",
+            "resps": [["So the answer is 7."]],
+            "filtered_resps": ["7"],
+            "exact_match": 1.0,
+        },
+        {
+            "doc_id": 0,
+            "doc": {"item_id": "q0"},
+            "target": "7",
+            "filter": "flexible-extract",
+            "resps": [["So the answer is 7."]],
+            "filtered_resps": ["7"],
+            "exact_match": 1.0,
+        },
+    ]
     rows = evaluation.per_question_rows(samples, ["exact_match"])
-    assert rows == [{
-        "item_id": "q0", "target": "7", "raw_response": "So the answer is 7.",
-        "response,strict-match": ["7"], "exact_match,strict-match": 1.0,
-        "response,flexible-extract": ["7"], "exact_match,flexible-extract": 1.0,
-    }]  # fmt: skip
+    assert rows == [
+        {
+            "item_id": "q0",
+            "target": "7",
+            "raw_response": "So the answer is 7.",
+            "response,strict-match": ["7"],
+            "exact_match,strict-match": 1.0,
+            "response,flexible-extract": ["7"],
+            "exact_match,flexible-extract": 1.0,
+        }
+    ]
 
 
 def test_real_cell_counts_only_the_bin(tiny_model, arc_bins, tmp_path):
     out = tmp_path / "cell.json"
     subprocess.run(
-        [sys.executable, "-m", "workflow_scripts.evaluation", "--task", "cross_difficulty_arc",
-         "--bin-file", str(arc_bins / "bin-2.parquet"), "--model", str(tiny_model), "--out", str(out),
-         "--backend", "hf", "--dtype", "float32", "--seed", "42",
-         "--batch-size", "8", "--label", json.dumps({"train": "base", "test_bin": 2})],
-        cwd=REPO, check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "workflow_scripts.evaluation",
+            "--task",
+            "cross_difficulty_arc",
+            "--bin-file",
+            str(arc_bins / "bin-2.parquet"),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(out),
+            "--backend",
+            "hf",
+            "--dtype",
+            "float32",
+            "--seed",
+            "42",
+            "--batch-size",
+            "8",
+            "--label",
+            json.dumps({"train": "base", "test_bin": 2}),
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     cell = json.loads(out.read_text())
     bin_ids = set(pd.read_parquet(arc_bins / "bin-2.parquet")["item_id"])
     logged = [json.loads(line) for line in out.with_suffix(".samples.jsonl").read_text().splitlines()]

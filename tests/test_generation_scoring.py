@@ -72,12 +72,17 @@ def test_generate_then_score_equals_per_cell_evaluation(dataset, in_context_k, t
     if in_context_k:  # the base model with 2 examples of bin 0 in every prompt
         for k, test_file in list(files.items()):
             (tmp_path / f"icl-{k}").mkdir()
-            files[k], overrides[k] = in_context.prepare_cell(task, test_file, files[0], in_context_k, 42, dataset,
-                                                             tmp_path / f"icl-{k}")  # fmt: skip
+            files[k], overrides[k] = in_context.prepare_cell(
+                task, test_file, files[0], in_context_k, 42, dataset, tmp_path / f"icl-{k}"
+            )
     # One model load for the whole test: the per-cell runs and the row's run share it.
     lm, model_args = generation.load_model("hf", str(tiny_model), "float32", BATCH, False)
-    reference = {k: evaluation.evaluate_cell(task, f, str(tiny_model), "hf", "float32", BATCH, MAX_GEN_TOKS, 42,
-                                             spec_overrides=overrides.get(k), lm=lm) for k, f in files.items()}  # fmt: skip
+    reference = {
+        k: evaluation.evaluate_cell(
+            task, f, str(tiny_model), "hf", "float32", BATCH, MAX_GEN_TOKS, 42, spec_overrides=overrides.get(k), lm=lm
+        )
+        for k, f in files.items()
+    }
 
     counting = CountingCalls(lm)
     records, seconds = generation.generate_row(task, files, lm, BATCH, MAX_GEN_TOKS, 42, overrides, per_bin=True)
@@ -85,9 +90,21 @@ def test_generate_then_score_equals_per_cell_evaluation(dataset, in_context_k, t
     assert [count for _, count in counting.calls] == [len(records[k]) for k in files]
 
     for k, test_file in files.items():
-        raw = generation.raw_record(records[k], task=task, test_bin=k, model_path=str(tiny_model), backend="hf",
-                                    dtype="float32", batch_size=BATCH, max_gen_toks=MAX_GEN_TOKS, seed=42, lm=lm,
-                                    model_args=model_args, seconds=seconds, row_bins=sorted(files))  # fmt: skip
+        raw = generation.raw_record(
+            records[k],
+            task=task,
+            test_bin=k,
+            model_path=str(tiny_model),
+            backend="hf",
+            dtype="float32",
+            batch_size=BATCH,
+            max_gen_toks=MAX_GEN_TOKS,
+            seed=42,
+            lm=lm,
+            model_args=model_args,
+            seconds=seconds,
+            row_bins=sorted(files),
+        )
         raw = json.loads(json.dumps(raw))  # as scoring reads it from its file
         cell, rows = scoring.score_cell(task, test_file, raw, f"cell {k}", overrides.get(k))
         reference_cell, reference_rows = reference[k]
@@ -111,9 +128,21 @@ def test_a_row_in_one_model_call_scores_too(tiny_model, tmp_path):
     records, seconds = generation.generate_row(task, files, lm, BATCH, MAX_GEN_TOKS, 42, per_bin=False)
     assert counting.calls == [("generate_until", 15)]
     for k, test_file in files.items():
-        raw = generation.raw_record(records[k], task=task, test_bin=k, model_path=str(tiny_model), backend="hf",
-                                    dtype="float32", batch_size=BATCH, max_gen_toks=MAX_GEN_TOKS, seed=42, lm=lm,
-                                    model_args=model_args, seconds=seconds, row_bins=sorted(files))  # fmt: skip
+        raw = generation.raw_record(
+            records[k],
+            task=task,
+            test_bin=k,
+            model_path=str(tiny_model),
+            backend="hf",
+            dtype="float32",
+            batch_size=BATCH,
+            max_gen_toks=MAX_GEN_TOKS,
+            seed=42,
+            lm=lm,
+            model_args=model_args,
+            seconds=seconds,
+            row_bins=sorted(files),
+        )
         cell, rows = scoring.score_cell(task, test_file, json.loads(json.dumps(raw)), f"cell {k}")
         assert [row["item_id"] for row in rows] == list(pd.read_parquet(test_file)["item_id"].astype(str))
         assert [row["raw_response"] for row in rows] == [r["resps"][0] for r in records[k]]
@@ -133,25 +162,76 @@ def heldout_icl_row(tiny_model, tmp_path_factory):
         train.to_parquet(folder / f"train-{k}.parquet")
         heldout.to_parquet(folder / f"heldout-{k}.parquet")
     task, label = "cross_difficulty_arc", {"model": "tiny", "dataset": "arc", "train": "icl2-bin1"}
-    icl = ["--in-context-k", "2", "--in-context-pool", str(folder / "train-1.parquet"), "--in-context-seed", "42",
-           "--prompt-format", "arc"]  # fmt: skip
+    icl = [
+        "--in-context-k",
+        "2",
+        "--in-context-pool",
+        str(folder / "train-1.parquet"),
+        "--in-context-seed",
+        "42",
+        "--prompt-format",
+        "arc",
+    ]
     common = ["--model", str(tiny_model), "--batch-size", BATCH, *icl]
 
     def run(module, *args, check=True):
-        return subprocess.run([sys.executable, "-m", f"workflow_scripts.{module}", "--task", task, *args], cwd=REPO,
-                              capture_output=True, text=True, check=check)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", f"workflow_scripts.{module}", "--task", task, *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=check,
+        )
 
     for k in bins:
-        run("evaluation", "--backend", "hf", "--dtype", "float32", "--seed", "42", "--bin-file", str(folder / f"heldout-{k}.parquet"), "--out", str(folder / f"old-{k}.json"),
-            "--label", json.dumps({**label, "test_bin": k}), *common)  # fmt: skip
-    run("generation", *[a for k in bins for a in ("--bin", str(k), str(folder / f"heldout-{k}.parquet"),
-                                                   str(folder / f"raw-{k}.json"))], *common)  # fmt: skip
+        run(
+            "evaluation",
+            "--backend",
+            "hf",
+            "--dtype",
+            "float32",
+            "--seed",
+            "42",
+            "--bin-file",
+            str(folder / f"heldout-{k}.parquet"),
+            "--out",
+            str(folder / f"old-{k}.json"),
+            "--label",
+            json.dumps({**label, "test_bin": k}),
+            *common,
+        )
+    run(
+        "generation",
+        *[
+            a
+            for k in bins
+            for a in ("--bin", str(k), str(folder / f"heldout-{k}.parquet"), str(folder / f"raw-{k}.json"))
+        ],
+        *common,
+    )
 
     def score(*extra, out="new", check=True):
-        cells = [a for k in bins for a in ("--cell", str(k), str(folder / f"heldout-{k}.parquet"),
-                                           str(folder / f"raw-{k}.json"), str(folder / f"{out}-{k}.json"))]  # fmt: skip
-        return run("scoring", *cells, "--label", json.dumps(label), "--tokenizer", str(tiny_model), *(extra or icl),
-                   check=check)  # fmt: skip
+        cells = [
+            a
+            for k in bins
+            for a in (
+                "--cell",
+                str(k),
+                str(folder / f"heldout-{k}.parquet"),
+                str(folder / f"raw-{k}.json"),
+                str(folder / f"{out}-{k}.json"),
+            )
+        ]
+        return run(
+            "scoring",
+            *cells,
+            "--label",
+            json.dumps(label),
+            "--tokenizer",
+            str(tiny_model),
+            *(extra or icl),
+            check=check,
+        )
 
     score()
     return folder, bins, score
@@ -164,7 +244,8 @@ def test_scored_cell_files_equal_the_per_cell_files(heldout_icl_row):
         assert set(new) == set(old) | ADDED_KEYS
         timings = {"eval_seconds", "model_load_seconds", "versions"}
         assert {key: value for key, value in new.items() if key not in timings | ADDED_KEYS} == {
-            key: value for key, value in old.items() if key not in timings}  # fmt: skip
+            key: value for key, value in old.items() if key not in timings
+        }
         assert new["model_load_seconds"] > 0  # the row's model load, from its raw files
         assert new["test_bin"] == k and new["n"] == len(pd.read_parquet(folder / f"heldout-{k}.parquet"))
         # The per-question logs are the same bytes.
@@ -178,8 +259,18 @@ def test_scored_cell_files_equal_the_per_cell_files(heldout_icl_row):
 def test_a_changed_prompt_stops_scoring_with_one_line_naming_the_cell(heldout_icl_row):
     folder, bins, score = heldout_icl_row
     # Another draw of examples: the prompts lm-eval builds now differ from the generated ones.
-    result = score("--in-context-k", "2", "--in-context-pool", str(folder / "train-1.parquet"),
-                   "--in-context-seed", "7", "--prompt-format", "arc", out="stale", check=False)  # fmt: skip
+    result = score(
+        "--in-context-k",
+        "2",
+        "--in-context-pool",
+        str(folder / "train-1.parquet"),
+        "--in-context-seed",
+        "7",
+        "--prompt-format",
+        "arc",
+        out="stale",
+        check=False,
+    )
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {folder / 'stale-0.json'}: the request for cross_difficulty_arc doc 0 request 0")
@@ -191,8 +282,12 @@ def test_a_changed_prompt_stops_scoring_with_one_line_naming_the_cell(heldout_ic
 
 
 def raw_file(tiny_model, requests) -> dict:
-    generation_info = {"format": generation.RAW_FORMAT, "task": "t", "model_path": str(tiny_model),
-                       "chat_template_args": {}}  # fmt: skip
+    generation_info = {
+        "format": generation.RAW_FORMAT,
+        "task": "t",
+        "model_path": str(tiny_model),
+        "chat_template_args": {},
+    }
     return {"generation": generation_info, "requests": requests}
 
 
@@ -203,13 +298,31 @@ def request(request_type, arguments, doc_id=0, idx=0, task="t"):
 
 
 LOGGED = [
-    {"task": "t", "doc_id": 0, "idx": 0, "request_type": "loglikelihood", "arguments": ["Q?", " A"],
-     "resps": [[-1.5, False]]},
-    {"task": "t", "doc_id": 0, "idx": 1, "request_type": "loglikelihood", "arguments": ["Q?", " B"],
-     "resps": [[-0.5, True]]},
-    {"task": "t", "doc_id": 1, "idx": 0, "request_type": "generate_until",
-     "arguments": ["Say 7", {"until": ["Q:"], "max_gen_toks": 8}], "resps": ["7"]},
-]  # fmt: skip
+    {
+        "task": "t",
+        "doc_id": 0,
+        "idx": 0,
+        "request_type": "loglikelihood",
+        "arguments": ["Q?", " A"],
+        "resps": [[-1.5, False]],
+    },
+    {
+        "task": "t",
+        "doc_id": 0,
+        "idx": 1,
+        "request_type": "loglikelihood",
+        "arguments": ["Q?", " B"],
+        "resps": [[-0.5, True]],
+    },
+    {
+        "task": "t",
+        "doc_id": 1,
+        "idx": 0,
+        "request_type": "generate_until",
+        "arguments": ["Say 7", {"until": ["Q:"], "max_gen_toks": 8}],
+        "resps": ["7"],
+    },
+]
 
 
 def test_replay_answers_the_generated_requests(tiny_model):
@@ -218,25 +331,35 @@ def test_replay_answers_the_generated_requests(tiny_model):
     raw = raw_file(tiny_model, LOGGED)
     raw["generation"]["model_path"] = "/deleted/trained/model"  # the base model's tokenizer renders alike
     replay = ReplayLM(raw, "cell X", tokenizer=str(tiny_model))
-    assert replay.loglikelihood([request("loglikelihood", ("Q?", " A")), request("loglikelihood", ("Q?", " B"), idx=1)]) == [
-        (-1.5, False), (-0.5, True)]  # fmt: skip
-    assert replay.generate_until([request("generate_until", ("Say 7", {"until": ["Q:"], "max_gen_toks": 8}), 1)]) == ["7"]
+    assert replay.loglikelihood(
+        [request("loglikelihood", ("Q?", " A")), request("loglikelihood", ("Q?", " B"), idx=1)]
+    ) == [(-1.5, False), (-0.5, True)]
+    assert replay.generate_until([request("generate_until", ("Say 7", {"until": ["Q:"], "max_gen_toks": 8}), 1)]) == [
+        "7"
+    ]
     replay.check_every_request_asked()
 
 
 @pytest.mark.parametrize(
     "asked, message",
     [
-        (request("loglikelihood", ("Q!", " A")), "the request for t doc 0 request 0 is not the one generated in "
-                                                 "<raw record> (its prompt first differs at character 1)"),
+        (
+            request("loglikelihood", ("Q!", " A")),
+            "the request for t doc 0 request 0 is not the one generated in "
+            "<raw record> (its prompt first differs at character 1)",
+        ),
         (request("loglikelihood", ("Q?", " C"), idx=1), "(its continuation first differs at character 1)"),
-        (request("generate_until", ("Say 7", {"until": ["Q:", "\n"], "max_gen_toks": 8}), 1),
-         'its generation settings are {"until": ["Q:", "\\n"], "max_gen_toks": 8}, generated with'),
+        (
+            request("generate_until", ("Say 7", {"until": ["Q:", "\n"], "max_gen_toks": 8}), 1),
+            'its generation settings are {"until": ["Q:", "\\n"], "max_gen_toks": 8}, generated with',
+        ),
         (request("generate_until", ("Say 7", {"until": ["Q:"], "max_gen_toks": 16}), 1), '"max_gen_toks": 16}'),
-        (request("loglikelihood", ("Q?", " A"), doc_id=2), "lm-eval asks loglikelihood for t doc 2 request 0, "
-                                                           "which <raw record> never generated"),
+        (
+            request("loglikelihood", ("Q?", " A"), doc_id=2),
+            "lm-eval asks loglikelihood for t doc 2 request 0, which <raw record> never generated",
+        ),
     ],
-)  # fmt: skip
+)
 def test_replay_refuses_a_request_other_than_the_generated_one(tiny_model, asked, message):
     from workflow_scripts.scoring import ReplayLM, StaleGeneration
 
@@ -254,8 +377,11 @@ def test_replay_refuses_generated_requests_left_unasked(tiny_model):
 
     replay = ReplayLM(raw_file(tiny_model, LOGGED), "cell X")
     replay.loglikelihood([request("loglikelihood", ("Q?", " A"))])
-    with pytest.raises(StaleGeneration, match=r"^cell X: 2 request\(s\) generated in <raw record> are no longer asked "
-                                              r"\(first: t doc 0 request 1\)"):  # fmt: skip
+    with pytest.raises(
+        StaleGeneration,
+        match=r"^cell X: 2 request\(s\) generated in <raw record> are no longer asked "
+        r"\(first: t doc 0 request 1\)",
+    ):
         replay.check_every_request_asked()
 
 
@@ -286,17 +412,25 @@ EDITS = [
     ("cross_difficulty_gsm8k.yaml", r'doc_to_text: "', 'doc_to_text: "Edited ', ["gsm8k"]),
     ("cross_difficulty_mmlu_pro.yaml", r"  until:\n", '  until:\n    - "STOP"\n', ["mmlu_pro"]),  # a stop sequence
     ("cross_difficulty_math.yaml", r"max_gen_toks: \d+", "max_gen_toks: 7", ["math"]),
-    ("cross_difficulty_bbh_yesno.yaml", r"filter_list:\n",
-     "filter_list:\n  - name: edited\n    filter:\n      - function: take_first\n", []),  # a bbh filter
+    (
+        "cross_difficulty_bbh_yesno.yaml",
+        r"filter_list:\n",
+        "filter_list:\n  - name: edited\n    filter:\n      - function: take_first\n",
+        [],
+    ),  # a bbh filter
     ("cross_difficulty_bbh.yaml", r"weight_by_size: true", "weight_by_size: false", []),  # the group's aggregate
     ("_cross_difficulty_bbh_template_yaml", r'doc_to_text: "', 'doc_to_text: "Edited ', ["bbh"]),
     ("utils.py", r"COMMITTED_PATTERNS = \[\n", 'COMMITTED_PATTERNS = [\n    r"edited",\n', []),  # mmlu_pro's filter
     ("utils.py", r"def gpqa_doc_to_target\(doc\)[^\n]*:\n", r"\g<0>    doc = dict(doc)  # edited\n", []),  # 0-shot
-    ("utils.py", r"def lettered_doc_to_text\(doc\)[^\n]*:\n", r"\g<0>    doc = dict(doc)  # edited\n",
-     ["mmlu_pro", "gpqa_extended"]),
+    (
+        "utils.py",
+        r"def lettered_doc_to_text\(doc\)[^\n]*:\n",
+        r"\g<0>    doc = dict(doc)  # edited\n",
+        ["mmlu_pro", "gpqa_extended"],
+    ),
     ("utils.py", r"def bbh_subtask\(doc_id[^\n]*:\n", r"\g<0>    doc_id = str(doc_id)  # edited\n", ["bbh"]),
     ("_cross_difficulty_template_yaml", r"num_fewshot: 0", "num_fewshot: 1", DATASETS),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("file, pattern, replacement, changed", EDITS)

@@ -44,13 +44,40 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 def test_evaluation_makes_cuda_detection_fork_safe_before_torch_is_imported(tiny_model, arc_bins, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTORCH_NVML_BASED_CUDA_CHECK", "VLLM_WORKER_MULTIPROC_METHOD")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTORCH_NVML_BASED_CUDA_CHECK", "VLLM_WORKER_MULTIPROC_METHOD")
+    }
     result = subprocess.run(
-        [sys.executable, "-c", TORCH_IMPORT_SPY, "workflow_scripts.evaluation", "--task", "cross_difficulty_arc",
-         "--bin-file", str(arc_bins / "bin-0.parquet"), "--model", str(tiny_model), "--out", str(tmp_path / "c.json"),
-         "--backend", "vllm", "--dtype", "float32", "--batch-size", "1", "--seed", "42"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            TORCH_IMPORT_SPY,
+            "workflow_scripts.evaluation",
+            "--task",
+            "cross_difficulty_arc",
+            "--bin-file",
+            str(arc_bins / "bin-0.parquet"),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(tmp_path / "c.json"),
+            "--backend",
+            "vllm",
+            "--dtype",
+            "float32",
+            "--batch-size",
+            "1",
+            "--seed",
+            "42",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     seen = [line for line in result.stdout.splitlines() if line.startswith("AT_TORCH_IMPORT ")]
     assert seen, f"torch was never imported:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
     environment = json.loads(seen[0].split(" ", 1)[1])
@@ -76,9 +103,22 @@ def failing_jobs(tiny_model, tmp_path_factory):
     config["datasets"] = {"arc": config["datasets"]["arc"]}
     config["resources"]["train"]["gpu"] = 2
     (workdir / "failing.yaml").write_text(yaml.safe_dump(config))
-    targets = ["results/demo/models/tiny-qwen2/arc/train-0/zero", "results/demo/cells/tiny-qwen2/arc/train-base/test-0.json"]
-    result = snakemake("--configfile", str(workdir / "failing.yaml"), "--cores", "2", "--keep-going", *targets,
-                       workdir=workdir, check=False, timeout=900, env_extra={"CUDA_VISIBLE_DEVICES": "0,1"})  # fmt: skip
+    targets = [
+        "results/demo/models/tiny-qwen2/arc/train-0/zero",
+        "results/demo/cells/tiny-qwen2/arc/train-base/test-0.json",
+    ]
+    result = snakemake(
+        "--configfile",
+        str(workdir / "failing.yaml"),
+        "--cores",
+        "2",
+        "--keep-going",
+        *targets,
+        workdir=workdir,
+        check=False,
+        timeout=900,
+        env_extra={"CUDA_VISIBLE_DEVICES": "0,1"},
+    )
     assert result.returncode != 0
     return workdir
 
@@ -101,16 +141,36 @@ def test_library_error_keeps_its_traceback_above_one_last_line(failing_jobs):
     assert lines[-1] == "error: KeyError in transformers (traceback above): no_such_activation"
     # The job's JIT and compile caches: under results_dir/cache (config cache_dir), not $HOME.
     cache = failing_jobs / "results/demo/cache"
-    assert lines[0] == (f"caches: VLLM_CACHE_ROOT={cache}/vllm, TRITON_CACHE_DIR={cache}/triton, "
-                        f"FLASHINFER_WORKSPACE_BASE={cache}/flashinfer, CUDA_CACHE_PATH={cache}/nv-compute-cache")  # fmt: skip
+    assert lines[0] == (
+        f"caches: VLLM_CACHE_ROOT={cache}/vllm, TRITON_CACHE_DIR={cache}/triton, "
+        f"FLASHINFER_WORKSPACE_BASE={cache}/flashinfer, CUDA_CACHE_PATH={cache}/nv-compute-cache"
+    )
     assert not (failing_jobs / "results/demo/cells/tiny-qwen2/arc/train-base/test-0.json").exists()
 
 
 def test_own_input_errors_stay_one_line(tmp_path, capsys):
     """Our own checks' messages name the field and the fix: no traceback above them."""
     with pytest.raises(SystemExit):
-        evaluation.main(["--task", "cross_difficulty_nope", "--bin-file", "x.parquet", "--model", "m", "--backend", "hf",
-                         "--dtype", "float32", "--batch-size", "1", "--seed", "42", "--out", str(tmp_path / "c.json")])  # fmt: skip
+        evaluation.main(
+            [
+                "--task",
+                "cross_difficulty_nope",
+                "--bin-file",
+                "x.parquet",
+                "--model",
+                "m",
+                "--backend",
+                "hf",
+                "--dtype",
+                "float32",
+                "--batch-size",
+                "1",
+                "--seed",
+                "42",
+                "--out",
+                str(tmp_path / "c.json"),
+            ]
+        )
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: task 'cross_difficulty_nope'")
 
@@ -139,12 +199,19 @@ def test_vllm_arguments_on_gpus(monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    name, args = evaluation.model_spec("vllm", "m", "bfloat16", False, seed=42, chat_template_date=DATE,
-                                       attention_backend="TRITON_ATTN")  # fmt: skip
+    name, args = evaluation.model_spec(
+        "vllm", "m", "bfloat16", False, seed=42, chat_template_date=DATE, attention_backend="TRITON_ATTN"
+    )
     assert name == "vllm"
-    assert args == {"pretrained": "m", "dtype": "bfloat16", "trust_remote_code": False, "seed": 42,
-                    "chat_template_args": {"date_string": DATE}, "tensor_parallel_size": 1,
-                    "attention_backend": "TRITON_ATTN"}  # fmt: skip
+    assert args == {
+        "pretrained": "m",
+        "dtype": "bfloat16",
+        "trust_remote_code": False,
+        "seed": 42,
+        "chat_template_args": {"date_string": DATE},
+        "tensor_parallel_size": 1,
+        "attention_backend": "TRITON_ATTN",
+    }
 
 
 def test_vllm_without_gpu_or_cpu_build_is_one_line(monkeypatch):
@@ -165,19 +232,38 @@ def test_chat_template_date_reaches_lm_eval_prompts(tiny_llama):
     # Without it, the template prints the day it runs (what the setting prevents).
     today = time.strftime("%d %b %Y")
     unpinned = get_model(name)(**{k: v for k, v in args.items() if k != "chat_template_args"})
-    assert f"Today Date: {today}\n" in unpinned.apply_chat_template([{"role": "user", "content": "Q"}], add_generation_prompt=True)
+    assert f"Today Date: {today}\n" in unpinned.apply_chat_template(
+        [{"role": "user", "content": "Q"}], add_generation_prompt=True
+    )
 
 
 # ---- the GPU smoke script's plumbing --------------------------------------------------------------
 
 
 def test_gpu_smoke_plans_the_study_settings_on_one_gpu(tmp_path):
-    result = subprocess.run([sys.executable, "benchmarks/gpu_smoke.py", "--dry-run", "--out", str(tmp_path)], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "benchmarks/gpu_smoke.py", "--dry-run", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    steps = {s["step"]: s["command"] for s in map(json.loads, (l for l in result.stdout.splitlines() if l.startswith("{")))}
-    assert list(steps) == ["fork", "fork-control", "train-llama3", "convert-llama3", "train-qwen2", "convert-qwen2",
-                           "eval-hf-arc", "eval-hf-gsm8k", "eval-vllm-arc", "eval-vllm-gsm8k"]  # fmt: skip
+    steps = {
+        s["step"]: s["command"] for s in map(json.loads, (l for l in result.stdout.splitlines() if l.startswith("{")))
+    }
+    assert list(steps) == [
+        "fork",
+        "fork-control",
+        "train-llama3",
+        "convert-llama3",
+        "train-qwen2",
+        "convert-qwen2",
+        "eval-hf-arc",
+        "eval-hf-gsm8k",
+        "eval-vllm-arc",
+        "eval-vllm-gsm8k",
+    ]
     for style in ("llama3", "qwen2"):
         train = steps[f"train-{style}"]
         assert train[train.index("--gpus") + 1] == "1" and train[train.index("--num-processes") + 1] == "1"
@@ -196,8 +282,13 @@ def test_gpu_smoke_plans_the_study_settings_on_one_gpu(tmp_path):
 
 @pytest.mark.parametrize("device, works", [("cpu", True), ("meta-nonsense", False)])
 def test_gpu_smoke_fork_check_reports_what_the_child_saw(device, works):
-    result = subprocess.run([sys.executable, "benchmarks/gpu_smoke.py", "fork-check", "--device", device], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "benchmarks/gpu_smoke.py", "fork-check", "--device", device],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["nvml_check"] == "1" and (result.returncode == 0) == works
     assert (seen["child"] == "ok") == works and (works or "RuntimeError" in seen["child"])

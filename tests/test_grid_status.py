@@ -76,9 +76,22 @@ def test_command_line_prints_the_table(tmp_path):
     config, models, datasets = setup_grid(tmp_path)
     configfile = tmp_path / "paper.yaml"
     configfile.write_text(yaml.safe_dump(config))
-    result = subprocess.run([sys.executable, "-m", "workflow_scripts.grid_status", "--configfile", str(configfile),
-                             "--directory", str(tmp_path), "--list-failed"],
-                            cwd=REPO, capture_output=True, text=True, check=True)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workflow_scripts.grid_status",
+            "--configfile",
+            str(configfile),
+            "--directory",
+            str(tmp_path),
+            "--list-failed",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["model", "dataset", "cells", "done", "running", "failed", "pending", "trained"]
     first = next(line.split() for line in lines if line.startswith(models[0] + " ") and f" {datasets[0]} " in line)
@@ -104,10 +117,15 @@ SWITCH_ROWS = {
     "heldout": ({"eval_split": "heldout"}, ["base-heldout", "0-heldout", "1-heldout", "2-heldout"]),
     "seeds": ({"seeds": [42, 43]}, ["base", "0", "1", "2", "0-seed43", "1-seed43", "2-seed43"]),
     "in_context": ({"in_context": {"k": 2}}, ["base", "0", "1", "2", "icl2-bin0", "icl2-bin1", "icl2-bin2"]),
-    "all three": ({"eval_split": "heldout", "seeds": [42, 43], "in_context": {"k": 2}},
-                  ["base-heldout", *(f"{b}-heldout{s}" for s in ("", "-seed43") for b in "012"),
-                   *(f"icl2-bin{b}-heldout{s}" for s in ("", "-seed43") for b in "012")]),
-}  # fmt: skip
+    "all three": (
+        {"eval_split": "heldout", "seeds": [42, 43], "in_context": {"k": 2}},
+        [
+            "base-heldout",
+            *(f"{b}-heldout{s}" for s in ("", "-seed43") for b in "012"),
+            *(f"icl2-bin{b}-heldout{s}" for s in ("", "-seed43") for b in "012"),
+        ],
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(SWITCH_ROWS))
@@ -125,8 +143,9 @@ def test_every_planned_row_counts_with_each_switch(tmp_path, case):
     for row in trained[:2]:
         (results / "models/tiny-qwen2/arc" / f"train-{row}" / "hf").mkdir(parents=True)
     if case != "study":  # a stray study cell: not part of this grid, so counted nowhere
-        synthetic_cells.write_cell(results / "cells/tiny-qwen2/arc/train-7/test-0.json", "tiny-qwen2", "arc", "7", 0,
-                                   np.ones(2), ["a", "b"])  # fmt: skip
+        synthetic_cells.write_cell(
+            results / "cells/tiny-qwen2/arc/train-7/test-0.json", "tiny-qwen2", "arc", "7", 0, np.ones(2), ["a", "b"]
+        )
     (row,) = grid_status.grid_status(config, tmp_path)
     assert (row["cells"], row["done"], row["pending"], row["failed"]) == (3 * len(rows), 3 * len(rows), 0, 0)
     assert (row["trained"], row["bins"]) == (2, len(trained))
@@ -138,12 +157,18 @@ def test_every_planned_row_counts_with_each_switch(tmp_path, case):
     log.write_text("Traceback ...")
     (row,) = grid_status.grid_status(config, tmp_path)
     assert (row["done"], row["failed"]) == (3 * len(rows) - 1, 1)
-    assert row["failed_logs"] == [os.path.join("results/small/logs/evaluate/tiny-qwen2/arc", f"train-{rows[-1]}", "test-2.log")]
+    assert row["failed_logs"] == [
+        os.path.join("results/small/logs/evaluate/tiny-qwen2/arc", f"train-{rows[-1]}", "test-2.log")
+    ]
 
 
 def test_config_with_a_key_given_twice_is_refused(tmp_path):
     path = tmp_path / "twice.yaml"
     path.write_text((REPO / "config/demo.yaml").read_text() + "n_bins: 4\n")
-    result = subprocess.run([sys.executable, "-m", "workflow_scripts.grid_status", "--configfile", str(path)],
-                            cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "workflow_scripts.grid_status", "--configfile", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and "key 'n_bins' is given twice" in result.stderr

@@ -25,24 +25,62 @@ IDS = [f"q{i:02d}" for i in range(20)]
 
 def test_the_study_rows_keep_their_plain_names():
     assert cell_names.base_name("all") == "base" and cell_names.bin_name(3, "all", 42) == "3"
-    assert cell_names.labels("3") == {"train": "3", "train_kind": "bin", "train_bin": 3, "in_context_k": None,
-                                      "seed": 42, "eval_split": "all"}  # fmt: skip
-    assert cell_names.labels("base") == {"train": "base", "train_kind": "base", "train_bin": None,
-                                         "in_context_k": None, "seed": None, "eval_split": "all"}  # fmt: skip
+    assert cell_names.labels("3") == {
+        "train": "3",
+        "train_kind": "bin",
+        "train_bin": 3,
+        "in_context_k": None,
+        "seed": 42,
+        "eval_split": "all",
+    }
+    assert cell_names.labels("base") == {
+        "train": "base",
+        "train_kind": "base",
+        "train_bin": None,
+        "in_context_k": None,
+        "seed": None,
+        "eval_split": "all",
+    }
 
 
 @pytest.mark.parametrize(
     "name, labels",
     [
-        (cell_names.bin_name(3, "heldout", 43), {"train": "3", "train_kind": "bin", "train_bin": 3, "seed": 43,
-                                                  "eval_split": "heldout", "in_context_k": None}),
-        (cell_names.in_context_name(4, 2, "all", 42), {"train": "icl4-bin2", "train_kind": "in_context",
-                                                        "train_bin": 2, "in_context_k": 4, "seed": 42,
-                                                        "eval_split": "all"}),
-        (cell_names.base_name("heldout"), {"train": "base", "train_kind": "base", "train_bin": None, "seed": None,
-                                           "in_context_k": None, "eval_split": "heldout"}),
+        (
+            cell_names.bin_name(3, "heldout", 43),
+            {
+                "train": "3",
+                "train_kind": "bin",
+                "train_bin": 3,
+                "seed": 43,
+                "eval_split": "heldout",
+                "in_context_k": None,
+            },
+        ),
+        (
+            cell_names.in_context_name(4, 2, "all", 42),
+            {
+                "train": "icl4-bin2",
+                "train_kind": "in_context",
+                "train_bin": 2,
+                "in_context_k": 4,
+                "seed": 42,
+                "eval_split": "all",
+            },
+        ),
+        (
+            cell_names.base_name("heldout"),
+            {
+                "train": "base",
+                "train_kind": "base",
+                "train_bin": None,
+                "seed": None,
+                "in_context_k": None,
+                "eval_split": "heldout",
+            },
+        ),
     ],
-)  # fmt: skip
+)
 def test_tags_say_where_a_row_came_from(name, labels):
     assert cell_names.labels(name) == labels
     assert name in {"3-heldout-seed43", "icl4-bin2", "base-heldout"}
@@ -79,11 +117,19 @@ def test_split_is_fixed_by_item_ids_and_seed_alone():
 
 
 def test_split_is_the_same_in_another_process_with_another_hash_salt():
-    code = ("import pandas as pd; from workflow_scripts import heldout_split as h; "
-            f"print(sorted(h.split_bin(pd.DataFrame({{'item_id': {IDS!r}}}), 0.25, 42)[1].item_id))")  # fmt: skip
+    code = (
+        "import pandas as pd; from workflow_scripts import heldout_split as h; "
+        f"print(sorted(h.split_bin(pd.DataFrame({{'item_id': {IDS!r}}}), 0.25, 42)[1].item_id))"
+    )
     outputs = {
-        subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
-                       env={**os.environ, "PYTHONHASHSEED": salt}).stdout  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": salt},
+        ).stdout
         for salt in ("1", "2", "random")
     }
     assert outputs == {"['q04', 'q07', 'q08', 'q10', 'q14']\n"}
@@ -99,8 +145,9 @@ def test_split_step_writes_both_parts_and_refuses_a_bin_of_one(arc_bins, tmp_pat
     for k in range(3):
         pd.read_parquet(arc_bins / f"bin-{k}.parquet").to_parquet(tmp_path / "bins" / f"bin-{k}.parquet")
     (tmp_path / "bins/manifest.json").write_text(json.dumps({"n_bins": 3}))
-    heldout_split.main(["--bins-dir", str(tmp_path / "bins"), "--fraction", "0.25", "--seed", "42",
-                        "--out-dir", str(tmp_path / "out")])  # fmt: skip
+    heldout_split.main(
+        ["--bins-dir", str(tmp_path / "bins"), "--fraction", "0.25", "--seed", "42", "--out-dir", str(tmp_path / "out")]
+    )
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
     for k in range(3):
         heldout = pd.read_parquet(tmp_path / f"out/heldout-{k}.parquet")
@@ -109,8 +156,18 @@ def test_split_step_writes_both_parts_and_refuses_a_bin_of_one(arc_bins, tmp_pat
         assert manifest["bins"][str(k)]["heldout_ids"] == sorted(heldout.item_id)
     pd.read_parquet(arc_bins / "bin-1.parquet").head(1).to_parquet(tmp_path / "bins/bin-1.parquet")
     with pytest.raises(SystemExit):
-        heldout_split.main(["--bins-dir", str(tmp_path / "bins"), "--fraction", "0.25", "--seed", "42",
-                            "--out-dir", str(tmp_path / "out2")])  # fmt: skip
+        heldout_split.main(
+            [
+                "--bins-dir",
+                str(tmp_path / "bins"),
+                "--fraction",
+                "0.25",
+                "--seed",
+                "42",
+                "--out-dir",
+                str(tmp_path / "out2"),
+            ]
+        )
 
 
 # ---- the in-context prompt -------------------------------------------------------------------
@@ -119,8 +176,10 @@ def test_split_step_writes_both_parts_and_refuses_a_bin_of_one(arc_bins, tmp_pat
 def bins(arc_bins) -> list[list[dict]]:
     import datasets
 
-    return [list(datasets.load_dataset("parquet", data_files={"test": str(arc_bins / f"bin-{k}.parquet")},
-                                       split="test")) for k in range(3)]  # fmt: skip
+    return [
+        list(datasets.load_dataset("parquet", data_files={"test": str(arc_bins / f"bin-{k}.parquet")}, split="test"))
+        for k in range(3)
+    ]
 
 
 @pytest.mark.parametrize("source_bin, test_bin", [(0, 0), (0, 2), (2, 1)])
@@ -174,7 +233,8 @@ def lm_eval_contexts(task: str, test_file: str, pool_file: str, k: int, prompt_f
         (Path(tmp) / "cell.yaml").write_text(yaml.safe_dump(spec))
         folders = [tmp, str(task_files.TASKS_DIR)] if "group" in spec else [str(task_files.TASKS_DIR)]
         loaded = TaskManager(include_path=folders, include_defaults=False).load(
-            [spec["group"] if "group" in spec else str(Path(tmp) / "cell.yaml")])
+            [spec["group"] if "group" in spec else str(Path(tmp) / "cell.yaml")]
+        )
         contexts = {}
         for task_object in loaded["tasks"].values():
             task_object.build_all_requests(rank=0, world_size=1)
@@ -192,8 +252,9 @@ def test_lm_eval_puts_the_examples_before_the_task_prompt(dataset, tmp_path):
     for k, part in enumerate(binning.split_into_bins(table, 3, "1pl_quantile")):
         part.to_parquet(tmp_path / f"bin-{k}.parquet")
     pool = pd.read_parquet(tmp_path / "bin-0.parquet")
-    contexts = lm_eval_contexts(f"cross_difficulty_{dataset}", str(tmp_path / "bin-0.parquet"),
-                                str(tmp_path / "bin-0.parquet"), 2, dataset)  # fmt: skip
+    contexts = lm_eval_contexts(
+        f"cross_difficulty_{dataset}", str(tmp_path / "bin-0.parquet"), str(tmp_path / "bin-0.parquet"), 2, dataset
+    )
     assert set(contexts) == set(pool.item_id)  # every item of the test bin, each once
     for item_id, (context, doc) in contexts.items():
         blocks = context.split(in_context.EXAMPLE_SEPARATOR)

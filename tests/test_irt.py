@@ -91,11 +91,24 @@ def test_degenerate_items_get_finite_extreme_difficulty_and_a_warning(tmp_path, 
 
 
 def run_step(folder, min_responses=20, model="1pl", responses_file="responses.parquet"):
-    irt.main([
-        "--responses", str(folder / responses_file), "--data", str(folder / "data.parquet"),
-        "--model", model, "--min-responses", str(min_responses), "--out", str(folder / "out.parquet"),
-        "--items-out", str(folder / "items.parquet"), "--report", str(folder / "report.json"),
-    ])  # fmt: skip
+    irt.main(
+        [
+            "--responses",
+            str(folder / responses_file),
+            "--data",
+            str(folder / "data.parquet"),
+            "--model",
+            model,
+            "--min-responses",
+            str(min_responses),
+            "--out",
+            str(folder / "out.parquet"),
+            "--items-out",
+            str(folder / "items.parquet"),
+            "--report",
+            str(folder / "report.json"),
+        ]
+    )
 
 
 def test_items_with_too_few_responses_are_reported_and_not_binned(tmp_path):
@@ -118,11 +131,20 @@ def test_items_with_too_few_responses_are_reported_and_not_binned(tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda t: t.assign(correct=t["correct"].astype(float).where(t.index != 3, 0.5)), r"'correct' must be 0 or 1.*0\.5"),
-        (lambda t: t.assign(correct=t["correct"].astype(object).where(t.index != 0, "yes")), r"'correct' must be 0 or 1.*yes"),
+        (
+            lambda t: t.assign(correct=t["correct"].astype(float).where(t.index != 3, 0.5)),
+            r"'correct' must be 0 or 1.*0\.5",
+        ),
+        (
+            lambda t: t.assign(correct=t["correct"].astype(object).where(t.index != 0, "yes")),
+            r"'correct' must be 0 or 1.*yes",
+        ),
         (lambda t: t.rename(columns={"item_id": "question_id"}), r"missing column\(s\) \['item_id'\]"),
         (lambda t: pd.concat([t, t.iloc[:1]]), r"1 repeated \(subject, item_id\) pair"),
-        (lambda t: t.assign(item_id=t["item_id"].where(t.index != 0, "not-in-data")), r"1 item_id\(s\) not in the dataset, e\.g\. \['not-in-data'\]"),
+        (
+            lambda t: t.assign(item_id=t["item_id"].where(t.index != 0, "not-in-data")),
+            r"1 item_id\(s\) not in the dataset, e\.g\. \['not-in-data'\]",
+        ),
     ],
 )
 def test_bad_tables_are_rejected_with_one_line(tmp_path, capsys, change, message):
@@ -180,8 +202,13 @@ def test_demo_bins_from_a_fitted_response_table(tmp_path):
     targets = ["results/demo-irt/data/arc/bins", "results/demo-irt/data/gsm8k/bins"]
     dry = snakemake(*overlay, "-n", "--cores", "2", *targets, workdir=tmp_path)
     assert job_counts(dry.stdout) == {
-        "sample_data": 2, "download": 2, "sample_responses": 1, "irt": 1, "bin": 2, "total": 8,
-    }  # fmt: skip
+        "sample_data": 2,
+        "download": 2,
+        "sample_responses": 1,
+        "irt": 1,
+        "bin": 2,
+        "total": 8,
+    }
     snakemake(*overlay, "--cores", "2", *targets, workdir=tmp_path)
     arc = tmp_path / "results/demo-irt/data/arc"
     manifest = json.loads((arc / "bins/manifest.json").read_text())
@@ -203,8 +230,14 @@ def test_demo_bins_from_a_fitted_response_table(tmp_path):
 @pytest.mark.parametrize(
     "irt_block, message",
     [
-        ({"responses": "no/such/table.parquet"}, "datasets.arc.irt.responses: no/such/table.parquet does not exist; fix:"),
-        ({"responses": "resources/demo/sample_responses/arc.parquet", "model": "3pl"}, "datasets.arc.irt.model = '3pl'"),
+        (
+            {"responses": "no/such/table.parquet"},
+            "datasets.arc.irt.responses: no/such/table.parquet does not exist; fix:",
+        ),
+        (
+            {"responses": "resources/demo/sample_responses/arc.parquet", "model": "3pl"},
+            "datasets.arc.irt.model = '3pl'",
+        ),
         ({"model": "1pl"}, "datasets.arc.irt: 'responses' is a required property; fix: add it"),
     ],
 )
@@ -228,8 +261,15 @@ def test_a_log_folder_is_converted_before_the_fit(tmp_path):
     config["datasets"]["arc"]["irt"] = {"responses": str(tmp_path / "logs"), "model": "2pl"}
     (tmp_path / "irt.yaml").write_text(yaml.safe_dump(config))
     # The target goes first: --configfile takes every value that follows it.
-    dry = snakemake("results/demo/data/arc/bins", "-n", "-p", "--configfile", str(tmp_path / "irt.yaml"), workdir=tmp_path)
+    dry = snakemake(
+        "results/demo/data/arc/bins", "-n", "-p", "--configfile", str(tmp_path / "irt.yaml"), workdir=tmp_path
+    )
     assert job_counts(dry.stdout) == {
-        "sample_data": 1, "download": 1, "responses_from_logs": 1, "irt": 1, "bin": 1, "total": 5,
-    }  # fmt: skip
+        "sample_data": 1,
+        "download": 1,
+        "responses_from_logs": 1,
+        "irt": 1,
+        "bin": 1,
+        "total": 5,
+    }
     assert "--metric acc,none" in dry.stdout + dry.stderr  # the dataset's headline_metric by default

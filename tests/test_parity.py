@@ -24,8 +24,9 @@ from test_tasks import evaluation_utils, score
 from workflow_scripts import data, prompts, sample_data
 from workflow_scripts.training import TrainSettings, build_trainer
 
-CPU_SETTINGS = training_settings(epochs=1, bf16=False, optim="adamw_torch", learning_rate=1e-3, max_length=512,
-                                 use_liger_kernel=False)  # fmt: skip
+CPU_SETTINGS = training_settings(
+    epochs=1, bf16=False, optim="adamw_torch", learning_rate=1e-3, max_length=512, use_liger_kernel=False
+)
 
 
 def bbh(subtask: str, answer: str, question: str = "Q?") -> dict:
@@ -37,10 +38,19 @@ MMLU_B = {"question": "Pick the second.", "options": ["w", "x", "y", "z"], "answ
 MMLU_C = {**MMLU_B, "question": "Pick the third.", "answer": "C"}
 BBH_OPTIONS = "Pick the number two.\nOptions:\n(A) one\n(B) two\n(C) three"
 MATH = {"question": "Half of one?", "answer": "\\frac{1}{2}"}
-IFEVAL = {"key": 1, "prompt": "Answer in lowercase.", "instruction_id_list": ["change_case:english_lowercase"],
-          "kwargs": [{"num_words": None, "relation": None}], "answer": ""}  # fmt: skip
-ARC = {"id": "x1", "question": "q", "choices": {"label": ["A", "B", "C", "D"], "text": ["1", "2", "3", "4"]},
-       "answerKey": "C"}  # fmt: skip
+IFEVAL = {
+    "key": 1,
+    "prompt": "Answer in lowercase.",
+    "instruction_id_list": ["change_case:english_lowercase"],
+    "kwargs": [{"num_words": None, "relation": None}],
+    "answer": "",
+}
+ARC = {
+    "id": "x1",
+    "question": "q",
+    "choices": {"label": ["A", "B", "C", "D"], "text": ["1", "2", "3", "4"]},
+    "answerKey": "C",
+}
 
 EM = "exact_match"
 # (dataset, row, model output, the study's scores, our extra filters' scores). A string output is the
@@ -48,103 +58,218 @@ EM = "exact_match"
 # end a generation. A list is one log-likelihood per choice.
 GOLDEN = {
     "gsm8k: the trained closing sentence": (
-        "gsm8k", GSM8K, "So the answer is 1,234.", {f"{EM},strict-match": 1, f"{EM},flexible-extract": 1}, {}),
+        "gsm8k",
+        GSM8K,
+        "So the answer is 1,234.",
+        {f"{EM},strict-match": 1, f"{EM},flexible-extract": 1},
+        {},
+    ),
     # The strict regex ends in an unescaped '.', which eats the last digit when no period follows.
     "gsm8k: no final period": (
-        "gsm8k", GSM8K, "1000 + 234 = 1234. So the answer is 1,234",
-        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1}, {}),
+        "gsm8k",
+        GSM8K,
+        "1000 + 234 = 1234. So the answer is 1,234",
+        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1},
+        {},
+    ),
     "gsm8k: no closing sentence": (
-        "gsm8k", GSM8K, "It makes 1234 in total.", {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1}, {}),
+        "gsm8k",
+        GSM8K,
+        "It makes 1234 in total.",
+        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1},
+        {},
+    ),
     "gsm8k: starts a new Q:": (
-        "gsm8k", GSM8K, "So the answer is 1234.\n\nQ: What is 2 + 2?\nA: So the answer is 4.",
-        {f"{EM},strict-match": 1, f"{EM},flexible-extract": 1}, {}),
+        "gsm8k",
+        GSM8K,
+        "So the answer is 1234.\n\nQ: What is 2 + 2?\nA: So the answer is 4.",
+        {f"{EM},strict-match": 1, f"{EM},flexible-extract": 1},
+        {},
+    ),
     "mmlu_pro: The answer is (B)": (
-        "mmlu_pro", MMLU_B, "The answer is (B)", {f"{EM},first-letter": 1}, {f"{EM},committed-letter": 1}),
+        "mmlu_pro",
+        MMLU_B,
+        "The answer is (B)",
+        {f"{EM},first-letter": 1},
+        {f"{EM},committed-letter": 1},
+    ),
     "mmlu_pro: B) because ...": (
-        "mmlu_pro", MMLU_B, "B) because it is the only one left", {f"{EM},first-letter": 1},
-        {f"{EM},committed-letter": 1}),
+        "mmlu_pro",
+        MMLU_B,
+        "B) because it is the only one left",
+        {f"{EM},first-letter": 1},
+        {f"{EM},committed-letter": 1},
+    ),
     # The study's extraction takes the "A" of "Answer".
     "mmlu_pro: **Answer: C**": (
-        "mmlu_pro", MMLU_C, "**Answer: C**", {f"{EM},first-letter": 0}, {f"{EM},committed-letter": 1}),
+        "mmlu_pro",
+        MMLU_C,
+        "**Answer: C**",
+        {f"{EM},first-letter": 0},
+        {f"{EM},committed-letter": 1},
+    ),
     # Cut at "Q:": the later "answer is (B)" never reaches the filters.
     "mmlu_pro: starts a new Q: after its answer": (
-        "mmlu_pro", MMLU_C, "C\n\nQ: Which is larger?\nA) 1\nB) 2\nAnswer: The answer is (B)",
-        {f"{EM},first-letter": 1}, {f"{EM},committed-letter": 1}),
+        "mmlu_pro",
+        MMLU_C,
+        "C\n\nQ: Which is larger?\nA) 1\nB) 2\nAnswer: The answer is (B)",
+        {f"{EM},first-letter": 1},
+        {f"{EM},committed-letter": 1},
+    ),
     # Cut at "Q:": the "B" of "But" is never read as the answer.
     "mmlu_pro: starts a new Q: before any letter": (
-        "mmlu_pro", MMLU_B, "i think it is the second one\nQ: But is B right?", {f"{EM},first-letter": 0},
-        {f"{EM},committed-letter": 0}),
+        "mmlu_pro",
+        MMLU_B,
+        "i think it is the second one\nQ: But is B right?",
+        {f"{EM},first-letter": 0},
+        {f"{EM},committed-letter": 0},
+    ),
     "bbh yes/no: Sherrie tells the truth.": (
-        "bbh", bbh("web_of_lies", "Yes"), "Sherrie tells the truth.",
-        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1}, {f"{EM},lenient-extract": 1}),
+        "bbh",
+        bbh("web_of_lies", "Yes"),
+        "Sherrie tells the truth.",
+        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1},
+        {f"{EM},lenient-extract": 1},
+    ),
     "bbh yes/no: does not tell the truth": (
-        "bbh", bbh("web_of_lies", "No"), "Sherrie does not tell the truth.",
-        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1}, {f"{EM},lenient-extract": 1}),
+        "bbh",
+        bbh("web_of_lies", "No"),
+        "Sherrie does not tell the truth.",
+        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1},
+        {f"{EM},lenient-extract": 1},
+    ),
     "bbh yes/no: plausible": (
-        "bbh", bbh("sports_understanding", "yes"), "This is plausible.",
-        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1}, {f"{EM},lenient-extract": 1}),
+        "bbh",
+        bbh("sports_understanding", "yes"),
+        "This is plausible.",
+        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1},
+        {f"{EM},lenient-extract": 1},
+    ),
     # The study's boolean extraction is case-sensitive.
     "bbh boolean: true": (
-        "bbh", bbh("boolean_expressions", "True"), "true",
-        {f"{EM},strict-match": 1, f"{EM},flexible-extract": 0}, {f"{EM},lenient-extract": 1}),
+        "bbh",
+        bbh("boolean_expressions", "True"),
+        "true",
+        {f"{EM},strict-match": 1, f"{EM},flexible-extract": 0},
+        {f"{EM},lenient-extract": 1},
+    ),
     "bbh boolean: in a sentence": (
-        "bbh", bbh("boolean_expressions", "True"), "The expression is True.",
-        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1}, {f"{EM},lenient-extract": 1}),
+        "bbh",
+        bbh("boolean_expressions", "True"),
+        "The expression is True.",
+        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1},
+        {f"{EM},lenient-extract": 1},
+    ),
     "bbh boolean: starts a new Q:": (
-        "bbh", bbh("boolean_expressions", "False"), "False\nQ: not True is\nA: False",
-        {f"{EM},strict-match": 1, f"{EM},flexible-extract": 1}, {f"{EM},lenient-extract": 1}),
+        "bbh",
+        bbh("boolean_expressions", "False"),
+        "False\nQ: not True is\nA: False",
+        {f"{EM},strict-match": 1, f"{EM},flexible-extract": 1},
+        {f"{EM},lenient-extract": 1},
+    ),
     # Case-sensitive again, and "Valid" finds nothing: the fallback "[invalid]" loses its brackets in
     # the metric and equals the target "invalid", so the study counts it right there.
     "bbh valid/invalid: Valid (target valid)": (
-        "bbh", bbh("formal_fallacies", "valid"), "Valid",
-        {f"{EM},strict-match": 1, f"{EM},flexible-extract": 0}, {f"{EM},lenient-extract": 1}),
+        "bbh",
+        bbh("formal_fallacies", "valid"),
+        "Valid",
+        {f"{EM},strict-match": 1, f"{EM},flexible-extract": 0},
+        {f"{EM},lenient-extract": 1},
+    ),
     "bbh valid/invalid: Valid (target invalid)": (
-        "bbh", bbh("formal_fallacies", "invalid"), "Valid",
-        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1}, {f"{EM},lenient-extract": 0}),
+        "bbh",
+        bbh("formal_fallacies", "invalid"),
+        "Valid",
+        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1},
+        {f"{EM},lenient-extract": 0},
+    ),
     "bbh valid/invalid: in a sentence": (
-        "bbh", bbh("formal_fallacies", "invalid"), "The argument is invalid.",
-        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1}, {f"{EM},lenient-extract": 1}),
+        "bbh",
+        bbh("formal_fallacies", "invalid"),
+        "The argument is invalid.",
+        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1},
+        {f"{EM},lenient-extract": 1},
+    ),
     "bbh multiple choice: The answer is (B)": (
-        "bbh", bbh("date_understanding", "(B)", BBH_OPTIONS), "The answer is (B)",
-        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1}, {f"{EM},lenient-extract": 1}),
+        "bbh",
+        bbh("date_understanding", "(B)", BBH_OPTIONS),
+        "The answer is (B)",
+        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1},
+        {f"{EM},lenient-extract": 1},
+    ),
     "bbh multiple choice: **Answer: C**": (
-        "bbh", bbh("date_understanding", "(C)", BBH_OPTIONS), "**Answer: C**",
-        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1}, {f"{EM},lenient-extract": 1}),
+        "bbh",
+        bbh("date_understanding", "(C)", BBH_OPTIONS),
+        "**Answer: C**",
+        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1},
+        {f"{EM},lenient-extract": 1},
+    ),
     # No "(B)": found through the option text "two".
     "bbh multiple choice: B) because ...": (
-        "bbh", bbh("date_understanding", "(B)", BBH_OPTIONS), "B) because two is right",
-        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1}, {f"{EM},lenient-extract": 1}),
+        "bbh",
+        bbh("date_understanding", "(B)", BBH_OPTIONS),
+        "B) because two is right",
+        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1},
+        {f"{EM},lenient-extract": 1},
+    ),
     "bbh numeric: a digit": (
-        "bbh", bbh("object_counting", "7"), "I count 7 things.",
-        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1}, {f"{EM},lenient-extract": 1}),
+        "bbh",
+        bbh("object_counting", "7"),
+        "I count 7 things.",
+        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 1},
+        {f"{EM},lenient-extract": 1},
+    ),
     # lm-eval's number-word pattern does not read a bare "seven".
     "bbh numeric: a number word": (
-        "bbh", bbh("object_counting", "7"), "I count seven things.",
-        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 0}, {f"{EM},lenient-extract": 0}),
+        "bbh",
+        bbh("object_counting", "7"),
+        "I count seven things.",
+        {f"{EM},strict-match": 0, f"{EM},flexible-extract": 0},
+        {f"{EM},lenient-extract": 0},
+    ),
     "math: \\boxed{1/2}": ("math", MATH, "\\boxed{1/2}", {f"{EM},none": 1}, {}),
     "math: an equivalent fraction": ("math", MATH, "The answer is $\\frac{2}{4}$.", {f"{EM},none": 1}, {}),
     "math: a wrong value": ("math", MATH, "$\\boxed{0.4}$", {f"{EM},none": 0}, {}),
     "ifeval: a first line that breaks the rule": (
-        "ifeval", IFEVAL, "**Sure**\nall of this is lowercase.",
-        {"prompt_level_strict_acc,none": 0, "prompt_level_loose_acc,none": 1}, {}),
+        "ifeval",
+        IFEVAL,
+        "**Sure**\nall of this is lowercase.",
+        {"prompt_level_strict_acc,none": 0, "prompt_level_loose_acc,none": 1},
+        {},
+    ),
     "ifeval: follows it": (
-        "ifeval", IFEVAL, "all of this is lowercase.",
-        {"prompt_level_strict_acc,none": 1, "prompt_level_loose_acc,none": 1}, {}),
-    "arc: the answer is most likely": (
-        "arc", ARC, [-5.0, -5.0, 0.0, -5.0], {"acc,none": 1, "acc_norm,none": 1}, {}),
+        "ifeval",
+        IFEVAL,
+        "all of this is lowercase.",
+        {"prompt_level_strict_acc,none": 1, "prompt_level_loose_acc,none": 1},
+        {},
+    ),
+    "arc: the answer is most likely": ("arc", ARC, [-5.0, -5.0, 0.0, -5.0], {"acc,none": 1, "acc_norm,none": 1}, {}),
     "arc: another label is": ("arc", ARC, [0.0, -5.0, -5.0, -5.0], {"acc,none": 0, "acc_norm,none": 0}, {}),
     "gpqa: (B) answers": (
-        "gpqa_extended", {"doc_id": 7, "question": "q", "options": ["1", "2", "3", "4"], "answer": "(B)"},
-        [-5.0, 0.0, -5.0, -5.0], {"acc,none": 1, "acc_norm,none": 1}, {}),
+        "gpqa_extended",
+        {"doc_id": 7, "question": "q", "options": ["1", "2", "3", "4"], "answer": "(B)"},
+        [-5.0, 0.0, -5.0, -5.0],
+        {"acc,none": 1, "acc_norm,none": 1},
+        {},
+    ),
     # acc_norm divides by the option's length: the study's musr metric.
     "musr: length-normalised": (
-        "musr", {"narrative": "n", "question": "q", "options": "['Ana', 'Benjamin']", "answer": "Ana"},
-        [-4.0, -6.0], {"acc_norm,none": 0}, {"acc,none": 1}),
+        "musr",
+        {"narrative": "n", "question": "q", "options": "['Ana', 'Benjamin']", "answer": "Ana"},
+        [-4.0, -6.0],
+        {"acc_norm,none": 0},
+        {"acc,none": 1},
+    ),
     # A number is an option's index (from 0), even where an option reads like a number.
     "musr: an index answer": (
-        "musr", {"narrative": "n", "question": "q", "options": "['1', '2']", "answer": "1"},
-        [-5.0, 0.0], {"acc_norm,none": 1}, {"acc,none": 1}),
-}  # fmt: skip
+        "musr",
+        {"narrative": "n", "question": "q", "options": "['1', '2']", "answer": "1"},
+        [-5.0, 0.0],
+        {"acc_norm,none": 1},
+        {"acc,none": 1},
+    ),
+}
 
 
 def model_output(output):
@@ -231,8 +356,11 @@ def test_llama_inputs_begin_with_one_begin_of_text(tiny_llama, arc_bins, tmp_pat
     # The study's route: chat template to text, then the tokenizer with its special tokens.
     row = pd.read_parquet(arc_bins / "bin-0.parquet").to_dict("records")[0]
     user, target = prompts.render("arc", row)
-    messages = [{"role": "system", "content": ""}, {"role": "user", "content": user},
-                {"role": "assistant", "content": target}]  # fmt: skip
+    messages = [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": target},
+    ]
     assert tokenizer(tokenizer.apply_chat_template(messages, tokenize=False))["input_ids"][:2] == [bos, bos]
 
 
@@ -260,8 +388,11 @@ def test_missing_model_solution_falls_back_and_missing_both_is_refused(capsys):
     data.check_rows(table, "math_solutions")
     assert "2 of 8 rows have no 'model_solution': they train on 'solution'" in capsys.readouterr().out
     table.loc[7, "solution"] = ""
-    with pytest.raises(ValueError, match=r"column 'solution' is missing or empty in 1 of the 2 rows without "
-                                         r"'model_solution' \(item_id '7'\)"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"column 'solution' is missing or empty in 1 of the 2 rows without "
+        r"'model_solution' \(item_id '7'\)",
+    ):
         data.check_rows(table, "math_solutions")
 
 
@@ -278,11 +409,21 @@ def test_download_refuses_a_missing_target_in_one_line(tmp_path, capsys):
     rows.to_json(tmp_path / "gsm8k.jsonl", orient="records", lines=True)
     out = tmp_path / "normalized.parquet"
     with pytest.raises(SystemExit):
-        data.main(["--source", json.dumps({"path": str(tmp_path / "gsm8k.jsonl")}), "--prompt-format", "gsm8k",
-                   "--out", str(out)])  # fmt: skip
+        data.main(
+            [
+                "--source",
+                json.dumps({"path": str(tmp_path / "gsm8k.jsonl")}),
+                "--prompt-format",
+                "gsm8k",
+                "--out",
+                str(out),
+            ]
+        )
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert errors == ["error: column 'answer' is missing or empty in 2 of 12 rows (item_id '0', '9'); "
-                      "fix the data (the study has no fallback for it)"]  # fmt: skip
+    assert errors == [
+        "error: column 'answer' is missing or empty in 2 of 12 rows (item_id '0', '9'); "
+        "fix the data (the study has no fallback for it)"
+    ]
     assert not out.exists()
 
 

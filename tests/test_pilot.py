@@ -18,14 +18,20 @@ def test_pilot_takes_one_row_through_every_step(tmp_path):
     result = snakemake("-n", "pilot", "--configfile", DEMO, workdir=tmp_path)
     row = {"model": "tiny-qwen2", "dataset": "arc"}
     assert planned_jobs(result.stdout + result.stderr, leave_out=()) == {
-        job("sample_data", sample="arc"), job("tiny_model"), job("download", dataset="arc"), job("bin", dataset="arc"),
-        job("train", **row, train_bin="0"), job("convert", **row, train_bin="0"),
+        job("sample_data", sample="arc"),
+        job("tiny_model"),
+        job("download", dataset="arc"),
+        job("bin", dataset="arc"),
+        job("train", **row, train_bin="0"),
+        job("convert", **row, train_bin="0"),
         job("resume_drill", **row, train_bin="0"),
         # The trained and the base row, each generated and scored on every bin (the grid's own jobs).
-        job("generate", **row, train="0"), job("generate", **row, train="base"),
-        job("score", **row, train="0"), job("score", **row, train="base"),
+        job("generate", **row, train="0"),
+        job("generate", **row, train="base"),
+        job("score", **row, train="0"),
+        job("score", **row, train="base"),
         job("pilot"),
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture
@@ -43,8 +49,14 @@ def test_pilot_checks_every_path_and_reports_what_it_measured(pilot_run):
     output = result.stdout + result.stderr
     root = demo_run / "results/demo"
     report = json.loads((root / "pilot/report.json").read_text())
-    assert report["expected"] == {"ranks": 2, "backend": "gloo", "mixed_precision": "no", "optimizer": "adamw_torch",
-                                  "use_liger_kernel": False, "evaluation_backend": "hf"}  # fmt: skip
+    assert report["expected"] == {
+        "ranks": 2,
+        "backend": "gloo",
+        "mixed_precision": "no",
+        "optimizer": "adamw_torch",
+        "use_liger_kernel": False,
+        "evaluation_backend": "hf",
+    }
     assert len(report["checks"]) == 17 and "FAIL" not in output
     assert "ok   the resume drill resumed from its half-way checkpoint" in output
     # The drill: attempt 1 stopped after its checkpoint (a failed job for Snakemake), the retry resumed.
@@ -64,14 +76,33 @@ def test_pilot_checks_every_path_and_reports_what_it_measured(pilot_run):
 
 def test_a_failed_check_names_itself(demo_run, tmp_path, capsys):
     root = demo_run / "results/demo"
-    expect = {"ranks": 4, "backend": "gloo", "mixed_precision": "no", "optimizer": "adamw_torch",
-              "use_liger_kernel": False, "evaluation_backend": "hf"}  # fmt: skip
+    expect = {
+        "ranks": 4,
+        "backend": "gloo",
+        "mixed_precision": "no",
+        "optimizer": "adamw_torch",
+        "use_liger_kernel": False,
+        "evaluation_backend": "hf",
+    }
     with pytest.raises(SystemExit) as stopped:
-        pilot.main(["--model-dir", str(root / "models/tiny-qwen2/arc/train-0/hf"), "--drill-dir", str(tmp_path),
-                    "--cell", str(root / "cells/tiny-qwen2/arc/train-0/test-0.json"),
-                    "--base-cell", str(root / "cells/tiny-qwen2/arc/train-base/test-0.json"),
-                    "--test-file", str(root / "data/arc/bins/bin-0.parquet"), "--expect", json.dumps(expect),
-                    "--out", str(tmp_path / "report.json")])  # fmt: skip
+        pilot.main(
+            [
+                "--model-dir",
+                str(root / "models/tiny-qwen2/arc/train-0/hf"),
+                "--drill-dir",
+                str(tmp_path),
+                "--cell",
+                str(root / "cells/tiny-qwen2/arc/train-0/test-0.json"),
+                "--base-cell",
+                str(root / "cells/tiny-qwen2/arc/train-base/test-0.json"),
+                "--test-file",
+                str(root / "data/arc/bins/bin-0.parquet"),
+                "--expect",
+                json.dumps(expect),
+                "--out",
+                str(tmp_path / "report.json"),
+            ]
+        )
     assert stopped.value.code == 1 and not (tmp_path / "report.json").exists()
     error = capsys.readouterr().err
     assert error.startswith("error: the pilot failed") and "training ran 4 ranks" in error

@@ -27,7 +27,9 @@ def test_paper_grid_asks_for_at_most_three_times_what_it_is_expected_to_use(tmp_
     assert summary["requested_gpu_h"] == rules["train"]["requested_gpu_h"] + rules["generate"]["requested_gpu_h"]
     assert summary["largest_request_min"] <= summary["max_runtime"] == 1440
     # Disk kept: every converted model in bf16 (2 B/param, 80 per model) and the cells.
-    parameters = sum(m["parameters"] for m in yaml.safe_load((REPO / "config/config.yaml").read_text())["models"].values())
+    parameters = sum(
+        m["parameters"] for m in yaml.safe_load((REPO / "config/config.yaml").read_text())["models"].values()
+    )
     assert math.isclose(summary["kept_output_gb"], 2 * parameters * 80 / 1e9, rel_tol=0.01)
     assert math.isclose(summary["temporary_output_gb_per_job"], 6 * 14_770_033_664 / 1e9, rel_tol=0.01)
     printed = capsys.readouterr().out
@@ -43,8 +45,11 @@ def test_no_attempt_asks_for_more_than_the_partition_limit(tmp_path):
 
     def requests(attempt):
         output = snakemake("-n", "--configfile", str(path), "--attempt", str(attempt), workdir=tmp_path).stdout
-        return {(job["rule"], tuple(sorted(job["wildcards"].items()))): job["resources"]["runtime"]
-                for job in plan.planned_jobs(output) if job["rule"] in ("train", "generate", "convert")}  # fmt: skip
+        return {
+            (job["rule"], tuple(sorted(job["wildcards"].items()))): job["resources"]["runtime"]
+            for job in plan.planned_jobs(output)
+            if job["rule"] in ("train", "generate", "convert")
+        }
 
     first, third = requests(1), requests(3)
     assert first.keys() == third.keys() and len(first) == 560 + 616 + 560
@@ -57,7 +62,9 @@ def sized_demo_config(tmp_path) -> str:
     """The demo with train, convert and generate (config key `evaluate`) sized from their work instead of fixed."""
     config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
     for rule in ("train", "convert", "evaluate"):
-        config["resources"][rule] = {k: v for k, v in config["resources"][rule].items() if k not in ("runtime", "mem_mb")}
+        config["resources"][rule] = {
+            k: v for k, v in config["resources"][rule].items() if k not in ("runtime", "mem_mb")
+        }
     config["models"]["tiny-qwen2"]["parameters"] = 1  # never read: the model's config.json is on disk
     path = tmp_path / "sized.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -67,8 +74,9 @@ def sized_demo_config(tmp_path) -> str:
 def test_estimates_use_the_runs_own_measurements(demo_run, tmp_path):
     """After a run (a pilot, say), the plan's estimates come from what its jobs measured."""
     configfile = sized_demo_config(tmp_path)
-    output = snakemake("-n", "--forceall", "--configfile", configfile, workdir=demo_run,
-                       env_extra={plan.PLAN_VARIABLE: "1"}).stdout
+    output = snakemake(
+        "-n", "--forceall", "--configfile", configfile, workdir=demo_run, env_extra={plan.PLAN_VARIABLE: "1"}
+    ).stdout
     jobs = [job for job in plan.planned_jobs(output) if job["rule"] in ("train", "generate", "convert")]
     assert len(jobs) == 6 + 8 + 6
     root = demo_run / "results/demo"

@@ -9,7 +9,12 @@ ARC_ROW = {
     "question": "An astronomer observes that a planet rotates faster after a meteorite impact. Which is the most likely effect of this increase in rotation?",
     "choices": {
         "label": ["A", "B", "C", "D"],
-        "text": ["Planetary density will decrease.", "Planetary years will become longer.", "Planetary days will become shorter.", "Planetary gravity will become stronger."],
+        "text": [
+            "Planetary density will decrease.",
+            "Planetary years will become longer.",
+            "Planetary days will become shorter.",
+            "Planetary gravity will become stronger.",
+        ],
     },
     "answerKey": "C",
 }

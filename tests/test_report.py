@@ -20,10 +20,19 @@ pytestmark = pytest.mark.skipif(
 
 def chromium(*args, profile: Path) -> subprocess.CompletedProcess:
     command = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}", "--virtual-time-budget=15000", *args,
-    ]  # fmt: skip
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=15000",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=180, check=True)
 
 
@@ -41,7 +50,7 @@ FIGURES += ["change_by_distance/arc.png", "change_by_distance/gsm8k.png", "chang
 
 def test_report_embeds_every_figure_and_the_table(demo_run, report):
     html = report.read_text()
-    assert "<script" in html and "src=\"http" not in html  # self-contained: nothing fetched
+    assert "<script" in html and 'src="http' not in html  # self-contained: nothing fetched
     embedded = {base64.b64decode(data) for data in re.findall(r"data:image/png;[^,\"]*base64,([A-Za-z0-9+/=]+)", html)}
     for figure in FIGURES:
         assert (demo_run / "results/demo/figures" / figure).read_bytes() in embedded, f"{figure} not in the report"

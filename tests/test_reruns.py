@@ -47,7 +47,6 @@ def planned(checkout: Path, configfile: str) -> set[tuple[str, frozenset]]:
     return planned_jobs(result.stdout + result.stderr, leave_out=("all",))
 
 
-
 def generations(models=MODELS, datasets=DATASETS, trains=("base", *BINS), rule="generate") -> set:
     """The GPU jobs of these rows: one lm-eval run per row, every test bin."""
     return {job(rule, model=m, dataset=d, train=t) for m, d, t in product(models, datasets, trains)}
@@ -64,8 +63,10 @@ def cells(models=MODELS, datasets=DATASETS, trains=("base", *BINS)) -> set:
 
 
 def training(models=MODELS, datasets=DATASETS, bins=BINS) -> set:
-    return {job(rule, model=m, dataset=d, train_bin=b)
-            for rule, m, d, b in product(("train", "convert"), models, datasets, bins)}  # fmt: skip
+    return {
+        job(rule, model=m, dataset=d, train_bin=b)
+        for rule, m, d, b in product(("train", "convert"), models, datasets, bins)
+    }
 
 
 def reports(models=MODELS, datasets=DATASETS) -> set:
@@ -129,9 +130,11 @@ def test_training_hyper_parameter_of_one_model(checkout):
     config = base_config()
     config["models"]["tiny-a"]["training"] = {"learning_rate": 2.0e-3}
     expected = (
-        training(models=["tiny-a"]) | cells(models=["tiny-a"], trains=BINS) | reports(models=["tiny-a"])
+        training(models=["tiny-a"])
+        | cells(models=["tiny-a"], trains=BINS)
+        | reports(models=["tiny-a"])
         | loss_curves(models=["tiny-a"])
-    )  # fmt: skip
+    )
     assert planned(checkout, write_config(checkout, config, "case")) == expected
 
 
@@ -149,9 +152,11 @@ def test_added_dataset_plans_only_its_jobs(checkout):
     config["datasets"]["arc-copy"] = dict(config["datasets"]["arc"])
     expected = (
         {job("download", dataset="arc-copy"), job("bin", dataset="arc-copy")}
-        | training(datasets=["arc-copy"]) | cells(datasets=["arc-copy"]) | reports(datasets=["arc-copy"])
+        | training(datasets=["arc-copy"])
+        | cells(datasets=["arc-copy"])
+        | reports(datasets=["arc-copy"])
         | loss_curves(datasets=["arc-copy"])
-    )  # fmt: skip
+    )
     assert planned(checkout, write_config(checkout, config, "case")) == expected
 
 
@@ -163,10 +168,13 @@ def test_deleted_cell_reruns_its_rows_scoring_and_its_aggregates(checkout):
     try:
         cell.unlink()
         expected = {job("score", model="tiny-b", dataset="arc", train="1")} | {
-            job("aggregate", model="tiny-b", dataset="arc"), job("heatmaps", model="tiny-b", dataset="arc"),
-            job("change_by_distance", dataset="arc"), job("change_grid", model="tiny-b"), job("cell_table"),
+            job("aggregate", model="tiny-b", dataset="arc"),
+            job("heatmaps", model="tiny-b", dataset="arc"),
+            job("change_by_distance", dataset="arc"),
+            job("change_grid", model="tiny-b"),
+            job("cell_table"),
             job("seed_table"),
-        }  # fmt: skip
+        }
         assert planned(checkout, "config/reruns.yaml") == expected
     finally:
         shutil.move(saved, cell)
@@ -313,8 +321,18 @@ def test_a_prompt_edit_scored_without_its_generation_stops_with_one_line_naming_
     task = checkout / "tasks/cross_difficulty_gsm8k.yaml"
     with replaced(task, 'doc_to_text: "Q: {{question}}', 'doc_to_text: "Question: {{question}}'):
         # Targets first: --configfile and --rerun-triggers take several values.
-        result = snakemake(*targets, "--configfile", "config/reruns.yaml", "--cores", "1", "--rerun-triggers", "mtime",
-                           workdir=checkout, repo=checkout, check=False)  # fmt: skip
+        result = snakemake(
+            *targets,
+            "--configfile",
+            "config/reruns.yaml",
+            "--cores",
+            "1",
+            "--rerun-triggers",
+            "mtime",
+            workdir=checkout,
+            repo=checkout,
+            check=False,
+        )
         assert result.returncode != 0
         assert "rule generate:" not in result.stdout + result.stderr
         log = (checkout / "results/demo/logs/score/tiny-a/gsm8k/train-base.log").read_text()

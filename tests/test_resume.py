@@ -29,11 +29,22 @@ def resume_config(tmp_path) -> str:
 def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     configfile = resume_config(tmp_path)
     work = tmp_path / "results/demo/work/train/tiny-qwen2/arc/train-0"
-    command = [os.path.join(os.path.dirname(sys.executable), "snakemake"),
-               "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", configfile,
-               "--cores", "2", TARGET]  # fmt: skip
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        configfile,
+        "--cores",
+        "2",
+        TARGET,
+    ]
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
-    first = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 600
     while not list(work.glob("checkpoint-*/COMPLETE")):
         assert first.poll() is None, "training ended before it wrote a checkpoint"

@@ -9,8 +9,20 @@ from workflow_scripts import seed_summary
 
 
 def tidy(rows):
-    columns = ["model", "dataset", "eval_split", "train", "train_kind", "train_bin", "in_context_k", "test_bin",
-               "metric", "filter", "seed", "value"]  # fmt: skip
+    columns = [
+        "model",
+        "dataset",
+        "eval_split",
+        "train",
+        "train_kind",
+        "train_bin",
+        "in_context_k",
+        "test_bin",
+        "metric",
+        "filter",
+        "seed",
+        "value",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 

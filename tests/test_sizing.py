@@ -15,28 +15,100 @@ from workflow_scripts import sizing
 
 # The architecture of each paper model (its config.json on the hub) and the count on its model card.
 PAPER_MODELS = {
-    "qwen2.5-1.5b-instruct": (dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                                   num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
-                                   tie_word_embeddings=True), 1_543_714_304),
-    "qwen2.5-3b-instruct": (dict(model_type="qwen2", hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
-                                 num_attention_heads=16, num_key_value_heads=2, vocab_size=151936,
-                                 tie_word_embeddings=True), 3_085_938_688),
-    "qwen2.5-7b-instruct": (dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                                 num_attention_heads=28, num_key_value_heads=4, vocab_size=152064,
-                                 tie_word_embeddings=False), 7_615_616_512),
-    "qwen2.5-14b-instruct": (dict(model_type="qwen2", hidden_size=5120, intermediate_size=13824, num_hidden_layers=48,
-                                  num_attention_heads=40, num_key_value_heads=8, vocab_size=152064,
-                                  tie_word_embeddings=False), 14_770_033_664),
-    "llama-3.2-1b-instruct": (dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                                   num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, head_dim=64,
-                                   tie_word_embeddings=True), 1_235_814_400),
-    "llama-3.2-3b-instruct": (dict(model_type="llama", hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
-                                   num_attention_heads=24, num_key_value_heads=8, vocab_size=128256, head_dim=128,
-                                   tie_word_embeddings=True), 3_212_749_824),
-    "llama-3.1-8b-instruct": (dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                                   num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
-                                   tie_word_embeddings=False), 8_030_261_248),
-}  # fmt: skip
+    "qwen2.5-1.5b-instruct": (
+        dict(
+            model_type="qwen2",
+            hidden_size=1536,
+            intermediate_size=8960,
+            num_hidden_layers=28,
+            num_attention_heads=12,
+            num_key_value_heads=2,
+            vocab_size=151936,
+            tie_word_embeddings=True,
+        ),
+        1_543_714_304,
+    ),
+    "qwen2.5-3b-instruct": (
+        dict(
+            model_type="qwen2",
+            hidden_size=2048,
+            intermediate_size=11008,
+            num_hidden_layers=36,
+            num_attention_heads=16,
+            num_key_value_heads=2,
+            vocab_size=151936,
+            tie_word_embeddings=True,
+        ),
+        3_085_938_688,
+    ),
+    "qwen2.5-7b-instruct": (
+        dict(
+            model_type="qwen2",
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_hidden_layers=28,
+            num_attention_heads=28,
+            num_key_value_heads=4,
+            vocab_size=152064,
+            tie_word_embeddings=False,
+        ),
+        7_615_616_512,
+    ),
+    "qwen2.5-14b-instruct": (
+        dict(
+            model_type="qwen2",
+            hidden_size=5120,
+            intermediate_size=13824,
+            num_hidden_layers=48,
+            num_attention_heads=40,
+            num_key_value_heads=8,
+            vocab_size=152064,
+            tie_word_embeddings=False,
+        ),
+        14_770_033_664,
+    ),
+    "llama-3.2-1b-instruct": (
+        dict(
+            model_type="llama",
+            hidden_size=2048,
+            intermediate_size=8192,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            vocab_size=128256,
+            head_dim=64,
+            tie_word_embeddings=True,
+        ),
+        1_235_814_400,
+    ),
+    "llama-3.2-3b-instruct": (
+        dict(
+            model_type="llama",
+            hidden_size=3072,
+            intermediate_size=8192,
+            num_hidden_layers=28,
+            num_attention_heads=24,
+            num_key_value_heads=8,
+            vocab_size=128256,
+            head_dim=128,
+            tie_word_embeddings=True,
+        ),
+        3_212_749_824,
+    ),
+    "llama-3.1-8b-instruct": (
+        dict(
+            model_type="llama",
+            hidden_size=4096,
+            intermediate_size=14336,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            vocab_size=128256,
+            tie_word_embeddings=False,
+        ),
+        8_030_261_248,
+    ),
+}
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_MODELS))
@@ -71,10 +143,14 @@ def test_rows_come_from_the_bin_file_once_it_exists(tmp_path):
 
 @pytest.mark.parametrize(
     "task, expected",
-    [("cross_difficulty_arc", ("multiple_choice", 256)), ("cross_difficulty_math", ("generate_until", 4096)),
-     ("cross_difficulty_gsm8k", ("generate_until", 256)), ("cross_difficulty_bbh", ("generate_until", 256)),
-     ("cross_difficulty_mmlu_pro", ("generate_until", 2048))],
-)  # fmt: skip
+    [
+        ("cross_difficulty_arc", ("multiple_choice", 256)),
+        ("cross_difficulty_math", ("generate_until", 4096)),
+        ("cross_difficulty_gsm8k", ("generate_until", 256)),
+        ("cross_difficulty_bbh", ("generate_until", 256)),
+        ("cross_difficulty_mmlu_pro", ("generate_until", 2048)),
+    ],
+)
 def test_generation_limits_are_read_from_the_task_files(task, expected):
     assert sizing.task_output(str(REPO / "tasks" / f"{task}.yaml")) == expected
 
@@ -90,16 +166,26 @@ def test_a_request_is_the_estimate_with_headroom_and_retries_stop_at_the_partiti
 
 def test_work_scales_the_estimate():
     def train(**change):
-        work = dict(parameters=1_235_814_400, examples=132, epochs=5, per_device_batch_size=2,
-                    gradient_accumulation_steps=1, gradient_checkpointing=False, ranks=4, tokens_per_example=260,
-                    checkpoint_minutes=30)  # fmt: skip
+        work = dict(
+            parameters=1_235_814_400,
+            examples=132,
+            epochs=5,
+            per_device_batch_size=2,
+            gradient_accumulation_steps=1,
+            gradient_checkpointing=False,
+            ranks=4,
+            tokens_per_example=260,
+            checkpoint_minutes=30,
+        )
         return sizing.train_estimate(sizing.TrainWork(**{**work, **change}))
 
     small, big = train(), train(parameters=14_770_033_664)
     assert train().parts["steps"] == 5 * math.ceil(33 / 2) == 85  # 132 rows over 4 ranks, batch 2
     assert big.seconds > 2 * small.seconds and big.memory_bytes > 2 * small.memory_bytes
     assert big.output_bytes == 6 * 14_770_033_664  # the ZeRO state: fp32 masters + 8-bit moments
-    assert train(examples=1320).parts["work_s"] == pytest.approx(10 * small.parts["work_s"], rel=0.05)  # steps round up per rank
+    assert train(examples=1320).parts["work_s"] == pytest.approx(
+        10 * small.parts["work_s"], rel=0.05
+    )  # steps round up per rank
     assert train(gradient_checkpointing=True).parts["work_s"] > small.parts["work_s"]
     assert small.parts["checkpoints"] == 0  # minutes of work, a checkpoint every 30: none
     assert train(examples=200_000, checkpoint_minutes=1).parts["checkpoints"] > 10
@@ -110,8 +196,14 @@ def test_work_scales_the_estimate():
     assert convert.output_bytes == 2 * 14_770_033_664
 
     def cell(**change):
-        work = dict(parameters=7_615_616_512, questions=132, prompt_format="gsm8k", output_type="generate_until",
-                    max_gen_toks=256, trained=True)  # fmt: skip
+        work = dict(
+            parameters=7_615_616_512,
+            questions=132,
+            prompt_format="gsm8k",
+            output_type="generate_until",
+            max_gen_toks=256,
+            trained=True,
+        )
         return sizing.evaluate_estimate(sizing.EvalWork(**{**work, **change}))
 
     assert cell(questions=1320).parts["generation_s"] > cell().parts["generation_s"]
@@ -132,8 +224,16 @@ def write_training_run(results, model, dataset, record, seconds):
 def test_measured_rates_replace_the_assumptions_for_the_nearest_model_size(tmp_path):
     results = tmp_path / "results"
     settings = {"per_device_batch_size": 2, "gradient_accumulation_steps": 1, "gradient_checkpointing": False}
-    record = {"parameters": 1_235_814_400, "examples": 132, "epochs": 5, "tokens_seen": 132 * 5 * 300.0,
-              "world_size": 4, "settings": settings, "train_runtime_s": 60.0, "checkpoints": []}  # fmt: skip
+    record = {
+        "parameters": 1_235_814_400,
+        "examples": 132,
+        "epochs": 5,
+        "tokens_seen": 132 * 5 * 300.0,
+        "world_size": 4,
+        "settings": settings,
+        "train_runtime_s": 60.0,
+        "checkpoints": [],
+    }
     write_training_run(results, "llama-1b", "gsm8k", record, seconds=200.0)
     calibration = sizing.Calibration.measure(str(results), {"gsm8k": "gsm8k"}, str(REPO / "tasks"))
     assert calibration.tokens("gsm8k", 260) == 300  # measured tokens per example replace the shape's
@@ -152,7 +252,12 @@ def test_measured_rates_replace_the_assumptions_for_the_nearest_model_size(tmp_p
     assert sizing.train_estimate(other, calibration).parts["work_s"] == pytest.approx(
         factor * sizing.train_estimate(other).parts["work_s"]
     )
-    write_training_run(results, "llama-3b", "gsm8k", {**record, "parameters": 3_212_749_824, "resumed_from_step": 40,
-                                                      "train_runtime_s": 5.0}, seconds=10.0)  # fmt: skip
+    write_training_run(
+        results,
+        "llama-3b",
+        "gsm8k",
+        {**record, "parameters": 3_212_749_824, "resumed_from_step": 40, "train_runtime_s": 5.0},
+        seconds=10.0,
+    )
     again = sizing.Calibration.measure(str(results), {"gsm8k": "gsm8k"}, str(REPO / "tasks"))
     assert again.measured_jobs["train_work"] == 1

@@ -25,16 +25,19 @@ def plan(workdir: Path, configfile: str) -> set[tuple[str, frozenset]]:
     return planned_jobs(result.stdout + result.stderr, leave_out=("all", *SETUP_RULES))
 
 
-
 def cells(trains, datasets=DATASETS) -> set:
     """The rows' evaluation: one generate (every test bin) and one score job per row."""
-    return {job(rule, model="tiny-qwen2", dataset=d, train=t)
-            for rule, d, t in product(("generate", "score"), datasets, trains)}  # fmt: skip
+    return {
+        job(rule, model="tiny-qwen2", dataset=d, train=t)
+        for rule, d, t in product(("generate", "score"), datasets, trains)
+    }
 
 
 def training(train_bins, datasets=DATASETS) -> set:
-    return {job(rule, model="tiny-qwen2", dataset=d, train_bin=b)
-            for rule, d, b in product(("train", "convert"), datasets, train_bins)}  # fmt: skip
+    return {
+        job(rule, model="tiny-qwen2", dataset=d, train_bin=b)
+        for rule, d, b in product(("train", "convert"), datasets, train_bins)
+    }
 
 
 def tables_and_figures(datasets=DATASETS) -> set:
@@ -67,8 +70,13 @@ def test_defaults_plan_the_study_rows_under_their_plain_paths(tmp_path):
 
 def test_each_switch_from_scratch(tmp_path):
     heldout = plan(tmp_path, write(tmp_path, demo_config(eval_split="heldout")))
-    assert heldout == (data_jobs() | heldout_jobs() | training([f"{b}-heldout" for b in BINS])
-                       | cells(["base-heldout", *(f"{b}-heldout" for b in BINS)]) | reports())  # fmt: skip
+    assert heldout == (
+        data_jobs()
+        | heldout_jobs()
+        | training([f"{b}-heldout" for b in BINS])
+        | cells(["base-heldout", *(f"{b}-heldout" for b in BINS)])
+        | reports()
+    )
     seeds = plan(tmp_path, write(tmp_path, demo_config(seeds=[42, 43, 44])))
     tagged = [f"{b}-seed{s}" for s in (43, 44) for b in BINS]
     assert seeds == data_jobs() | training([*BINS, *tagged]) | cells(["base", *BINS, *tagged]) | reports()
@@ -106,8 +114,9 @@ def test_heldout_reuses_the_bins_and_keeps_the_study_results(demo_run, tmp_path)
 def test_all_switches_together(demo_run, tmp_path):
     """arc, 2 bins of 30, a quarter held out, seeds 42 and 43, 2 examples in context; reuses the demo's
     tiny model and sample data, in a results folder of its own."""
-    config = demo_config(results_dir="results/demo-switches", n_bins=2, eval_split="heldout", seeds=[42, 43],
-                         in_context={"k": 2})  # fmt: skip
+    config = demo_config(
+        results_dir="results/demo-switches", n_bins=2, eval_split="heldout", seeds=[42, 43], in_context={"k": 2}
+    )
     config["datasets"] = {"arc": config["datasets"]["arc"]}
     configfile = write(tmp_path, config, "switches")
     started = time.time()
@@ -118,8 +127,11 @@ def test_all_switches_together(demo_run, tmp_path):
     train_ids = {b: set(pd.read_parquet(root / f"data/arc/heldout/train-{b}.parquet").item_id) for b in (0, 1)}
     assert all((split[b]["train"], split[b]["heldout"]) == (22, 8) for b in ("0", "1"))
 
-    rows = ["base-heldout", *(f"{b}-heldout{s}" for s in ("", "-seed43") for b in (0, 1)),
-            *(f"icl2-bin{b}-heldout{s}" for s in ("", "-seed43") for b in (0, 1))]  # fmt: skip
+    rows = [
+        "base-heldout",
+        *(f"{b}-heldout{s}" for s in ("", "-seed43") for b in (0, 1)),
+        *(f"icl2-bin{b}-heldout{s}" for s in ("", "-seed43") for b in (0, 1)),
+    ]
     for row, test_bin in product(rows, (0, 1)):
         cell_file = root / f"cells/tiny-qwen2/arc/train-{row}/test-{test_bin}.json"
         cell = json.loads(cell_file.read_text())
@@ -136,8 +148,10 @@ def test_all_switches_together(demo_run, tmp_path):
                 assert len(r["in_context_ids"]) == 2 and set(r["in_context_ids"]) <= train_ids[cell["train_bin"]]
 
     for b in (0, 1):
-        records = [json.loads((root / f"models/tiny-qwen2/arc/train-{b}-heldout{s}/hf/training.json").read_text())
-                   for s in ("", "-seed43")]  # fmt: skip
+        records = [
+            json.loads((root / f"models/tiny-qwen2/arc/train-{b}-heldout{s}/hf/training.json").read_text())
+            for s in ("", "-seed43")
+        ]
         assert [r["settings"]["seed"] for r in records] == [42, 43]
         assert all(r["examples"] == 22 for r in records)  # the training part only
         assert records[0]["loss_per_step"] != records[1]["loss_per_step"]  # another seed, another run

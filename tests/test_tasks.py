@@ -130,10 +130,14 @@ def text(response: str):
 def test_gsm8k_strict_versus_flexible():
     row = {"question": "Add 2 and 3.", "answer": "2 + 3 = 5.\n#### 5", "item_id": "0"}
     assert score("cross_difficulty_gsm8k", [row], text("2 + 3 = 5. So the answer is 5.")) == {
-        "exact_match,strict-match": 1.0, "exact_match,flexible-extract": 1.0}  # fmt: skip
+        "exact_match,strict-match": 1.0,
+        "exact_match,flexible-extract": 1.0,
+    }
     # No trained closing sentence: only the flexible extraction (last number) finds it.
     assert score("cross_difficulty_gsm8k", [row], text("2 + 3 makes 5")) == {
-        "exact_match,strict-match": 0.0, "exact_match,flexible-extract": 1.0}  # fmt: skip
+        "exact_match,strict-match": 0.0,
+        "exact_match,flexible-extract": 1.0,
+    }
 
 
 @pytest.mark.parametrize(
@@ -154,17 +158,28 @@ def test_mmlu_pro_both_extractions(response, first_letter, committed):
 
 
 BBH_ROWS = {
-    "boolean": ({"doc_id": "bbh_boolean_expressions_1", "question": "not False is", "answer": "True"},
-                "It is True.", "True"),
-    "multichoice": ({"doc_id": "bbh_date_understanding_2", "question": "Pick\nOptions:\n(A) one\n(B) two",
-                     "answer": "(B)"}, "I pick (B) two.", "(B)"),
-    "yesno": ({"doc_id": "bbh_sports_understanding_3", "question": "Plausible?", "answer": "yes"},
-              "This is plausible.", "yes"),
-    "numeric": ({"doc_id": "bbh_object_counting_4", "question": "How many?", "answer": "7"},
-                "I count 7 things.", "7"),
-    "valid_invalid": ({"doc_id": "bbh_formal_fallacies_5", "question": "Valid?", "answer": "invalid"},
-                      "The argument is invalid.", "invalid"),
-}  # fmt: skip
+    "boolean": (
+        {"doc_id": "bbh_boolean_expressions_1", "question": "not False is", "answer": "True"},
+        "It is True.",
+        "True",
+    ),
+    "multichoice": (
+        {"doc_id": "bbh_date_understanding_2", "question": "Pick\nOptions:\n(A) one\n(B) two", "answer": "(B)"},
+        "I pick (B) two.",
+        "(B)",
+    ),
+    "yesno": (
+        {"doc_id": "bbh_sports_understanding_3", "question": "Plausible?", "answer": "yes"},
+        "This is plausible.",
+        "yes",
+    ),
+    "numeric": ({"doc_id": "bbh_object_counting_4", "question": "How many?", "answer": "7"}, "I count 7 things.", "7"),
+    "valid_invalid": (
+        {"doc_id": "bbh_formal_fallacies_5", "question": "Valid?", "answer": "invalid"},
+        "The argument is invalid.",
+        "invalid",
+    ),
+}
 
 
 @pytest.mark.parametrize("group", list(BBH_ROWS))
@@ -172,26 +187,40 @@ def test_each_bbh_group_scores_exact_and_extracted_answers(group):
     row, wordy, exact = BBH_ROWS[group]
     row = {**row, "item_id": row["doc_id"]}
     assert score("cross_difficulty_bbh", [row], text(exact)) == {
-        "exact_match,strict-match": 1.0, "exact_match,flexible-extract": 1.0,
-        "exact_match,lenient-extract": 1.0}  # fmt: skip
+        "exact_match,strict-match": 1.0,
+        "exact_match,flexible-extract": 1.0,
+        "exact_match,lenient-extract": 1.0,
+    }
     assert score("cross_difficulty_bbh", [row], text(wordy)) == {
-        "exact_match,strict-match": 0.0, "exact_match,flexible-extract": 1.0,
-        "exact_match,lenient-extract": 1.0}  # fmt: skip
+        "exact_match,strict-match": 0.0,
+        "exact_match,flexible-extract": 1.0,
+        "exact_match,lenient-extract": 1.0,
+    }
 
 
 @pytest.mark.parametrize(
     "answer, response, correct",
-    [("\\frac{1}{2}", "0.5", 1.0), ("\\frac{1}{2}", "The result is $\\boxed{\\frac{2}{4}}$.", 1.0),
-     ("\\frac{1}{2}", "$\\boxed{0.4}$", 0.0), ("2\\sqrt{2}", "$\\sqrt{8}$", 1.0)],
-)  # fmt: skip
+    [
+        ("\\frac{1}{2}", "0.5", 1.0),
+        ("\\frac{1}{2}", "The result is $\\boxed{\\frac{2}{4}}$.", 1.0),
+        ("\\frac{1}{2}", "$\\boxed{0.4}$", 0.0),
+        ("2\\sqrt{2}", "$\\sqrt{8}$", 1.0),
+    ],
+)
 def test_math_verify_equivalence(answer, response, correct):
     row = {"question": "q", "answer": answer, "item_id": "0"}
     assert score("cross_difficulty_math", [row], text(response)) == {"exact_match,none": correct}
 
 
 def test_ifeval_strict_versus_loose():
-    row = {"key": 1, "prompt": "Answer in lowercase.", "instruction_id_list": ["change_case:english_lowercase"],
-           "kwargs": [{"num_words": None, "relation": None}], "answer": "", "item_id": "1"}  # fmt: skip
+    row = {
+        "key": 1,
+        "prompt": "Answer in lowercase.",
+        "instruction_id_list": ["change_case:english_lowercase"],
+        "kwargs": [{"num_words": None, "relation": None}],
+        "answer": "",
+        "item_id": "1",
+    }
     scores = score("cross_difficulty_ifeval", [row], text("**Sure**\nall of this is lowercase."))
     # Strictly the first line breaks the rule ("Sure"); loosely, dropping the first line follows it.
     assert scores["prompt_level_strict_acc,none"] == 0.0
@@ -210,14 +239,23 @@ def loglikelihood_favouring(index_of):
 @pytest.mark.parametrize(
     "task, row, right",
     [
-        ("cross_difficulty_arc", {"question": "q", "choices": {"label": ["A", "B", "C"], "text": ["x", "y", "z"]},
-                                  "answerKey": "C"}, 2),
-        ("cross_difficulty_gpqa_extended", {"doc_id": 7, "question": "q", "options": ["1", "2", "3", "4"],
-                                            "answer": "D"}, 3),
-        ("cross_difficulty_musr", {"narrative": "n", "question": "q", "options": "['Ana', 'Ben', 'Cy']",
-                                   "answer": "Ben"}, 1),
+        (
+            "cross_difficulty_arc",
+            {"question": "q", "choices": {"label": ["A", "B", "C"], "text": ["x", "y", "z"]}, "answerKey": "C"},
+            2,
+        ),
+        (
+            "cross_difficulty_gpqa_extended",
+            {"doc_id": 7, "question": "q", "options": ["1", "2", "3", "4"], "answer": "D"},
+            3,
+        ),
+        (
+            "cross_difficulty_musr",
+            {"narrative": "n", "question": "q", "options": "['Ana', 'Ben', 'Cy']", "answer": "Ben"},
+            1,
+        ),
     ],
-)  # fmt: skip
+)
 def test_loglikelihood_tasks_pick_the_most_likely_choice(task, row, right):
     row = {**row, "item_id": "0"}
     assert score(task, [row], loglikelihood_favouring(lambda doc: right))["acc,none"] == 1.0
@@ -246,11 +284,34 @@ def test_every_task_runs_in_lm_eval(cell_name, tiny_model, tmp_path):
     binning.split_into_bins(table, 3, "1pl_quantile")[1].to_parquet(tmp_path / "bin-1.parquet")
     out = tmp_path / "cell.json"
     run = subprocess.run(
-        [sys.executable, "-m", "workflow_scripts.evaluation", "--task", f"cross_difficulty_{dataset}",
-         "--bin-file", str(tmp_path / "bin-1.parquet"), "--model", str(tiny_model), "--out", str(out),
-         "--backend", "hf", "--dtype", "float32", "--seed", "42", "--batch-size", "16", "--max-gen-toks", "8"],
-        cwd=REPO, check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "workflow_scripts.evaluation",
+            "--task",
+            f"cross_difficulty_{dataset}",
+            "--bin-file",
+            str(tmp_path / "bin-1.parquet"),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(out),
+            "--backend",
+            "hf",
+            "--dtype",
+            "float32",
+            "--seed",
+            "42",
+            "--batch-size",
+            "16",
+            "--max-gen-toks",
+            "8",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     if dataset == "gpqa_extended":
         form = "(X)" if answer_form else "X"
         assert f"answer forms in this bin (letter as X): {{'{form}': 10}}" in run.stdout + run.stderr

@@ -14,8 +14,9 @@ from conftest import REPO, training_settings
 from workflow_scripts import conversion, prompts
 from workflow_scripts.training import TrainSettings, build_trainer, complete_checkpoints
 
-CPU_SETTINGS = training_settings(epochs=1, bf16=False, optim="adamw_torch", learning_rate=1e-3, max_length=512,
-                                 use_liger_kernel=False)  # fmt: skip
+CPU_SETTINGS = training_settings(
+    epochs=1, bf16=False, optim="adamw_torch", learning_rate=1e-3, max_length=512, use_liger_kernel=False
+)
 
 
 @pytest.mark.parametrize(
@@ -30,7 +31,9 @@ def test_loss_mask_is_exactly_the_answer(request, model_fixture, system_prompt, 
 
     model = request.getfixturevalue(model_fixture)
     date = "26 Jul 2024"
-    settings = TrainSettings.from_json(json.dumps({**CPU_SETTINGS, "system_prompt": system_prompt, "chat_template_date": date}))
+    settings = TrainSettings.from_json(
+        json.dumps({**CPU_SETTINGS, "system_prompt": system_prompt, "chat_template_date": date})
+    )
     trainer = build_trainer(str(model), str(arc_bins / "bin-0.parquet"), "arc", str(tmp_path), settings)
     tokenizer = trainer.processing_class
     assert tokenizer.pad_token != tokenizer.eos_token
@@ -60,13 +63,34 @@ def test_loss_mask_is_exactly_the_answer(request, model_fixture, system_prompt, 
 def test_zero3_training_converts_to_the_same_logits(tiny_model, arc_bins, tmp_path):
     zero_dir, hf_dir = tmp_path / "zero", tmp_path / "hf"
     subprocess.run(
-        [sys.executable, "-m", "workflow_scripts.training", "launch", "--model", str(tiny_model),
-         "--train-file", str(arc_bins / "bin-1.parquet"), "--prompt-format", "arc", "--output-dir", str(zero_dir),
-         "--work-dir", str(tmp_path / "work"), "--checkpoint-minutes", "0.00001",
-         "--settings", json.dumps(CPU_SETTINGS), "--accelerate-config", str(REPO / "config/accelerate/zero3_cpu.yaml"),
-         "--num-processes", "2"],
-        cwd=REPO, check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "workflow_scripts.training",
+            "launch",
+            "--model",
+            str(tiny_model),
+            "--train-file",
+            str(arc_bins / "bin-1.parquet"),
+            "--prompt-format",
+            "arc",
+            "--output-dir",
+            str(zero_dir),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--checkpoint-minutes",
+            "0.00001",
+            "--settings",
+            json.dumps(CPU_SETTINGS),
+            "--accelerate-config",
+            str(REPO / "config/accelerate/zero3_cpu.yaml"),
+            "--num-processes",
+            "2",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     record = json.loads((zero_dir / "training.json").read_text())
     assert record["world_size"] == 2 and record["global_step"] == 5  # 20 rows / (2 ranks x batch 2)
     assert record["resumed_from_step"] is None and record["tokens_seen"] > 0 and len(record["loss_per_step"]) == 5
@@ -131,11 +155,20 @@ class OneMinutePerStep(TrainerCallback):
         (3, 0, []),  # 0: never
     ],
 )
-def test_checkpoints_follow_the_wall_clock_and_never_the_final_step(tiny_model, arc_bins, tmp_path, epochs, minutes, expected):
+def test_checkpoints_follow_the_wall_clock_and_never_the_final_step(
+    tiny_model, arc_bins, tmp_path, epochs, minutes, expected
+):
     clock = FakeClock()
     settings = TrainSettings.from_json(json.dumps({**CPU_SETTINGS, "epochs": epochs}))
-    trainer = build_trainer(str(tiny_model), str(arc_bins / "bin-0.parquet"), "arc", str(tmp_path / "work"),
-                            settings, checkpoint_minutes=minutes, clock=clock)  # fmt: skip
+    trainer = build_trainer(
+        str(tiny_model),
+        str(arc_bins / "bin-0.parquet"),
+        "arc",
+        str(tmp_path / "work"),
+        settings,
+        checkpoint_minutes=minutes,
+        clock=clock,
+    )
     trainer.add_callback(OneMinutePerStep(clock))
     trainer.train()
     assert trainer.state.global_step == 10 * epochs  # 20 rows, batch 2, one process

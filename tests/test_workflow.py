@@ -61,7 +61,11 @@ def test_demo_trained_models_differ_from_base_and_leave_no_zero_state(demo_run):
         record = json.loads((folder / "hf/training.json").read_text())
         assert record["world_size"] == 2 and record["global_step"] == 5
         # Seconds of training, a checkpoint every 30 minutes: none written (never one at the final step).
-        assert record["checkpoint_minutes"] == 30 and record["checkpoints"] == [] and record["checkpoint_bytes_written"] == 0
+        assert (
+            record["checkpoint_minutes"] == 30
+            and record["checkpoints"] == []
+            and record["checkpoint_bytes_written"] == 0
+        )
         assert record["final_save"]["bytes_written"] >= record["final_save"]["bytes_on_disk"] > 0
         made = json.loads((folder / "hf/conversion.json").read_text())
         assert made["dtype"] == "float32" and made["probe"]["probe_checked"] is True
@@ -83,12 +87,18 @@ def test_demo_tables_and_figures(demo_run):
     # Every cell has an interval around its value (20 questions, bootstrap over them), and every
     # trained cell a paired interval around its change.
     assert ((table["ci_low"] <= table["value"]) & (table["value"] <= table["ci_high"])).all()
-    assert ((trained["change_ci_low"] <= trained["change_vs_base"] + 1e-12)
-            & (trained["change_vs_base"] <= trained["change_ci_high"] + 1e-12)).all()  # fmt: skip
+    assert (
+        (trained["change_ci_low"] <= trained["change_vs_base"] + 1e-12)
+        & (trained["change_vs_base"] <= trained["change_ci_high"] + 1e-12)
+    ).all()
     headline = table[table["headline"]]
     assert set(zip(headline["dataset"], headline["metric"] + "," + headline["filter"])) == {
-        ("arc", "acc,none"), ("gsm8k", "exact_match,flexible-extract")}  # fmt: skip
-    figures = [f"tiny-qwen2/{d}/{name}" for d in ("arc", "gsm8k") for name in ("accuracy", "change_vs_base", "training_loss")]
+        ("arc", "acc,none"),
+        ("gsm8k", "exact_match,flexible-extract"),
+    }
+    figures = [
+        f"tiny-qwen2/{d}/{name}" for d in ("arc", "gsm8k") for name in ("accuracy", "change_vs_base", "training_loss")
+    ]
     figures += ["change_by_distance/arc", "change_by_distance/gsm8k", "change_grid/tiny-qwen2"]
     for name in figures:
         png = root / f"figures/{name}.png"
@@ -131,9 +141,11 @@ def test_all_datasets_and_math_solutions_plan_with_their_settings(tmp_path):
     for name, model in (("qwen", "Qwen_Qwen2.5-14B-Instruct"), ("llama", "meta-llama_Llama-3.1-8B-Instruct")):
         config["datasets"][f"math-solutions-{name}"] = {
             "source": {"hub": "Yeganeh/Model-Format-Consistent-Datasets", "name": f"math-solutions__{model}"},
-            "prompt_format": "math_solutions", "task": "cross_difficulty_math",
-            "headline_metric": "exact_match,none", "training": {"epochs": 5},
-        }  # fmt: skip
+            "prompt_format": "math_solutions",
+            "task": "cross_difficulty_math",
+            "headline_metric": "exact_match,none",
+            "training": {"epochs": 5},
+        }
     path = tmp_path / "all.yaml"
     path.write_text(yaml.safe_dump(config))
     output = snakemake("-n", "-p", "--configfile", str(path), workdir=tmp_path).stdout
@@ -145,8 +157,11 @@ def test_all_datasets_and_math_solutions_plan_with_their_settings(tmp_path):
     # ifeval/mmlu_pro/musr, 5 epochs everywhere (the public scripts silently used 3 for those three).
     commands = [line for line in output.splitlines() if "workflow_scripts.training launch" in line]
     for dataset in ("ifeval", "mmlu_pro", "musr", "arc"):
-        settings = [json.loads(line.split("--settings '", 1)[1].split("'", 1)[0])
-                    for line in commands if f"/{dataset}/bins/" in line]  # fmt: skip
+        settings = [
+            json.loads(line.split("--settings '", 1)[1].split("'", 1)[0])
+            for line in commands
+            if f"/{dataset}/bins/" in line
+        ]
         assert len(settings) == 70
         small = dataset != "arc"
         assert all(s["epochs"] == 5 and s["max_length"] == 4096 for s in settings)
@@ -174,11 +189,24 @@ def test_killed_scoring_leaves_no_cell_and_reruns_only_it(demo_run):
 
     cell = "results/demo/cells/tiny-qwen2/arc/train-1/test-2.json"
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
-    command = [os.path.join(os.path.dirname(sys.executable), "snakemake"), "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(demo_run), "--configfile", str(REPO / "config/demo.yaml"), "--cores", "1",
-               "--forcerun", cell, "--until", cell]  # fmt: skip
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(demo_run),
+        "--configfile",
+        str(REPO / "config/demo.yaml"),
+        "--cores",
+        "1",
+        "--forcerun",
+        cell,
+        "--until",
+        cell,
+    ]
     run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
+
     def command_line(process):
         try:
             return " ".join(process.cmdline())
@@ -186,8 +214,9 @@ def test_killed_scoring_leaves_no_cell_and_reruns_only_it(demo_run):
             return ""
 
     while True:
-        evaluating = [p for p in psutil.Process(run.pid).children(recursive=True)
-                      if "workflow_scripts.scoring" in command_line(p)]  # fmt: skip
+        evaluating = [
+            p for p in psutil.Process(run.pid).children(recursive=True) if "workflow_scripts.scoring" in command_line(p)
+        ]
         if evaluating:
             break
         assert run.poll() is None and time.time() < deadline, "the scoring never started"
@@ -201,7 +230,16 @@ def test_killed_scoring_leaves_no_cell_and_reruns_only_it(demo_run):
     counts = job_counts(plan)
     # The row's scoring only (its raw outputs are kept): no generation.
     assert counts.get("score") == 1 and "train=1" in plan and "dataset=arc" in plan
-    assert set(counts) == {"score", "aggregate", "heatmaps", "change_by_distance", "change_grid", "cell_table",
-                           "seed_table", "all", "total"}  # fmt: skip
+    assert set(counts) == {
+        "score",
+        "aggregate",
+        "heatmaps",
+        "change_by_distance",
+        "change_grid",
+        "cell_table",
+        "seed_table",
+        "all",
+        "total",
+    }
     snakemake("--configfile", str(REPO / "config/demo.yaml"), "--cores", "2", workdir=demo_run)
     assert json.loads((demo_run / cell).read_text())["n"] == 20

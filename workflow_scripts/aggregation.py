@@ -42,10 +42,25 @@ from workflow_scripts.io_utils import atomic_write_parquet, atomic_write_text, o
 LABELS = ["eval_split", "train_kind", "train_bin", "in_context_k", "seed"]
 NULLABLE_INTEGERS = ["train_bin", "in_context_k", "seed"]
 COLUMNS = [
-    "model", "dataset", "train", "test_bin", "task", "metric", "filter", "headline", "value", "n",
-    "ci_low", "ci_high", "base_value", "change_vs_base", "change_ci_low", "change_ci_high", "significant",
+    "model",
+    "dataset",
+    "train",
+    "test_bin",
+    "task",
+    "metric",
+    "filter",
+    "headline",
+    "value",
+    "n",
+    "ci_low",
+    "ci_high",
+    "base_value",
+    "change_vs_base",
+    "change_ci_low",
+    "change_ci_high",
+    "significant",
     *LABELS,
-]  # fmt: skip
+]
 
 
 @dataclass(frozen=True)
@@ -70,11 +85,15 @@ def read_cell(path) -> dict:
         named = cell_names.labels(str(cell["train"]))
         labels = {key: cell.get(key, named[key]) for key in LABELS}
         return {
-            "model": cell["model"], "dataset": cell["dataset"], "train": str(cell["train"]),
-            "test_bin": int(cell["test_bin"]), "task": cell["task"], "n": int(cell["n"]),
+            "model": cell["model"],
+            "dataset": cell["dataset"],
+            "train": str(cell["train"]),
+            "test_bin": int(cell["test_bin"]),
+            "task": cell["task"],
+            "n": int(cell["n"]),
             "metrics": {key: float(value) for key, value in cell["metrics"].items() if "," in key},
             **labels,
-        }  # fmt: skip
+        }
     except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
         raise ValueError(f"cell file {path} is unreadable or incomplete ({error}); delete it to re-run that cell")
 
@@ -171,11 +190,21 @@ def _bootstrap_test_bin(cells: list[dict], bootstrap: Bootstrap) -> list[dict]:
         where = np.fromiter((position[q] for q in cell["question_ids"]), dtype=int, count=len(cell["question_ids"]))
         for key, value in sorted(cell["metrics"].items()):
             metric, filter_name = key.split(",", 1)
-            rows.append({
-                "model": cell["model"], "dataset": cell["dataset"], "train": cell["train"],
-                "test_bin": cell["test_bin"], "task": cell["task"], "metric": metric, "filter": filter_name,
-                "value": value, "n": cell["n"], "_key": key, **{label: cell[label] for label in LABELS},
-            })  # fmt: skip
+            rows.append(
+                {
+                    "model": cell["model"],
+                    "dataset": cell["dataset"],
+                    "train": cell["train"],
+                    "test_bin": cell["test_bin"],
+                    "task": cell["task"],
+                    "metric": metric,
+                    "filter": filter_name,
+                    "value": value,
+                    "n": cell["n"],
+                    "_key": key,
+                    **{label: cell[label] for label in LABELS},
+                }
+            )
             row_sums, row_counts = np.zeros(len(question_ids)), np.zeros(len(question_ids))
             if key in cell["scores"]:
                 row_sums[where], row_counts[where] = cell["scores"][key]
@@ -193,8 +222,9 @@ def _bootstrap_test_bin(cells: list[dict], bootstrap: Bootstrap) -> list[dict]:
     if len(base_of) < sum(row["train"] == "base" for row in rows):
         raise ValueError(f"two base cells for {first['model']}/{first['dataset']} test bin {first['test_bin']}")
     change_low, change_high = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
-    paired = [(i, base_of[row["_key"]]) for i, row in enumerate(rows)
-              if row["train"] != "base" and row["_key"] in base_of]  # fmt: skip
+    paired = [
+        (i, base_of[row["_key"]]) for i, row in enumerate(rows) if row["train"] != "base" and row["_key"] in base_of
+    ]
     if paired:
         mine, theirs = np.array(paired).T
         changes = estimates[mine] - estimates[theirs]
@@ -204,13 +234,20 @@ def _bootstrap_test_bin(cells: list[dict], bootstrap: Bootstrap) -> list[dict]:
         base_value = rows[base_index]["value"] if base_index is not None else np.nan
         # A base row's change against itself is no result: left empty, like its interval.
         change = row["value"] - base_value if row["train"] != "base" else np.nan
-        row.update(ci_low=low[i], ci_high=high[i], base_value=base_value, change_vs_base=change,
-                   change_ci_low=change_low[i], change_ci_high=change_high[i])  # fmt: skip
+        row.update(
+            ci_low=low[i],
+            ci_high=high[i],
+            base_value=base_value,
+            change_vs_base=change,
+            change_ci_low=change_low[i],
+            change_ci_high=change_high[i],
+        )
     return rows
 
 
-def tidy_table(cell_files, bootstrap: Bootstrap = Bootstrap(),
-               headline_metrics: dict[str, str] | None = None) -> pd.DataFrame:  # fmt: skip
+def tidy_table(
+    cell_files, bootstrap: Bootstrap = Bootstrap(), headline_metrics: dict[str, str] | None = None
+) -> pd.DataFrame:
     """Every metric of every cell as a row, with its interval and its change vs the base model.
 
     headline_metrics: dataset -> 'metric,filter', marked in the `headline` column."""

@@ -56,8 +56,14 @@ def labels(name: str) -> dict:
     if not match:
         raise ValueError(f"{name!r} is not a row name (base, <bin>, icl<k>-bin<bin>, with -heldout/-seed<S> tags)")
     if match["base"]:
-        return {"train": "base", "train_kind": "base", "train_bin": None, "in_context_k": None, "seed": None,
-                "eval_split": "heldout" if match["base_heldout"] else "all"}  # fmt: skip
+        return {
+            "train": "base",
+            "train_kind": "base",
+            "train_bin": None,
+            "in_context_k": None,
+            "seed": None,
+            "eval_split": "heldout" if match["base_heldout"] else "all",
+        }
     k = int(match["k"]) if match["k"] is not None else None
     seed = int(match["seed"].removeprefix("-seed")) if match["seed"] else STUDY_SEED
     return {

@@ -34,12 +34,18 @@ def torch_view() -> dict:
         import torch
     except ImportError as error:
         return {"torch": f"not importable ({error})"}
-    view = {"torch": torch.__version__, "torch_cuda": torch.version.cuda, "torch_device_count": torch.cuda.device_count()}
+    view = {
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "torch_device_count": torch.cuda.device_count(),
+    }
     if torch.version.cuda:  # the CUDA version the driver supports (e.g. 13000), 0 without a driver
         view["cuda_driver_api"] = torch._C._cuda_getDriverVersion()
     if torch.cuda.is_available():
         view["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        view["capability"] = [".".join(map(str, torch.cuda.get_device_capability(i))) for i in range(torch.cuda.device_count())]
+        view["capability"] = [
+            ".".join(map(str, torch.cuda.get_device_capability(i))) for i in range(torch.cuda.device_count())
+        ]
     return view
 
 
@@ -75,16 +81,22 @@ def main(argv=None) -> None:
     text = json.dumps(seen, indent=2)
     print(text)
     if seen["visible_gpus"] != args.expected_gpus:
-        raise ValueError(f"rule {args.rule} asked for {args.expected_gpus} GPU(s) but the job sees "
-                         f"{seen['visible_gpus']} (CUDA_VISIBLE_DEVICES={seen['CUDA_VISIBLE_DEVICES']!r}); "
-                         "fix the partition's GRES setup or cluster/resources in config/config.yaml")  # fmt: skip
+        raise ValueError(
+            f"rule {args.rule} asked for {args.expected_gpus} GPU(s) but the job sees "
+            f"{seen['visible_gpus']} (CUDA_VISIBLE_DEVICES={seen['CUDA_VISIBLE_DEVICES']!r}); "
+            "fix the partition's GRES setup or cluster/resources in config/config.yaml"
+        )
     torch_count = seen.get("torch_device_count")
     if torch_count != args.expected_gpus:
-        what = (f"torch {seen.get('torch')} (CUDA {seen.get('torch_cuda')}) sees {torch_count} CUDA device(s), "
-                f"not {args.expected_gpus}; GPUs: {'; '.join(seen['nvidia_smi'])}")  # fmt: skip
+        what = (
+            f"torch {seen.get('torch')} (CUDA {seen.get('torch_cuda')}) sees {torch_count} CUDA device(s), "
+            f"not {args.expected_gpus}; GPUs: {'; '.join(seen['nvidia_smi'])}"
+        )
         if not runtime.dummy_gpus():
-            raise ValueError(f"rule {args.rule}: {what}; fix: a driver new enough for this torch (CUDA 13 wheels "
-                             "need >= 580), or the rule's conda env (envs/) with a CUDA build of torch")  # fmt: skip
+            raise ValueError(
+                f"rule {args.rule}: {what}; fix: a driver new enough for this torch (CUDA 13 wheels "
+                "need >= 580), or the rule's conda env (envs/) with a CUDA build of torch"
+            )
         print(f"warning: {what} (accepted: {runtime.DUMMY_GPUS_VARIABLE}=1, a test cluster's dummy GPUs)")
     atomic_write_text(text + "\n", args.out)
 

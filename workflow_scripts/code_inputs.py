@@ -35,7 +35,9 @@ def _imports(path: Path) -> set[str]:
             found |= {alias.name for alias in node.names if alias.name.startswith(PACKAGE + ".")}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             if node.module == PACKAGE:  # from workflow_scripts import a, b
-                found |= {f"{PACKAGE}.{alias.name}" for alias in node.names if _file(f"{PACKAGE}.{alias.name}").is_file()}
+                found |= {
+                    f"{PACKAGE}.{alias.name}" for alias in node.names if _file(f"{PACKAGE}.{alias.name}").is_file()
+                }
             elif node.module.startswith(PACKAGE + "."):
                 found.add(node.module)
     return found

@@ -23,8 +23,16 @@ from workflow_scripts.io_utils import atomic_write_json, one_line_errors, packag
 
 PROVENANCE = "conversion.json"
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
-                   "vocab.json", "merges.txt", "tokenizer.model", "generation_config.json")  # fmt: skip
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "generation_config.json",
+)
 
 
 def convert(zero_dir, out_dir, dtype: str = "float32", max_shard_size: str = "5GB") -> dict:
@@ -72,8 +80,13 @@ def code_checksum() -> str:
 
 def provenance(dtype: str, max_shard_size: str, probe_report: dict) -> dict:
     """How an export was made: compared with the current code and settings by `make plan`."""
-    return {"code_sha256": code_checksum(), "dtype": dtype, "max_shard_size": max_shard_size,
-            "versions": package_versions("deepspeed", "transformers", "torch"), "probe": probe_report}  # fmt: skip
+    return {
+        "code_sha256": code_checksum(),
+        "dtype": dtype,
+        "max_shard_size": max_shard_size,
+        "versions": package_versions("deepspeed", "transformers", "torch"),
+        "probe": probe_report,
+    }
 
 
 def check_probe(model_dir: Path, probe_path: Path, atol: float = 1e-4) -> dict:

@@ -35,8 +35,10 @@ def load_source(source: dict) -> pd.DataFrame:
         try:
             dataset = datasets.load_dataset(LOCAL_BUILDERS[extension], data_files={split: path}, split=split)
         except Exception as error:  # datasets raises many types for a broken file; say which file
-            raise ValueError(f"source.path {path!r} could not be read as {LOCAL_BUILDERS[extension]} "
-                             f"({type(error).__name__}); fix or regenerate the file") from error  # fmt: skip
+            raise ValueError(
+                f"source.path {path!r} could not be read as {LOCAL_BUILDERS[extension]} "
+                f"({type(error).__name__}); fix or regenerate the file"
+            ) from error
     else:
         name = f"{source['hub']}" + (f" ({source['name']})" if source.get("name") else "")
         try:

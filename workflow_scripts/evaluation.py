@@ -67,8 +67,15 @@ def _has_documents(task: str, documents) -> bool:
 CPU_VLLM_KV_CACHE_BYTES = 1 << 30
 
 
-def model_spec(backend: str, model_path: str, dtype: str, trust_remote_code: bool, seed: int = 42,
-               chat_template_date: str | None = None, attention_backend: str | None = None) -> tuple[str, dict]:  # fmt: skip
+def model_spec(
+    backend: str,
+    model_path: str,
+    dtype: str,
+    trust_remote_code: bool,
+    seed: int = 42,
+    chat_template_date: str | None = None,
+    attention_backend: str | None = None,
+) -> tuple[str, dict]:
     """lm-eval's model name and arguments for one cell.
 
     CUDA is queried through NVML (fork_safe_cuda_detection ran at import). The chat template gets a
@@ -90,9 +97,11 @@ def model_spec(backend: str, model_path: str, dtype: str, trust_remote_code: boo
         elif runtime.is_cpu_vllm(build):
             args["kv_cache_memory_bytes"] = CPU_VLLM_KV_CACHE_BYTES
         else:
-            raise ValueError(f"evaluation.backend is 'vllm' but no CUDA device is visible and the installed vLLM "
-                             f"({build or 'none'}) is not a CPU build; fix: use backend 'hf' on a CPU, or a CPU "
-                             "build of vLLM (see config/README.md, vLLM on a CPU)")  # fmt: skip
+            raise ValueError(
+                f"evaluation.backend is 'vllm' but no CUDA device is visible and the installed vLLM "
+                f"({build or 'none'}) is not a CPU build; fix: use backend 'hf' on a CPU, or a CPU "
+                "build of vLLM (see config/README.md, vLLM on a CPU)"
+            )
         return "vllm", args
     return "hf", {**args, "device": "cuda" if gpus else "cpu"}
 
@@ -116,10 +125,13 @@ def per_question_rows(samples: list[dict], metric_names: list[str]) -> list[dict
     rows: dict[str, dict] = {}
     for sample in samples:
         item_id = str(sample["doc"].get("item_id", sample["doc_id"]))
-        row = rows.setdefault(item_id, {
-            "item_id": item_id,
-            "target": str(sample["target"]),
-        })  # fmt: skip
+        row = rows.setdefault(
+            item_id,
+            {
+                "item_id": item_id,
+                "target": str(sample["target"]),
+            },
+        )
         filter_name = sample.get("filter", "none")
         if "in_context_ids" in sample["doc"]:  # the examples this question was shown (in-context baseline)
             row["in_context_ids"] = list(sample["doc"]["in_context_ids"])
@@ -145,11 +157,21 @@ def lm_eval_run_settings(batch_size: str = "auto", max_gen_toks: int | None = No
     }
 
 
-def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf", dtype: str = "float32",
-                  batch_size: str = "auto", max_gen_toks: int | None = None, seed: int = 42,
-                  trust_remote_code: bool = False, spec_overrides: dict | None = None,
-                  chat_template_date: str | None = None, attention_backend: str | None = None,
-                  lm=None) -> tuple[dict, list[dict]]:  # fmt: skip
+def evaluate_cell(
+    task: str,
+    bin_file: str,
+    model_path: str,
+    backend: str = "hf",
+    dtype: str = "float32",
+    batch_size: str = "auto",
+    max_gen_toks: int | None = None,
+    seed: int = 42,
+    trust_remote_code: bool = False,
+    spec_overrides: dict | None = None,
+    chat_template_date: str | None = None,
+    attention_backend: str | None = None,
+    lm=None,
+) -> tuple[dict, list[dict]]:
     """One cell. `lm`: an lm-eval model object to answer the requests instead of loading model_path
     (scoring.py's replay of a row's generation; tests that share one model load)."""
     import lm_eval.api.registry
@@ -162,8 +184,9 @@ def evaluate_cell(task: str, bin_file: str, model_path: str, backend: str = "hf"
     started = time.time()
     model_args = {}
     if lm is None:
-        model_type, model_args = model_spec(backend, model_path, dtype, trust_remote_code, seed, chat_template_date,
-                                            attention_backend)  # fmt: skip
+        model_type, model_args = model_spec(
+            backend, model_path, dtype, trust_remote_code, seed, chat_template_date, attention_backend
+        )
         # Built here rather than by simple_evaluate, to time it: for vLLM this is the engine start.
         lm = lm_eval.api.registry.get_model(model_type).create_from_arg_obj(
             model_args, {"batch_size": batch_size, "max_batch_size": None, "device": None}
@@ -252,12 +275,29 @@ def main(argv=None) -> None:
         if args.in_context_k:
             from workflow_scripts import in_context
 
-            bin_file, overrides = in_context.prepare_cell(args.task, args.bin_file, args.in_context_pool,
-                                                          args.in_context_k, args.in_context_seed,
-                                                          args.prompt_format, tmp)  # fmt: skip
-        cell, rows = evaluate_cell(args.task, bin_file, args.model, args.backend, args.dtype, args.batch_size,
-                                   args.max_gen_toks, args.seed, args.trust_remote_code, overrides,
-                                   args.chat_template_date, args.attention_backend)  # fmt: skip
+            bin_file, overrides = in_context.prepare_cell(
+                args.task,
+                args.bin_file,
+                args.in_context_pool,
+                args.in_context_k,
+                args.in_context_seed,
+                args.prompt_format,
+                tmp,
+            )
+        cell, rows = evaluate_cell(
+            args.task,
+            bin_file,
+            args.model,
+            args.backend,
+            args.dtype,
+            args.batch_size,
+            args.max_gen_toks,
+            args.seed,
+            args.trust_remote_code,
+            overrides,
+            args.chat_template_date,
+            args.attention_backend,
+        )
     cell.update(json.loads(args.label))
     write_cell(cell, rows, Path(args.out))
     print(json.dumps({k: cell[k] for k in ("task", "n", "metrics", "eval_seconds")}))

@@ -20,8 +20,9 @@ def fetch(repo: str, revision: str, out_dir: Path) -> Path:
     from huggingface_hub import snapshot_download
 
     partial = out_dir.with_name(out_dir.name + ".partial")  # a killed fetch never looks finished
-    snapshot_download(repo_id=repo, revision=revision, local_dir=partial, allow_patterns=WANTED,
-                      token=os.environ.get("HF_TOKEN"))  # fmt: skip
+    snapshot_download(
+        repo_id=repo, revision=revision, local_dir=partial, allow_patterns=WANTED, token=os.environ.get("HF_TOKEN")
+    )
     shutil.rmtree(partial / ".cache", ignore_errors=True)
     if not any(partial.glob("*.safetensors")):
         raise RuntimeError(f"{repo}@{revision} has no safetensors weights; fetch it by hand into {out_dir}")

@@ -41,8 +41,12 @@ from workflow_scripts.io_utils import atomic_write_json, one_line_errors, packag
 BIN_TASK = "{task}__test-{test_bin}"
 RAW_FORMAT = 1
 # What the model is asked, per lm-eval output type.
-REQUEST_TYPES = {"multiple_choice": "loglikelihood", "generate_until": "generate_until",
-                 "loglikelihood": "loglikelihood", "loglikelihood_rolling": "loglikelihood_rolling"}  # fmt: skip
+REQUEST_TYPES = {
+    "multiple_choice": "loglikelihood",
+    "generate_until": "generate_until",
+    "loglikelihood": "loglikelihood",
+    "loglikelihood_rolling": "loglikelihood_rolling",
+}
 
 
 def bin_tasks(task: str, test_bin, test_file: str, spec_overrides: dict | None = None) -> list[tuple[str, dict]]:
@@ -56,24 +60,34 @@ def bin_tasks(task: str, test_bin, test_file: str, spec_overrides: dict | None =
     if "group" in spec:
         group_keys = {field.name for field in dataclasses.fields(GroupConfig)}
         handed_down = {key: value for key, value in spec.items() if key not in group_keys}
-        leaves = [(child, {"include": str(task_files.task_file(child)), **handed_down})
-                  for child in spec["task"]]  # fmt: skip
+        leaves = [(child, {"include": str(task_files.task_file(child)), **handed_down}) for child in spec["task"]]
     else:
         leaves = [(task, spec)]
     # filter_list: None runs lm-eval's default (take the response as it is), never the task's filters.
-    return [(name, {**leaf, "task": BIN_TASK.format(task=name, test_bin=test_bin), "filter_list": None})
-            for name, leaf in leaves]  # fmt: skip
+    return [
+        (name, {**leaf, "task": BIN_TASK.format(task=name, test_bin=test_bin), "filter_list": None})
+        for name, leaf in leaves
+    ]
 
 
-def load_model(backend: str, model_path: str, dtype: str, batch_size: str, trust_remote_code: bool, seed: int = 42,
-               chat_template_date: str | None = None, attention_backend: str | None = None):  # fmt: skip
+def load_model(
+    backend: str,
+    model_path: str,
+    dtype: str,
+    batch_size: str,
+    trust_remote_code: bool,
+    seed: int = 42,
+    chat_template_date: str | None = None,
+    attention_backend: str | None = None,
+):
     """The lm-eval model object, made as simple_evaluate makes it, kept so the raw files can say which
     chat template arguments rendered the prompts."""
     import lm_eval.models  # noqa: F401  (fills the model registry)
     from lm_eval.api.registry import get_model
 
-    model_type, model_args = evaluation.model_spec(backend, model_path, dtype, trust_remote_code, seed,
-                                                   chat_template_date, attention_backend)  # fmt: skip
+    model_type, model_args = evaluation.model_spec(
+        backend, model_path, dtype, trust_remote_code, seed, chat_template_date, attention_backend
+    )
     return get_model(model_type).create_from_arg_obj(model_args, {"batch_size": batch_size}), model_args
 
 
@@ -99,8 +113,9 @@ def _calls_per_bin(lm, bin_of: dict):
             for position, request in enumerate(requests):
                 by_bin.setdefault(bin_of[request.task_name], []).append(position)
             for positions in by_bin.values():
-                for position, answer in zip(positions, method([requests[p] for p in positions], *args, **kwargs),
-                                            strict=True):  # fmt: skip
+                for position, answer in zip(
+                    positions, method([requests[p] for p in positions], *args, **kwargs), strict=True
+                ):
                     answers[position] = answer
             return answers
 
@@ -120,8 +135,16 @@ def _calls_per_bin(lm, bin_of: dict):
                 delattr(lm, name)
 
 
-def generate_row(task: str, test_files: dict, lm, batch_size: str = "auto", max_gen_toks: int | None = None,
-                 seed: int = 42, spec_overrides: dict | None = None, per_bin: bool = True) -> tuple[dict, float]:  # fmt: skip
+def generate_row(
+    task: str,
+    test_files: dict,
+    lm,
+    batch_size: str = "auto",
+    max_gen_toks: int | None = None,
+    seed: int = 42,
+    spec_overrides: dict | None = None,
+    per_bin: bool = True,
+) -> tuple[dict, float]:
     """One lm-eval run of `lm` over the bins {test_bin: test file}; spec_overrides {test_bin: task keys}
     (the in-context prompt); per_bin: one model call per bin (see one_call_per_bin).
     Returns ({test_bin: [request records]}, seconds)."""
@@ -154,16 +177,37 @@ def generate_row(task: str, test_files: dict, lm, batch_size: str = "auto", max_
         for sample in samples:
             # One sample per document (no filters here); its requests come sorted by idx.
             for idx, (arguments, responses) in enumerate(zip(sample["arguments"], sample["resps"], strict=True)):
-                records[test_bin].append({"task": name, "doc_id": sample["doc_id"], "idx": idx,
-                                          "request_type": request_type, "arguments": arguments,
-                                          "resps": responses})  # fmt: skip
+                records[test_bin].append(
+                    {
+                        "task": name,
+                        "doc_id": sample["doc_id"],
+                        "idx": idx,
+                        "request_type": request_type,
+                        "arguments": arguments,
+                        "resps": responses,
+                    }
+                )
     return records, time.time() - started
 
 
-def raw_record(requests: list[dict], *, task: str, test_bin, model_path: str, backend: str, dtype: str,
-               batch_size, max_gen_toks, seed: int, lm, model_args: dict | None, seconds: float,
-               row_bins: list, task_fingerprint: str | None = None,
-               model_load_seconds: float | None = None) -> dict:  # fmt: skip
+def raw_record(
+    requests: list[dict],
+    *,
+    task: str,
+    test_bin,
+    model_path: str,
+    backend: str,
+    dtype: str,
+    batch_size,
+    max_gen_toks,
+    seed: int,
+    lm,
+    model_args: dict | None,
+    seconds: float,
+    row_bins: list,
+    task_fingerprint: str | None = None,
+    model_load_seconds: float | None = None,
+) -> dict:
     """One bin's raw file: what generated it, then its requests."""
     generation = {
         "format": RAW_FORMAT,
@@ -194,8 +238,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", required=True, help="task name, a file tasks/<task>.yaml")
     parser.add_argument("--task-fingerprint", help="the task's generation fingerprint (task_parts.py), recorded")
-    parser.add_argument("--bin", nargs=3, action="append", required=True, metavar=("TEST_BIN", "TEST_FILE", "RAW_OUT"),
-                        help="a test bin, its parquet and the raw-output file to write; once per bin")  # fmt: skip
+    parser.add_argument(
+        "--bin",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("TEST_BIN", "TEST_FILE", "RAW_OUT"),
+        help="a test bin, its parquet and the raw-output file to write; once per bin",
+    )
     parser.add_argument("--model", required=True, help="hub name or local folder")
     parser.add_argument("--backend", default="hf", choices=["hf", "vllm"])
     parser.add_argument("--dtype", default="float32")
@@ -219,20 +269,58 @@ def main(argv=None) -> None:
         os.environ["HF_DATASETS_CACHE"] = os.path.join(tmp, "datasets")
         test_files, overrides = prepare_test_files(args.task, {b: f for b, (f, _) in bins.items()}, args, tmp)
         loading = time.time()
-        lm, model_args = load_model(args.backend, args.model, args.dtype, args.batch_size, args.trust_remote_code,
-                                    args.seed, args.chat_template_date, args.attention_backend)  # fmt: skip
+        lm, model_args = load_model(
+            args.backend,
+            args.model,
+            args.dtype,
+            args.batch_size,
+            args.trust_remote_code,
+            args.seed,
+            args.chat_template_date,
+            args.attention_backend,
+        )
         model_load_seconds = time.time() - loading
-        records, seconds = generate_row(args.task, test_files, lm, args.batch_size, args.max_gen_toks, args.seed,
-                                        overrides, one_call_per_bin(args.backend))  # fmt: skip
+        records, seconds = generate_row(
+            args.task,
+            test_files,
+            lm,
+            args.batch_size,
+            args.max_gen_toks,
+            args.seed,
+            overrides,
+            one_call_per_bin(args.backend),
+        )
     for test_bin, (_, out) in bins.items():
-        atomic_write_json(raw_record(records[test_bin], task=args.task, test_bin=test_bin, model_path=args.model,
-                                     backend=args.backend, dtype=args.dtype, batch_size=args.batch_size,
-                                     max_gen_toks=args.max_gen_toks, seed=args.seed, lm=lm, model_args=model_args,
-                                     seconds=seconds, row_bins=sorted(bins), task_fingerprint=args.task_fingerprint,
-                                     model_load_seconds=model_load_seconds),
-                          out)  # fmt: skip
-    print(json.dumps({"task": args.task, "bins": sorted(bins), "requests": sum(map(len, records.values())),
-                      "seconds": round(seconds, 3)}))  # fmt: skip
+        atomic_write_json(
+            raw_record(
+                records[test_bin],
+                task=args.task,
+                test_bin=test_bin,
+                model_path=args.model,
+                backend=args.backend,
+                dtype=args.dtype,
+                batch_size=args.batch_size,
+                max_gen_toks=args.max_gen_toks,
+                seed=args.seed,
+                lm=lm,
+                model_args=model_args,
+                seconds=seconds,
+                row_bins=sorted(bins),
+                task_fingerprint=args.task_fingerprint,
+                model_load_seconds=model_load_seconds,
+            ),
+            out,
+        )
+    print(
+        json.dumps(
+            {
+                "task": args.task,
+                "bins": sorted(bins),
+                "requests": sum(map(len, records.values())),
+                "seconds": round(seconds, 3),
+            }
+        )
+    )
 
 
 def prepare_test_files(task: str, test_files: dict, args, folder) -> tuple[dict, dict | None]:
@@ -247,8 +335,14 @@ def prepare_test_files(task: str, test_files: dict, args, folder) -> tuple[dict,
         bin_folder = Path(folder) / f"test-{test_bin}"
         bin_folder.mkdir()
         prepared[test_bin], overrides[test_bin] = in_context.prepare_cell(
-            task, test_file, args.in_context_pool, args.in_context_k, args.in_context_seed, args.prompt_format,
-            bin_folder)  # fmt: skip
+            task,
+            test_file,
+            args.in_context_pool,
+            args.in_context_k,
+            args.in_context_seed,
+            args.prompt_format,
+            bin_folder,
+        )
     return prepared, overrides
 
 

@@ -102,9 +102,20 @@ def grid_status(config: dict, workdir: Path) -> list[dict]:
                     counts[state] += 1
                     if state == "failed" and log not in failed:
                         failed.append(log)
-            trained = sum(os.path.isdir(layout.trained_model_dir(absolute, model, dataset, row)) for row in trained_rows)
-            rows.append({"model": model, "dataset": dataset, "cells": len(names) * len(bins), **counts,
-                         "trained": trained, "bins": len(trained_rows), "failed_logs": failed})  # fmt: skip
+            trained = sum(
+                os.path.isdir(layout.trained_model_dir(absolute, model, dataset, row)) for row in trained_rows
+            )
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": dataset,
+                    "cells": len(names) * len(bins),
+                    **counts,
+                    "trained": trained,
+                    "bins": len(trained_rows),
+                    "failed_logs": failed,
+                }
+            )
     return rows
 
 
@@ -121,9 +132,11 @@ def load_config(path) -> dict:
 def render(rows: list[dict], live: bool) -> str:
     width_model = max([len("model"), *(len(r["model"]) for r in rows)])
     width_dataset = max([len("dataset"), *(len(r["dataset"]) for r in rows)])
-    header = f"{'model':<{width_model}}  {'dataset':<{width_dataset}}  {'cells':>6}" + "".join(
-        f"  {s:>7}" for s in STATES
-    ) + f"  {'trained':>7}"
+    header = (
+        f"{'model':<{width_model}}  {'dataset':<{width_dataset}}  {'cells':>6}"
+        + "".join(f"  {s:>7}" for s in STATES)
+        + f"  {'trained':>7}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(

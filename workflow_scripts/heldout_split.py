@@ -61,8 +61,11 @@ def main(argv=None) -> None:
             raise ValueError(f"bin {k}: {error}; fix: lower n_bins, add data, or set eval_split: all") from None
         atomic_write_parquet(train, out / layout.heldout_part_name("train", k))
         atomic_write_parquet(heldout, out / layout.heldout_part_name("heldout", k))
-        manifest["bins"][str(k)] = {"train": len(train), "heldout": len(heldout),
-                                    "heldout_ids": sorted(map(str, heldout["item_id"]))}  # fmt: skip
+        manifest["bins"][str(k)] = {
+            "train": len(train),
+            "heldout": len(heldout),
+            "heldout_ids": sorted(map(str, heldout["item_id"])),
+        }
     atomic_write_json(manifest, out / "manifest.json")
     print(json.dumps({k: {"train": v["train"], "heldout": v["heldout"]} for k, v in manifest["bins"].items()}))
 

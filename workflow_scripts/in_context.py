@@ -37,7 +37,9 @@ def example_ids(item_id, order: Sequence[str], k: int) -> list[str]:
     """The first k ids of the draw order that are not the test item itself."""
     chosen = [other for other in order[: k + 1] if other != str(item_id)][:k]
     if len(chosen) < k:
-        raise ValueError(f"in_context.k = {k} but the source pool has only {len(chosen)} other item(s); fix: lower in_context.k")
+        raise ValueError(
+            f"in_context.k = {k} but the source pool has only {len(chosen)} other item(s); fix: lower in_context.k"
+        )
     return chosen
 
 
@@ -53,8 +55,7 @@ def question_renderer(task: str):
     or a Jinja template); for a group, the prompt its sub-tasks share."""
     definition = task_files.read(task_files.task_file(task))
     if "group" in definition:
-        shared = {task_files.read(task_files.task_file(child))["doc_to_text"]
-                  for child in definition["task"]}  # fmt: skip
+        shared = {task_files.read(task_files.task_file(child))["doc_to_text"] for child in definition["task"]}
         if len(shared) != 1:
             raise ValueError(f"the sub-tasks of {task} prompt differently; the in-context baseline needs one prompt")
         (doc_to_text,) = shared
@@ -79,8 +80,9 @@ def in_context_prompt(doc: Mapping, examples: Sequence[Mapping], prompt_format: 
     return EXAMPLE_SEPARATOR.join([*blocks, question_renderer(task)(doc)])
 
 
-def with_examples(test_docs: Sequence[Mapping], pool_docs: Sequence[Mapping], k: int, seed: int,
-                  prompt_format: str, task: str) -> tuple[list[str], list[list[str]]]:  # fmt: skip
+def with_examples(
+    test_docs: Sequence[Mapping], pool_docs: Sequence[Mapping], k: int, seed: int, prompt_format: str, task: str
+) -> tuple[list[str], list[list[str]]]:
     """For each test item: its prompt with k examples of the pool, and those examples' ids."""
     by_id = {str(doc["item_id"]): doc for doc in pool_docs}
     order = draw_order(by_id, seed)
@@ -92,8 +94,9 @@ def with_examples(test_docs: Sequence[Mapping], pool_docs: Sequence[Mapping], k:
     return texts, ids
 
 
-def prepare_cell(task: str, test_file: str, pool_file: str, k: int, seed: int, prompt_format: str,
-                 folder) -> tuple[str, dict]:  # fmt: skip
+def prepare_cell(
+    task: str, test_file: str, pool_file: str, k: int, seed: int, prompt_format: str, folder
+) -> tuple[str, dict]:
     """Write the test bin with its in-context prompts into `folder`; returns (that file, the task keys
     that make lm-eval read the prompt from it)."""
     import datasets

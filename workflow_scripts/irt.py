@@ -65,26 +65,34 @@ def read_responses(path: str) -> pd.DataFrame:
 def check_responses(table: pd.DataFrame, name: str = "response table") -> pd.DataFrame:
     missing = [c for c in RESPONSE_COLUMNS if c not in table.columns]
     if missing:
-        raise ValueError(f"{name}: missing column(s) {missing} (has {list(table.columns)}); "
-                         "fix: a long table with columns subject, item_id, correct")  # fmt: skip
+        raise ValueError(
+            f"{name}: missing column(s) {missing} (has {list(table.columns)}); "
+            "fix: a long table with columns subject, item_id, correct"
+        )
     table = table[list(RESPONSE_COLUMNS)].copy()
     if table["subject"].isna().any() or table["item_id"].isna().any():
-        raise ValueError(f"{name}: empty subject or item_id in {int(table[['subject', 'item_id']].isna().any(axis=1).sum())} "
-                         "row(s); fix: drop those rows")  # fmt: skip
+        raise ValueError(
+            f"{name}: empty subject or item_id in {int(table[['subject', 'item_id']].isna().any(axis=1).sum())} "
+            "row(s); fix: drop those rows"
+        )
     correct = pd.to_numeric(table["correct"], errors="coerce")
     bad = table.loc[~correct.isin([0, 1]), "correct"]
     if len(bad):
-        raise ValueError(f"{name}: column 'correct' must be 0 or 1 (missing pairs are simply absent rows); "
-                         f"found {len(bad)} other value(s), e.g. {bad.astype(str).unique()[:3].tolist()}; "
-                         "fix: threshold scores to 0/1 and drop missing answers")  # fmt: skip
+        raise ValueError(
+            f"{name}: column 'correct' must be 0 or 1 (missing pairs are simply absent rows); "
+            f"found {len(bad)} other value(s), e.g. {bad.astype(str).unique()[:3].tolist()}; "
+            "fix: threshold scores to 0/1 and drop missing answers"
+        )
     table["subject"] = table["subject"].astype(str)
     table["item_id"] = table["item_id"].astype(str)
     table["correct"] = correct.astype(np.int8)
     duplicated = table.duplicated(["subject", "item_id"])
     if duplicated.any():
         example = table.loc[duplicated, ["subject", "item_id"]].iloc[0].tolist()
-        raise ValueError(f"{name}: {int(duplicated.sum())} repeated (subject, item_id) pair(s), e.g. {example}; "
-                         "fix: keep one answer per subject and item")  # fmt: skip
+        raise ValueError(
+            f"{name}: {int(duplicated.sum())} repeated (subject, item_id) pair(s), e.g. {example}; "
+            "fix: keep one answer per subject and item"
+        )
     if table.empty:
         raise ValueError(f"{name} has no rows; fix: point irt.responses at a table with answers")
     return table
@@ -189,7 +197,9 @@ def fit_irt(correct, observed=None, model: str = "1pl", tol: float = 1e-4, max_i
             mu, sd = theta.mean(), theta.std()
             theta, b, log_a = (theta - mu) / sd, (b - mu) / sd, log_a + np.log(sd)
         # Measured after the rescaling: a fixed point of (steps + rescaling) is the answer.
-        change = max(np.abs(theta - previous[0]).max(), np.abs(b - previous[1]).max(), np.abs(log_a - previous[2]).max())
+        change = max(
+            np.abs(theta - previous[0]).max(), np.abs(b - previous[1]).max(), np.abs(log_a - previous[2]).max()
+        )
         if change < tol:
             converged = True
             break
@@ -220,8 +230,7 @@ def _standard_errors(theta, b, log_a, y, m, model):
 # ---- synthetic data with known parameters (tests, benchmark, demo sample) --------------------------
 
 
-def simulate(n_subjects: int, n_items: int, model: str = "1pl", missing: float = 0.0, seed: int = 0,
-             difficulty=None):  # fmt: skip
+def simulate(n_subjects: int, n_items: int, model: str = "1pl", missing: float = 0.0, seed: int = 0, difficulty=None):
     """Responses drawn from a 1PL/2PL model: abilities and difficulties N(0, 1) (or the given
     difficulties), 2PL slopes log-normal(0, 0.3). Returns (correct, observed, truth)."""
     rng = np.random.default_rng(seed)
@@ -254,8 +263,9 @@ def quantiles(values: np.ndarray) -> np.ndarray:
     return (ranks - ranks.min()) / (ranks.max() - ranks.min()) if ranks.max() > ranks.min() else np.zeros(len(values))
 
 
-def bin_stability(matrix: ResponseMatrix, binned: np.ndarray, model: str, n_bins: int, rounds: int,
-                  seed: int = 0) -> np.ndarray:  # fmt: skip
+def bin_stability(
+    matrix: ResponseMatrix, binned: np.ndarray, model: str, n_bins: int, rounds: int, seed: int = 0
+) -> np.ndarray:
     """Per item, the share of bootstrap refits (subjects drawn with replacement) that put it in the
     same bin as the fit on all subjects: how much its bin depends on which models happened to answer."""
     from workflow_scripts.binning import assign_bins
@@ -273,8 +283,9 @@ def bin_stability(matrix: ResponseMatrix, binned: np.ndarray, model: str, n_bins
     return same / rounds
 
 
-def fit_items(responses: pd.DataFrame, model: str, min_responses: int, bootstrap: int = 0,
-              n_bins: int = 10) -> tuple[pd.DataFrame, dict]:  # fmt: skip
+def fit_items(
+    responses: pd.DataFrame, model: str, min_responses: int, bootstrap: int = 0, n_bins: int = 10
+) -> tuple[pd.DataFrame, dict]:
     """Per-item table (item_id, n_responses, share_correct, difficulty, SE, discrimination, quantile,
     status; bin_stability with bootstrap rounds) and a report. Items with fewer than min_responses
     answers are fitted with the rest but get no quantile (status `too_few_responses`): never binned."""
@@ -292,8 +303,11 @@ def fit_items(responses: pd.DataFrame, model: str, min_responses: int, bootstrap
             "discrimination": fit.discrimination,
         }
     )
-    status = np.where(n_responses < min_responses, "too_few_responses",
-                      np.where(share == 1, "all_correct", np.where(share == 0, "all_wrong", "ok")))  # fmt: skip
+    status = np.where(
+        n_responses < min_responses,
+        "too_few_responses",
+        np.where(share == 1, "all_correct", np.where(share == 0, "all_wrong", "ok")),
+    )
     items["status"] = status
     binned = items["status"] != "too_few_responses"
     items["quantile"] = np.nan
@@ -311,16 +325,26 @@ def fit_items(responses: pd.DataFrame, model: str, min_responses: int, bootstrap
         "last_step": fit.last_step,
         "fit_seconds": round(fit.seconds, 3),
         "min_responses": min_responses,
-        **({"bootstrap_rounds": bootstrap, "n_bins": n_bins, "mean_bin_stability": round(float(items["bin_stability"].mean()), 4)}
-           if bootstrap else {}),  # fmt: skip
+        **(
+            {
+                "bootstrap_rounds": bootstrap,
+                "n_bins": n_bins,
+                "mean_bin_stability": round(float(items["bin_stability"].mean()), 4),
+            }
+            if bootstrap
+            else {}
+        ),
         "too_few_responses": items.loc[~binned, "item_id"].tolist(),
         "all_correct": items.loc[items["status"] == "all_correct", "item_id"].tolist(),
         "all_wrong": items.loc[items["status"] == "all_wrong", "item_id"].tolist(),
     }
     for kind in ("all_correct", "all_wrong"):
         if report[kind]:
-            warnings.warn(f"{len(report[kind])} item(s) {kind.replace('_', ' ')} by every subject get an extreme "
-                          f"(prior-bounded) difficulty, e.g. {report[kind][:3]}", stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"{len(report[kind])} item(s) {kind.replace('_', ' ')} by every subject get an extreme "
+                f"(prior-bounded) difficulty, e.g. {report[kind][:3]}",
+                stacklevel=2,
+            )
     if not fit.converged:
         warnings.warn(f"the fit stopped after {fit.iterations} iterations without converging", stacklevel=2)
     return items, report
@@ -329,8 +353,10 @@ def fit_items(responses: pd.DataFrame, model: str, min_responses: int, bootstrap
 def check_items_known(responses: pd.DataFrame, data: pd.DataFrame) -> None:
     unknown = sorted(set(responses["item_id"]) - set(data["item_id"].astype(str)))
     if unknown:
-        raise ValueError(f"response table: {len(unknown)} item_id(s) not in the dataset, e.g. {unknown[:3]}; "
-                         "fix: item_id must match the dataset's id column (id, doc_id or key; else the row number)")  # fmt: skip
+        raise ValueError(
+            f"response table: {len(unknown)} item_id(s) not in the dataset, e.g. {unknown[:3]}; "
+            "fix: item_id must match the dataset's id column (id, doc_id or key; else the row number)"
+        )
 
 
 def join_to_dataset(data: pd.DataFrame, items: pd.DataFrame) -> tuple[pd.DataFrame, list]:
@@ -353,7 +379,9 @@ def main(argv=None) -> None:
     parser.add_argument("--data", required=True, help="normalized dataset parquet (has item_id)")
     parser.add_argument("--model", choices=MODELS, required=True)
     parser.add_argument("--min-responses", type=int, required=True)
-    parser.add_argument("--bootstrap", type=int, default=0, help="refits on resampled subjects to measure bin stability")
+    parser.add_argument(
+        "--bootstrap", type=int, default=0, help="refits on resampled subjects to measure bin stability"
+    )
     parser.add_argument("--n-bins", type=int, help="the bins whose stability --bootstrap measures (needed with it)")
     parser.add_argument("--out", required=True, help="the dataset with the IRT columns, binnable rows only")
     parser.add_argument("--items-out", required=True, help="per-item table")
@@ -372,12 +400,17 @@ def main(argv=None) -> None:
         print(f"warning: {warning.message}", file=sys.stderr)
     joined, left_out = join_to_dataset(data, items)
     if joined.empty:
-        raise ValueError(f"no dataset row got an IRT difficulty (every item has < {args.min_responses} responses "
-                         "or none); fix: lower irt.min_responses or add responses")  # fmt: skip
+        raise ValueError(
+            f"no dataset row got an IRT difficulty (every item has < {args.min_responses} responses "
+            "or none); fix: lower irt.min_responses or add responses"
+        )
     report.update({"dataset_rows": len(data), "binned_rows": len(joined), "rows_left_out": left_out})
     if left_out:
-        print(f"warning: {len(left_out)} dataset row(s) left out of the bins (fewer than {args.min_responses} "
-              f"responses, or none), e.g. {left_out[:3]}; listed in {args.report}", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: {len(left_out)} dataset row(s) left out of the bins (fewer than {args.min_responses} "
+            f"responses, or none), e.g. {left_out[:3]}; listed in {args.report}",
+            file=sys.stderr,
+        )
     atomic_write_parquet(items, args.items_out)
     atomic_write_parquet(joined, args.out)
     atomic_write_json(report, args.report)

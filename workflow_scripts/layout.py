@@ -101,8 +101,9 @@ def seeds_of(config: dict) -> list[int]:
 
 def rows_of(config: dict, dataset, every_seed: bool = True) -> list[str]:
     """The rows of a (model, dataset) table in a config (schema defaults filled in)."""
-    return row_names(bins_of(config, dataset), config["eval_split"], seeds_of(config),
-                     config["in_context"]["k"], every_seed)  # fmt: skip
+    return row_names(
+        bins_of(config, dataset), config["eval_split"], seeds_of(config), config["in_context"]["k"], every_seed
+    )
 
 
 def row_dir(results, kind: str, model, dataset, row) -> str:

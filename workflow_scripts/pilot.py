@@ -58,22 +58,33 @@ def checks(model_dir: Path, drill_dir: Path, cell: dict, base_cell: dict, questi
         (f"over {expect['backend']}", trained.get("backend") == expect["backend"]),
         (f"mixed precision {expect['mixed_precision']}", trained.get("mixed_precision") == expect["mixed_precision"]),
         (f"optimizer {expect['optimizer']}", trained.get("optimizer") == expect["optimizer"]),
-        (f"use_liger_kernel {expect['use_liger_kernel']}",
-         trained.get("settings", {}).get("use_liger_kernel") == expect["use_liger_kernel"]),
-        ("training took steps and its loss is finite",
-         trained.get("global_step", 0) > 0 and math.isfinite(trained.get("final_loss") or math.nan)),
-        ("the resume drill resumed from its half-way checkpoint",
-         drill.get("resumed_from_step") == math.ceil(trained.get("global_step", 0) / 2) > 0),
+        (
+            f"use_liger_kernel {expect['use_liger_kernel']}",
+            trained.get("settings", {}).get("use_liger_kernel") == expect["use_liger_kernel"],
+        ),
+        (
+            "training took steps and its loss is finite",
+            trained.get("global_step", 0) > 0 and math.isfinite(trained.get("final_loss") or math.nan),
+        ),
+        (
+            "the resume drill resumed from its half-way checkpoint",
+            drill.get("resumed_from_step") == math.ceil(trained.get("global_step", 0) / 2) > 0,
+        ),
         ("the resumed run finished the same schedule", drill.get("global_step") == trained.get("global_step")),
         ("each checkpoint wrote the ZeRO state once (bytes written <= 1.5 x one save)", one_write),
-        ("the model was converted and checked against the probe",
-         any(model_dir.glob("*.safetensors")) and "probe" in conversion),
-    ]  # fmt: skip
+        (
+            "the model was converted and checked against the probe",
+            any(model_dir.glob("*.safetensors")) and "probe" in conversion,
+        ),
+    ]
     for name, record in (("trained", cell), ("base", base_cell)):
         metrics = record.get("metrics", {})
         result += [
             (f"{name} cell answered all {questions} questions of its bin", record.get("n") == questions),
-            (f"{name} cell ran on {expect['evaluation_backend']}", record.get("backend") == expect["evaluation_backend"]),
+            (
+                f"{name} cell ran on {expect['evaluation_backend']}",
+                record.get("backend") == expect["evaluation_backend"],
+            ),
             (f"{name} cell has metrics in [0, 1]", bool(metrics) and all(0 <= v <= 1 for v in metrics.values())),
         ]
     result.append(("the trained cell evaluated the converted model", cell.get("model_path") == str(model_dir)))
@@ -138,9 +149,20 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     expect, cell, base_cell = json.loads(args.expect), read_json(args.cell), read_json(args.base_cell)
     results = checks(args.model_dir, args.drill_dir, cell, base_cell, rows_of(args.test_file), expect)
-    measured = figures(args.model_dir, args.drill_dir, cell, base_cell,
-                       {"train": "", "resume_drill": "", "convert": "", "generate": "", "generate_base": "",
-                        **json.loads(args.benchmarks)})  # fmt: skip
+    measured = figures(
+        args.model_dir,
+        args.drill_dir,
+        cell,
+        base_cell,
+        {
+            "train": "",
+            "resume_drill": "",
+            "convert": "",
+            "generate": "",
+            "generate_base": "",
+            **json.loads(args.benchmarks),
+        },
+    )
     for name, passed in results:
         print(f"{'ok  ' if passed else 'FAIL'} {name}")
     print("measured:")

@@ -36,10 +36,21 @@ OWN_RETRIES = {"train": lambda retries: retries, "resume_drill": lambda retries:
 
 def dry_run(configfiles: list[str], directory: str, targets: list[str]) -> str:
     # Targets first: --configfile takes every word after it.
-    command = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "-n",
-               "--directory", directory, *targets, *(["--configfile", *configfiles] if configfiles else [])]  # fmt: skip
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-           PLAN_VARIABLE: "1"}  # sized jobs then carry expected_s and output_mb (rules/common.smk)
+    command = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "-n",
+        "--directory",
+        directory,
+        *targets,
+        *(["--configfile", *configfiles] if configfiles else []),
+    ]
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        PLAN_VARIABLE: "1",
+    }  # sized jobs then carry expected_s and output_mb (rules/common.smk)
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=directory)
     if result.returncode != 0:
         raise SystemExit(f"error: the dry-run failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
@@ -51,8 +62,9 @@ def planned_jobs(output: str) -> list[dict]:
     jobs = []
     for line in output.splitlines():
         if match := re.match(r"^(local)?rule (\w+):$", line):
-            jobs.append({"rule": match.group(2), "local": bool(match.group(1)), "wildcards": {}, "threads": 1,
-                         "resources": {}})  # fmt: skip
+            jobs.append(
+                {"rule": match.group(2), "local": bool(match.group(1)), "wildcards": {}, "threads": 1, "resources": {}}
+            )
         elif jobs and (match := re.match(r"^\s+(wildcards|threads|resources): (.*)$", line)):
             key, value = match.groups()
             if key == "threads":
@@ -89,10 +101,22 @@ def summarise(jobs: list[dict], config: dict, default_retries: int) -> dict:
         if job["rule"] == "all":
             continue
         res = job["resources"]
-        row = rules.setdefault(job["rule"], {"jobs": 0, "local": job["local"], "gpu": res.get("gpu", 0), "threads": job["threads"],
-                                             "minutes": [], "requested_gpu_h": 0.0, "expected_gpu_h": None,
-                                             "requested_core_h": 0.0, "expected_h": None, "output_gb": 0.0,
-                                             "largest_output_gb": 0.0})  # fmt: skip
+        row = rules.setdefault(
+            job["rule"],
+            {
+                "jobs": 0,
+                "local": job["local"],
+                "gpu": res.get("gpu", 0),
+                "threads": job["threads"],
+                "minutes": [],
+                "requested_gpu_h": 0.0,
+                "expected_gpu_h": None,
+                "requested_core_h": 0.0,
+                "expected_h": None,
+                "output_gb": 0.0,
+                "largest_output_gb": 0.0,
+            },
+        )
         row["jobs"] += 1
         if job["local"] or "runtime" not in res:  # a local rule: runs where Snakemake runs, asks for nothing
             row["local"] = True
@@ -107,9 +131,15 @@ def summarise(jobs: list[dict], config: dict, default_retries: int) -> dict:
             row["output_gb"] += res.get("output_mb", 0) / 1000
             row["largest_output_gb"] = max(row["largest_output_gb"], res.get("output_mb", 0) / 1000)
     for name, row in rules.items():
-        retries = OWN_RETRIES[name](config["resources"]["train"].get("retries", 0)) if name in OWN_RETRIES else default_retries
+        retries = (
+            OWN_RETRIES[name](config["resources"]["train"].get("retries", 0))
+            if name in OWN_RETRIES
+            else default_retries
+        )
         row["attempts"] = retries + 1
-        row["largest_request_min"] = max((attempt_runtime(m, row["attempts"], cap) for m in row["minutes"]), default=None)
+        row["largest_request_min"] = max(
+            (attempt_runtime(m, row["attempts"], cap) for m in row["minutes"]), default=None
+        )
     gpu_rules = [row for row in rules.values() if row["gpu"] and row["minutes"]]
     requested = sum(row["requested_gpu_h"] for row in gpu_rules)
     expected = sum(row["expected_gpu_h"] or 0 for row in gpu_rules)
@@ -124,15 +154,18 @@ def summarise(jobs: list[dict], config: dict, default_retries: int) -> dict:
         "temporary_output_gb_per_job": max(
             (row["largest_output_gb"] for name, row in rules.items() if name in TEMPORARY_OUTPUTS), default=0.0
         ),
-    }  # fmt: skip
+    }
 
 
 def stale_conversions(results_dir: Path, config: dict) -> list[str]:
     """Converted models made by other conversion code or settings than the current ones (conversion.json)."""
     from workflow_scripts.conversion import PROVENANCE, code_checksum
 
-    current = {"code_sha256": code_checksum(), "dtype": config["conversion"]["dtype"],
-               "max_shard_size": config["conversion"]["max_shard_size"]}  # fmt: skip
+    current = {
+        "code_sha256": code_checksum(),
+        "dtype": config["conversion"]["dtype"],
+        "max_shard_size": config["conversion"]["max_shard_size"],
+    }
     stale = []
     for path in sorted(results_dir.glob(f"models/*/*/train-*/hf/{PROVENANCE}")):
         made = json.loads(path.read_text())
@@ -160,9 +193,12 @@ def size(gb: float) -> str:
 
 
 def render(summary: dict, header: list[str]) -> str:
-    lines = [*header, "",
-             "| rule | jobs | GPUs/job | requested min/job | requested GPU-h | expected GPU-h | expected min/job |",
-             "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        *header,
+        "",
+        "| rule | jobs | GPUs/job | requested min/job | requested GPU-h | expected GPU-h | expected min/job |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     order = sorted(summary["rules"].items(), key=lambda item: (-item[1]["requested_gpu_h"], item[0]))
     for name, row in order:
         if row["local"]:
@@ -179,22 +215,29 @@ def render(summary: dict, header: list[str]) -> str:
         f"| **GPU total** | | | | **{summary['requested_gpu_h']:,.1f}** | **{summary['expected_gpu_h']:,.1f}** | |",
         "",
         f"Requested / expected GPU-hours: {ratio:.2f}." if summary["expected_gpu_h"] else "No sized GPU jobs.",
-        "Retries: " + "; ".join(
+        "Retries: "
+        + "; ".join(
             f"{name} up to attempt {row['attempts']}, at most {row['largest_request_min']} min"
-            for name, row in order if row["expected_h"] is not None and row["attempts"] > 1
-        ) + f"; every other rule up to attempt {summary['default_attempts']} of its fixed minutes (partition limit cluster.max_runtime = {summary['max_runtime']} min).",
+            for name, row in order
+            if row["expected_h"] is not None and row["attempts"] > 1
+        )
+        + f"; every other rule up to attempt {summary['default_attempts']} of its fixed minutes (partition limit cluster.max_runtime = {summary['max_runtime']} min).",
         f"Disk: the planned jobs leave {size(summary['kept_output_gb'])} of results (converted models, cells);"
         f" a train job's ZeRO state, up to {size(summary['temporary_output_gb_per_job'])}, lives until its convert"
         " job has run, beside at most one checkpoint of the same size while it trains.",
-    ]  # fmt: skip
+    ]
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configfile", nargs="+", default=[], help="as given to snakemake (default: config/config.yaml)")
+    parser.add_argument(
+        "--configfile", nargs="+", default=[], help="as given to snakemake (default: config/config.yaml)"
+    )
     parser.add_argument("--directory", default=".", help="Snakemake's working directory (default: here)")
-    parser.add_argument("--profile", default=str(REPO / "slurm-b200/profile.yaml"), help="for the retries of rules without their own")
+    parser.add_argument(
+        "--profile", default=str(REPO / "slurm-b200/profile.yaml"), help="for the retries of rules without their own"
+    )
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("targets", nargs="*", help="targets as for snakemake (default: the whole grid)")
     args, snakemake_flags = parser.parse_known_args(argv)  # e.g. --forceall: what a full rerun would cost
@@ -210,9 +253,11 @@ def main(argv=None) -> None:
         f"Measured rates: {measured_summary(str(results_dir), config, args.directory)}.",
     ]
     if stale:
-        header.append(f"{len(stale)} converted model(s) were made by other conversion code or settings than the current"
-                      " ones; they are kept (re-making one needs its ZeRO state: re-train it with --forcerun train), e.g."
-                      f" {stale[0]}")  # fmt: skip
+        header.append(
+            f"{len(stale)} converted model(s) were made by other conversion code or settings than the current"
+            " ones; they are kept (re-making one needs its ZeRO state: re-train it with --forcerun train), e.g."
+            f" {stale[0]}"
+        )
     print(render(summary, header))
     if args.json:
         Path(args.json).write_text(json.dumps({**summary, "stale_conversions": stale}, indent=2, default=str) + "\n")

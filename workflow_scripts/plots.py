@@ -125,8 +125,17 @@ def save(fig, stem, dpi: int) -> None:
     plt.close(fig)
 
 
-def _heatmap(ax, matrix: pd.DataFrame, significant: pd.DataFrame | None, cmap, norm, label_format: str,
-             annotate: bool, diagonal_row_offset: int, font_size: float = 10):  # fmt: skip
+def _heatmap(
+    ax,
+    matrix: pd.DataFrame,
+    significant: pd.DataFrame | None,
+    cmap,
+    norm,
+    label_format: str,
+    annotate: bool,
+    diagonal_row_offset: int,
+    font_size: float = 10,
+):
     """Draw a matrix as coloured cells; faded where not significant; returns a mappable for a colorbar."""
     values = matrix.to_numpy(dtype=float)
     colours = cmap(norm(np.nan_to_num(values)))
@@ -145,8 +154,16 @@ def _heatmap(ax, matrix: pd.DataFrame, significant: pd.DataFrame | None, cmap, n
         for (i, j), value in np.ndenumerate(values):
             if np.isfinite(value):
                 colour = "0.4" if faded[i, j] else ("white" if luminance[i, j] < 0.5 else "black")
-                ax.text(j, i, format(100 * value, label_format), ha="center", va="center", fontsize=size,
-                        color=colour, fontweight="normal" if faded[i, j] else "bold")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    format(100 * value, label_format),
+                    ha="center",
+                    va="center",
+                    fontsize=size,
+                    color=colour,
+                    fontweight="normal" if faded[i, j] else "bold",
+                )
     columns = [str(c) for c in matrix.columns]
     for i, train in enumerate(matrix.index):
         source = row_bin(train)
@@ -164,8 +181,16 @@ def change_limit(*changes: pd.DataFrame) -> float:
     return max(largest if np.isfinite(largest) else 0.0, 0.01)
 
 
-def draw_pair(table: pd.DataFrame, model: str, dataset: str, headline_metric: str, change_stem, accuracy_stem,
-              dpi: int = 150, annotate: bool = True) -> Matrices:  # fmt: skip
+def draw_pair(
+    table: pd.DataFrame,
+    model: str,
+    dataset: str,
+    headline_metric: str,
+    change_stem,
+    accuracy_stem,
+    dpi: int = 150,
+    annotate: bool = True,
+) -> Matrices:
     found = matrices(table, headline_metric)
     n_bins, n_rows = found.accuracy.shape[1], found.accuracy.shape[0]
     size = (max(6.0, 2.5 + 0.75 * n_bins), max(4.5, 1.8 + 0.6 * n_rows))
@@ -176,9 +201,11 @@ def draw_pair(table: pd.DataFrame, model: str, dataset: str, headline_metric: st
     norm = matplotlib.colors.Normalize(-limit, limit)
     mappable = _heatmap(ax, found.change, found.significant, plt.get_cmap("RdBu"), norm, "+.1f", annotate, 0)
     fig.colorbar(mappable, ax=ax, label="change vs zero-shot (points)", format=lambda x, _: f"{100 * x:+.0f}")
-    ax.set(xlabel="test bin (0 = easiest)", ylabel="trained on bin (icl<k>-bin<b>: k examples in prompt)",
-           title=f"{model} / {dataset}: change vs zero-shot\n{mode}\n"
-                 f"{headline_metric}; faded: 95% CI contains 0")  # fmt: skip
+    ax.set(
+        xlabel="test bin (0 = easiest)",
+        ylabel="trained on bin (icl<k>-bin<b>: k examples in prompt)",
+        title=f"{model} / {dataset}: change vs zero-shot\n{mode}\n{headline_metric}; faded: 95% CI contains 0",
+    )
     save(fig, change_stem, dpi)
 
     fig, ax = plt.subplots(figsize=size)
@@ -186,9 +213,11 @@ def draw_pair(table: pd.DataFrame, model: str, dataset: str, headline_metric: st
     mappable = _heatmap(ax, found.accuracy, found.significant, plt.get_cmap("viridis"), norm, ".1f", annotate, 1)
     ax.axhline(0.5, color="white", lw=3)  # the base row apart from the trained rows
     fig.colorbar(mappable, ax=ax, label=f"{headline_metric} (%)", format=lambda x, _: f"{100 * x:.0f}")
-    ax.set(xlabel="test bin (0 = easiest)", ylabel="trained on bin (base = zero-shot)",
-           title=f"{model} / {dataset}: accuracy\n{mode}\n"
-                 "faded: not significantly different from zero-shot")  # fmt: skip
+    ax.set(
+        xlabel="test bin (0 = easiest)",
+        ylabel="trained on bin (base = zero-shot)",
+        title=f"{model} / {dataset}: accuracy\n{mode}\nfaded: not significantly different from zero-shot",
+    )
     save(fig, accuracy_stem, dpi)
     return found
 
@@ -204,8 +233,9 @@ def distance_rows(tables: list[pd.DataFrame], headline_metric: str) -> pd.DataFr
     return rows
 
 
-def draw_distance(tables: list[pd.DataFrame], dataset: str, headline_metric: str, stem, dpi: int = 150,
-                  seed: int = 42) -> pd.DataFrame:  # fmt: skip
+def draw_distance(
+    tables: list[pd.DataFrame], dataset: str, headline_metric: str, stem, dpi: int = 150, seed: int = 42
+) -> pd.DataFrame:
     """Change vs bin distance, per model: mean over train bins and its 95% bootstrap interval."""
     import seaborn as sns
 
@@ -214,21 +244,37 @@ def draw_distance(tables: list[pd.DataFrame], dataset: str, headline_metric: str
     fig, ax = plt.subplots(figsize=(8, 5))
     ax.axhline(0, color="0.4", lw=1)
     ax.axvline(0, color="0.8", lw=1, ls=":")
-    sns.lineplot(data=rows.assign(points=100 * rows["change_vs_base"]), x="distance", y="points", hue="model",
-                 marker="o", errorbar=("ci", 95), seed=seed, ax=ax)  # fmt: skip
+    sns.lineplot(
+        data=rows.assign(points=100 * rows["change_vs_base"]),
+        x="distance",
+        y="points",
+        hue="model",
+        marker="o",
+        errorbar=("ci", 95),
+        seed=seed,
+        ax=ax,
+    )
     distances = sorted(rows["distance"].unique())
     ax.set_xticks(distances)
-    ax.set(xlabel="bin distance (test bin - train bin; > 0: harder than training)",
-           ylabel="change vs zero-shot (points)",
-           title=f"{dataset}: change vs zero-shot by bin distance\n{mode}\n"
-                 f"{headline_metric}; band: 95% CI over train bins")  # fmt: skip
+    ax.set(
+        xlabel="bin distance (test bin - train bin; > 0: harder than training)",
+        ylabel="change vs zero-shot (points)",
+        title=f"{dataset}: change vs zero-shot by bin distance\n{mode}\n"
+        f"{headline_metric}; band: 95% CI over train bins",
+    )
     ax.legend(title="model", fontsize=9)
     save(fig, stem, dpi)
     return rows.groupby(["model", "distance"])["change_vs_base"].mean().reset_index()
 
 
-def draw_model_grid(tables: dict[str, pd.DataFrame], headline_metrics: dict[str, str], model: str, stem,
-                    dpi: int = 150, annotate: bool = True) -> float:  # fmt: skip
+def draw_model_grid(
+    tables: dict[str, pd.DataFrame],
+    headline_metrics: dict[str, str],
+    model: str,
+    stem,
+    dpi: int = 150,
+    annotate: bool = True,
+) -> float:
     """Every dataset's change heatmap for one model, on one colour scale; returns its half-range."""
     found = {dataset: matrices(table, headline_metrics[dataset]) for dataset, table in tables.items()}
     limit = change_limit(*(m.change for m in found.values()))
@@ -245,8 +291,10 @@ def draw_model_grid(tables: dict[str, pd.DataFrame], headline_metrics: dict[str,
     fig.colorbar(mappable, ax=axes, label="change vs zero-shot (points)", format=lambda x, _: f"{100 * x:+.0f}")
     mode = mode_label(pd.concat(list(tables.values()), ignore_index=True))
     seeds = max(m.n_seeds for m in found.values())
-    fig.suptitle(f"{model}: change vs zero-shot, every dataset (shared scale; faded: 95% CI contains 0)\n"
-                 f"{mode}" + (f"; mean over {seeds} seeds" if seeds > 1 else ""))  # fmt: skip
+    fig.suptitle(
+        f"{model}: change vs zero-shot, every dataset (shared scale; faded: 95% CI contains 0)\n"
+        f"{mode}" + (f"; mean over {seeds} seeds" if seeds > 1 else "")
+    )
     save(fig, stem, dpi)
     return limit
 
@@ -255,19 +303,28 @@ def loss_history(record: dict) -> pd.DataFrame:
     return pd.DataFrame(record.get("loss_per_step") or [], columns=["step", "loss"])
 
 
-def draw_loss(records: dict[str, dict], model: str, dataset: str, stem, dpi: int = 150,
-              eval_split: str = "all") -> None:  # fmt: skip
+def draw_loss(
+    records: dict[str, dict], model: str, dataset: str, stem, dpi: int = 150, eval_split: str = "all"
+) -> None:
     """One training-loss line per train bin (records: train bin -> its training.json)."""
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(records), 1)))
     for colour, (train_bin, record) in zip(colours, sorted(records.items(), key=lambda kv: int(kv[0]))):
         history = loss_history(record)
-        ax.plot(history["step"], history["loss"], marker="o" if len(history) < 30 else None, ms=3,
-                color=colour, label=f"bin {train_bin}")  # fmt: skip
+        ax.plot(
+            history["step"],
+            history["loss"],
+            marker="o" if len(history) < 30 else None,
+            ms=3,
+            color=colour,
+            label=f"bin {train_bin}",
+        )
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # steps are whole numbers
-    ax.set(xlabel="optimizer step", ylabel="training loss (completion tokens)",
-           title=f"{model} / {dataset}: training loss per train bin\n"
-                 f"{TRAINED_ON[eval_split]} (run {MODES[eval_split]})")  # fmt: skip
+    ax.set(
+        xlabel="optimizer step",
+        ylabel="training loss (completion tokens)",
+        title=f"{model} / {dataset}: training loss per train bin\n{TRAINED_ON[eval_split]} (run {MODES[eval_split]})",
+    )
     ax.legend(title="trained on", fontsize=9, ncol=2)
     save(fig, stem, dpi)
 
@@ -313,11 +370,25 @@ def main(argv=None) -> None:
     @one_line_errors
     def run():
         if args.command == "pair":
-            draw_pair(read_table(args.table), args.model, args.dataset, args.headline_metric,
-                      _stem(args.change_png), _stem(args.accuracy_png), args.dpi, annotate)  # fmt: skip
+            draw_pair(
+                read_table(args.table),
+                args.model,
+                args.dataset,
+                args.headline_metric,
+                _stem(args.change_png),
+                _stem(args.accuracy_png),
+                args.dpi,
+                annotate,
+            )
         elif args.command == "distance":
-            draw_distance([read_table(p) for p in args.tables], args.dataset, args.headline_metric,
-                          _stem(args.png), args.dpi, args.seed)  # fmt: skip
+            draw_distance(
+                [read_table(p) for p in args.tables],
+                args.dataset,
+                args.headline_metric,
+                _stem(args.png),
+                args.dpi,
+                args.seed,
+            )
         elif args.command == "model-grid":
             headline = dict(item.split("=", 1) for item in args.headline_metric)
             tables = {dataset: read_table(path) for dataset, path in args.table}

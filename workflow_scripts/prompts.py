@@ -18,16 +18,26 @@ LETTERS = string.ascii_uppercase
 BBH_GROUPS = {
     "boolean": ["boolean_expressions"],
     "multichoice": [
-        "date_understanding", "disambiguation_qa", "geometric_shapes", "hyperbaton",
-        "logical_deduction_five_objects", "logical_deduction_seven_objects", "logical_deduction_three_objects",
-        "movie_recommendation", "reasoning_about_colored_objects", "ruin_names",
-        "salient_translation_error_detection", "temporal_sequences", "tracking_shuffled_objects_five_objects",
-        "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
+        "date_understanding",
+        "disambiguation_qa",
+        "geometric_shapes",
+        "hyperbaton",
+        "logical_deduction_five_objects",
+        "logical_deduction_seven_objects",
+        "logical_deduction_three_objects",
+        "movie_recommendation",
+        "reasoning_about_colored_objects",
+        "ruin_names",
+        "salient_translation_error_detection",
+        "temporal_sequences",
+        "tracking_shuffled_objects_five_objects",
+        "tracking_shuffled_objects_seven_objects",
+        "tracking_shuffled_objects_three_objects",
     ],
     "yesno": ["navigate", "sports_understanding", "web_of_lies"],
     "numeric": ["object_counting"],
     "valid_invalid": ["formal_fallacies"],
-}  # fmt: skip
+}
 
 
 def is_missing(value) -> bool:
@@ -169,7 +179,5 @@ def render(prompt_format: str, row: Mapping) -> tuple[str, str]:
     try:
         formatter = FORMATTERS[prompt_format]
     except KeyError:
-        raise ValueError(
-            f"unknown prompt format {prompt_format!r}; use one of {sorted(FORMATTERS)}"
-        ) from None
+        raise ValueError(f"unknown prompt format {prompt_format!r}; use one of {sorted(FORMATTERS)}") from None
     return formatter(row)

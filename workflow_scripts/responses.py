@@ -55,9 +55,11 @@ def read_logs(root: str, metric: str, task: str | None = None) -> pd.DataFrame:
                 if filter_name and sample.get("filter", filter_name) != filter_name:
                     continue
                 if name not in sample:
-                    raise ValueError(f"{path} line {number}: no metric {name!r} (has "
-                                     f"{sorted(k for k in sample if not isinstance(sample[k], (dict, list)))}); "
-                                     "fix: set irt.metric to one the task logs")  # fmt: skip
+                    raise ValueError(
+                        f"{path} line {number}: no metric {name!r} (has "
+                        f"{sorted(k for k in sample if not isinstance(sample[k], (dict, list)))}); "
+                        "fix: set irt.metric to one the task logs"
+                    )
                 rows.append((subject, item_id(sample), int(float(sample[name]) >= 0.5)))
     table = pd.DataFrame(rows, columns=["subject", "item_id", "correct"])
     if table.empty:
@@ -75,7 +77,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     table = read_logs(args.logs, args.metric, args.task)
     atomic_write_parquet(table, args.out)
-    print(f"wrote {len(table)} responses of {table['subject'].nunique()} subjects on {table['item_id'].nunique()} items")
+    print(
+        f"wrote {len(table)} responses of {table['subject'].nunique()} subjects on {table['item_id'].nunique()} items"
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,10 @@ def cuda_summary() -> str:
     """torch's build and what it sees, for error lines and logs."""
     import torch
 
-    return (f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none'}) sees {torch.cuda.device_count()} "
-            f"CUDA device(s), CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}")  # fmt: skip
+    return (
+        f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none'}) sees {torch.cuda.device_count()} "
+        f"CUDA device(s), CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}"
+    )
 
 
 def missing_gpus(asked: int, setting: str) -> str | None:
@@ -49,12 +51,17 @@ def missing_gpus(asked: int, setting: str) -> str | None:
     if seen >= asked:
         return None
     if dummy_gpus():
-        print(f"warning: {setting} is {asked} but {cuda_summary()}; running on the CPU because "
-              f"{DUMMY_GPUS_VARIABLE}=1 (a test cluster's dummy GPUs)", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: {setting} is {asked} but {cuda_summary()}; running on the CPU because "
+            f"{DUMMY_GPUS_VARIABLE}=1 (a test cluster's dummy GPUs)",
+            file=sys.stderr,
+        )
         return None
-    return (f"{setting} is {asked} but {cuda_summary()}; fix: a driver new enough for this torch "
-            "(CUDA 13 wheels need >= 580: `nvidia-smi`), or the partition's GPU request "
-            "(`snakemake --profile slurm-b200 cluster_check` shows what a job gets); nothing was run")  # fmt: skip
+    return (
+        f"{setting} is {asked} but {cuda_summary()}; fix: a driver new enough for this torch "
+        "(CUDA 13 wheels need >= 580: `nvidia-smi`), or the partition's GPU request "
+        "(`snakemake --profile slurm-b200 cluster_check` shows what a job gets); nothing was run"
+    )
 
 
 def vllm_build() -> str | None:

@@ -108,8 +108,14 @@ def gpqa_extended_rows(n: int, seed: int = 3, answer_form: str = "B") -> pd.Data
     for i in range(n):
         a, b = (int(x) for x in rng.integers(10, 20 + 3 * i, size=2))
         options, letter = _lettered(rng, a - b, 4, 2)
-        rows.append({"doc_id": 1000 + i, "question": f"Synthetic item {i}: what is {a} minus {b}?",
-                     "options": options, "answer": answer_form.replace("B", letter)})  # fmt: skip
+        rows.append(
+            {
+                "doc_id": 1000 + i,
+                "question": f"Synthetic item {i}: what is {a} minus {b}?",
+                "options": options,
+                "answer": answer_form.replace("B", letter),
+            }
+        )
         magnitude.append(abs(a - b) + i)
     return _table(rows, magnitude, rng)
 
@@ -152,12 +158,14 @@ def musr_rows(n: int, seed: int = 5) -> pd.DataFrame:
     for i in range(n):
         culprit = names[int(rng.integers(0, 4))]
         options = list(names)
-        rows.append({
-            "narrative": f"In room {i}, a vase broke. {culprit} was alone with it; the others were outside.",
-            "question": "Who most likely broke the vase?",
-            "options": str(options),
-            "answer": culprit,
-        })  # fmt: skip
+        rows.append(
+            {
+                "narrative": f"In room {i}, a vase broke. {culprit} was alone with it; the others were outside.",
+                "question": "Who most likely broke the vase?",
+                "options": str(options),
+                "answer": culprit,
+            }
+        )
         magnitude.append(i)
     return _table(rows, magnitude, rng)
 
@@ -167,11 +175,13 @@ def math_rows(n: int, seed: int = 6) -> pd.DataFrame:
     rows, magnitude = [], []
     for i in range(n):
         a, b = (int(x) for x in rng.integers(1, 6 + i, size=2))
-        rows.append({"question": f"Compute $\\frac{{{a}}}{{{a + b}}} + \\frac{{{b}}}{{{a + b}}}$.", "answer": "1"}
-                    if i % 3 == 0 else
-                    {"question": f"What is $\\frac{{{a}}}{{{2 * a}}}$ as a fraction?", "answer": "\\frac{1}{2}"}
-                    if i % 3 == 1 else
-                    {"question": f"Solve $x + {a} = {a + b}$.", "answer": str(b)})  # fmt: skip
+        rows.append(
+            {"question": f"Compute $\\frac{{{a}}}{{{a + b}}} + \\frac{{{b}}}{{{a + b}}}$.", "answer": "1"}
+            if i % 3 == 0
+            else {"question": f"What is $\\frac{{{a}}}{{{2 * a}}}$ as a fraction?", "answer": "\\frac{1}{2}"}
+            if i % 3 == 1
+            else {"question": f"Solve $x + {a} = {a + b}$.", "answer": str(b)}
+        )
         magnitude.append(a + b)
     return _table(rows, magnitude, rng)
 
@@ -181,8 +191,9 @@ def math_solutions_rows(n: int, seed: int = 7) -> pd.DataFrame:
     table = math_rows(n, seed)
     table.insert(0, "doc_id", range(len(table)))
     table["solution"] = [f"Working it out gives $\\boxed{{{a}}}$." for a in table["answer"]]
-    table["model_solution"] = [None if i % 4 == 3 else f"Step by step, the result is $\\boxed{{{a}}}$."
-                               for i, a in enumerate(table["answer"])]  # fmt: skip
+    table["model_solution"] = [
+        None if i % 4 == 3 else f"Step by step, the result is $\\boxed{{{a}}}$." for i, a in enumerate(table["answer"])
+    ]
     table["is_correct"] = [i % 4 != 3 for i in range(len(table))]
     columns = ["doc_id", "question", "answer", "solution", "model_solution", "is_correct", "1pl_diff", "1pl_quantile"]
     return table[columns]
@@ -192,23 +203,38 @@ def ifeval_rows(n: int, seed: int = 8) -> pd.DataFrame:
     """Real instruction ids from lm-eval's registry; kwargs hold every key, unused ones null, as the data."""
     rng = np.random.default_rng(seed)
     kinds = [
-        ("change_case:english_lowercase", {}, "Describe a cat in one sentence, all in lowercase letters.",
-         "a cat is a small, curious animal."),
-        ("punctuation:no_comma", {}, "Write a sentence about rain without using any commas.",
-         "Rain falls softly on the quiet town."),
-        ("length_constraints:number_words", {"relation": "at least", "num_words": 5},
-         "Describe the sea in at least 5 words.", "The sea is wide and deep and blue."),
+        (
+            "change_case:english_lowercase",
+            {},
+            "Describe a cat in one sentence, all in lowercase letters.",
+            "a cat is a small, curious animal.",
+        ),
+        (
+            "punctuation:no_comma",
+            {},
+            "Write a sentence about rain without using any commas.",
+            "Rain falls softly on the quiet town.",
+        ),
+        (
+            "length_constraints:number_words",
+            {"relation": "at least", "num_words": 5},
+            "Describe the sea in at least 5 words.",
+            "The sea is wide and deep and blue.",
+        ),
     ]
     keys = ["relation", "num_words", "keywords", "num_sentences"]
     rows, magnitude = [], []
     for i in range(n):
         instruction, kwargs, prompt, answer = kinds[i % len(kinds)]
-        rows.append({
-            "key": 5000 + i, "prompt": f"{prompt} (item {i})",
-            "instruction_id_list": [instruction],
-            "kwargs": [{k: kwargs.get(k) for k in keys}],
-            "answer": answer,
-        })  # fmt: skip
+        rows.append(
+            {
+                "key": 5000 + i,
+                "prompt": f"{prompt} (item {i})",
+                "instruction_id_list": [instruction],
+                "kwargs": [{k: kwargs.get(k) for k in keys}],
+                "answer": answer,
+            }
+        )
         magnitude.append(i + int(rng.integers(0, 3)))
     return _table(rows, magnitude, rng)
 

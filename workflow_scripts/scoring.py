@@ -66,8 +66,10 @@ class ReplayLM(LM):
         raw = json.loads(Path(raw).read_text()) if isinstance(raw, str) else raw
         generation = raw["generation"]
         if generation.get("format") != RAW_FORMAT:
-            raise ValueError(f"{self.raw_file} has raw format {generation.get('format')!r}, this scoring reads "
-                             f"{RAW_FORMAT}; re-run its generation")  # fmt: skip
+            raise ValueError(
+                f"{self.raw_file} has raw format {generation.get('format')!r}, this scoring reads "
+                f"{RAW_FORMAT}; re-run its generation"
+            )
         self.cell = cell or self.raw_file
         self.logged = {(r["task"], r["doc_id"], r["idx"]): r for r in raw["requests"]}
         self.asked = defaultdict(int)
@@ -75,8 +77,9 @@ class ReplayLM(LM):
         from transformers import AutoTokenizer
 
         trust_remote_code = bool((generation.get("model_args") or {}).get("trust_remote_code"))
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or generation["model_path"],
-                                                       trust_remote_code=trust_remote_code)  # fmt: skip
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            tokenizer or generation["model_path"], trust_remote_code=trust_remote_code
+        )
         self.chat_template_args = generation.get("chat_template_args") or {}
 
     # lm-eval's own rendering of a chat (the HF backend's), with our tokenizer and arguments.
@@ -102,12 +105,16 @@ class ReplayLM(LM):
             key = (request.task_name, request.doc_id, request.idx)
             logged = self.logged.get(key)
             if logged is None:
-                raise self._stale(f"lm-eval asks {request.request_type} for {key[0]} doc {key[1]} request {key[2]}, "
-                                  f"which {self.raw_file} never generated")  # fmt: skip
+                raise self._stale(
+                    f"lm-eval asks {request.request_type} for {key[0]} doc {key[1]} request {key[2]}, "
+                    f"which {self.raw_file} never generated"
+                )
             asked = _canonical(request.args)
             if logged["request_type"] != request.request_type or asked != logged["arguments"]:
-                raise self._stale(f"the request for {key[0]} doc {key[1]} request {key[2]} is not the one generated "
-                                  f"in {self.raw_file} ({_difference(request.request_type, asked, logged)})")  # fmt: skip
+                raise self._stale(
+                    f"the request for {key[0]} doc {key[1]} request {key[2]} is not the one generated "
+                    f"in {self.raw_file} ({_difference(request.request_type, asked, logged)})"
+                )
             repeat = self.asked[key]
             self.asked[key] += 1
             response = logged["resps"][repeat]
@@ -120,13 +127,17 @@ class ReplayLM(LM):
         unasked = [key for key in self.logged if key not in self.asked]
         if unasked:
             task, doc_id, idx = unasked[0]
-            raise self._stale(f"{len(unasked)} request(s) generated in {self.raw_file} are no longer asked "
-                              f"(first: {task} doc {doc_id} request {idx})")  # fmt: skip
+            raise self._stale(
+                f"{len(unasked)} request(s) generated in {self.raw_file} are no longer asked "
+                f"(first: {task} doc {doc_id} request {idx})"
+            )
 
     def _stale(self, what: str) -> StaleGeneration:
-        return StaleGeneration(f"{self.cell}: {what}: the task's documents, prompt, stop sequences, generation "
-                               "length or chat template changed after the generation ran; re-run the generation "
-                               "of this row")  # fmt: skip
+        return StaleGeneration(
+            f"{self.cell}: {what}: the task's documents, prompt, stop sequences, generation "
+            "length or chat template changed after the generation ran; re-run the generation "
+            "of this row"
+        )
 
 
 def _difference(request_type: str, asked: list, logged: dict) -> str:
@@ -145,8 +156,14 @@ def _difference(request_type: str, asked: list, logged: dict) -> str:
     return "its arguments differ"
 
 
-def score_cell(task: str, test_file: str, raw: dict | str, cell: str = "", spec_overrides: dict | None = None,
-               tokenizer: str | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
+def score_cell(
+    task: str,
+    test_file: str,
+    raw: dict | str,
+    cell: str = "",
+    spec_overrides: dict | None = None,
+    tokenizer: str | None = None,
+) -> tuple[dict, list[dict]]:
     """One cell from its raw outputs: the cell file's record and its per-question rows, as
     evaluation.evaluate_cell gives them for the same model and bin. `tokenizer`: a folder with the
     tokenizer that rendered the prompts (default: the generated model's own folder)."""
@@ -156,9 +173,16 @@ def score_cell(task: str, test_file: str, raw: dict | str, cell: str = "", spec_
     if generation["task"] != task:
         raise replay._stale(f"generated for task {generation['task']!r}, scored as {task!r}")
     record, rows = evaluation.evaluate_cell(
-        task, test_file, generation["model_path"], generation["backend"], generation["dtype"],
-        max_gen_toks=generation["max_gen_toks"], seed=generation["seed"], spec_overrides=spec_overrides, lm=replay,
-    )  # fmt: skip
+        task,
+        test_file,
+        generation["model_path"],
+        generation["backend"],
+        generation["dtype"],
+        max_gen_toks=generation["max_gen_toks"],
+        seed=generation["seed"],
+        spec_overrides=spec_overrides,
+        lm=replay,
+    )
     replay.check_every_request_asked()
     # The responses came from the generation's stack; the filters and metrics from this one's lm-eval.
     record["versions"] = generation["versions"]
@@ -174,12 +198,20 @@ def score_cell(task: str, test_file: str, raw: dict | str, cell: str = "", spec_
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", required=True, help="task name, a file tasks/<task>.yaml")
-    parser.add_argument("--cell", nargs=4, action="append", required=True,
-                        metavar=("TEST_BIN", "TEST_FILE", "RAW_FILE", "CELL_OUT"),
-                        help="a test bin, its parquet, its raw outputs, the cell file to write; once per cell")  # fmt: skip
+    parser.add_argument(
+        "--cell",
+        nargs=4,
+        action="append",
+        required=True,
+        metavar=("TEST_BIN", "TEST_FILE", "RAW_FILE", "CELL_OUT"),
+        help="a test bin, its parquet, its raw outputs, the cell file to write; once per cell",
+    )
     parser.add_argument("--label", default="{}", help="JSON merged into every cell file (model, dataset, row)")
-    parser.add_argument("--tokenizer", help="folder of the tokenizer that rendered the prompts (default: the "
-                                            "generated model's; the base model's has the same chat template)")
+    parser.add_argument(
+        "--tokenizer",
+        help="folder of the tokenizer that rendered the prompts (default: the "
+        "generated model's; the base model's has the same chat template)",
+    )
     parser.add_argument("--in-context-k", type=int, default=0, help="examples in the prompt (in-context baseline)")
     parser.add_argument("--in-context-pool", help="parquet the examples are drawn from (the source bin)")
     parser.add_argument("--in-context-seed", type=int, default=42, help="keys the draw of the examples")
@@ -202,9 +234,15 @@ def main(argv=None) -> None:
             if args.in_context_k:
                 from workflow_scripts import in_context
 
-                test_file, overrides = in_context.prepare_cell(args.task, test_file, args.in_context_pool,
-                                                               args.in_context_k, args.in_context_seed,
-                                                               args.prompt_format, tmp)  # fmt: skip
+                test_file, overrides = in_context.prepare_cell(
+                    args.task,
+                    test_file,
+                    args.in_context_pool,
+                    args.in_context_k,
+                    args.in_context_seed,
+                    args.prompt_format,
+                    tmp,
+                )
             record, rows = score_cell(args.task, test_file, raw_file, out, overrides, args.tokenizer)
         record.update({**label, "test_bin": int(test_bin)})
         scored.append((record, rows, Path(out)))

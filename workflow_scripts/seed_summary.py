@@ -16,8 +16,19 @@ import argparse
 import pandas as pd
 
 # The labels that name a cell apart from its seed (what a cell file carries, see cell_names.labels).
-CELL_KEYS = ("model", "dataset", "eval_split", "train", "train_kind", "train_bin", "in_context_k", "test_bin",
-             "task", "metric", "filter")  # fmt: skip
+CELL_KEYS = (
+    "model",
+    "dataset",
+    "eval_split",
+    "train",
+    "train_kind",
+    "train_bin",
+    "in_context_k",
+    "test_bin",
+    "task",
+    "metric",
+    "filter",
+)
 SUMMARY_COLUMNS = ("n_seeds", "seeds", "mean", "std", "min", "max", "range")
 
 
@@ -43,16 +54,18 @@ def across_seeds(table: pd.DataFrame, value: str = "value", keys=None) -> pd.Dat
     for key, group in groups:
         values = group[value].astype(float)
         seeds = sorted(int(s) for s in group["seed"].dropna())
-        rows.append({
-            **dict(zip(keys, key if isinstance(key, tuple) else (key,))),
-            "n_seeds": len(group),
-            "seeds": ",".join(map(str, seeds)),
-            "mean": values.mean(),
-            "std": values.std(ddof=1),
-            "min": values.min(),
-            "max": values.max(),
-            "range": values.max() - values.min(),
-        })  # fmt: skip
+        rows.append(
+            {
+                **dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+                "n_seeds": len(group),
+                "seeds": ",".join(map(str, seeds)),
+                "mean": values.mean(),
+                "std": values.std(ddof=1),
+                "min": values.min(),
+                "max": values.max(),
+                "range": values.max() - values.min(),
+            }
+        )
     return pd.DataFrame(rows, columns=[*keys, *SUMMARY_COLUMNS])
 
 
@@ -89,9 +102,20 @@ def seed_table(tidy: pd.DataFrame) -> pd.DataFrame:
     value, change, per_cell = (typed(part) for part in (value, change, per_cell))
     table = value.merge(change, on=keys, how="left").merge(per_cell, on=keys, how="left")
     table["significant"] = (table["change_ci_low"] > 0) | (table["change_ci_high"] < 0)
-    columns = [*keys, *(c for c in _PER_CELL if c in table.columns), *SUMMARY_COLUMNS, "ci_low", "ci_high",
-               "change_mean", "change_std", "change_min", "change_max", "change_ci_low", "change_ci_high",
-               "significant"]  # fmt: skip
+    columns = [
+        *keys,
+        *(c for c in _PER_CELL if c in table.columns),
+        *SUMMARY_COLUMNS,
+        "ci_low",
+        "ci_high",
+        "change_mean",
+        "change_std",
+        "change_min",
+        "change_max",
+        "change_ci_low",
+        "change_ci_high",
+        "significant",
+    ]
     return _sorted(table[columns])
 
 

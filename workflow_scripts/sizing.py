@@ -222,7 +222,9 @@ def _benchmark(path: str) -> dict | None:
     try:
         with open(path) as handle:
             row = next(csv.DictReader(handle, delimiter="\t"))
-        return {key: float(value) for key, value in row.items() if value not in ("", "NA", "-", None) and key != "h:m:s"}
+        return {
+            key: float(value) for key, value in row.items() if value not in ("", "NA", "-", None) and key != "h:m:s"
+        }
     except (OSError, StopIteration, ValueError):
         return None
 
@@ -270,8 +272,12 @@ class Calibration:
             record = _read_json(record_path) or {}
             parameters = record.get("parameters") or _parameters_on_disk(hf)
             if parameters and dataset in prompt_formats:
-                calibration._add_training(record, parameters, dataset,
-                                          _benchmark(os.path.join(results_dir, "benchmarks", "train", model, dataset, f"{row}.tsv")))  # fmt: skip
+                calibration._add_training(
+                    record,
+                    parameters,
+                    dataset,
+                    _benchmark(os.path.join(results_dir, "benchmarks", "train", model, dataset, f"{row}.tsv")),
+                )
                 converted = _benchmark(os.path.join(results_dir, "benchmarks", "convert", model, dataset, f"{row}.tsv"))
                 if converted:
                     assumed = convert_estimate(parameters, _dtype_bytes(_read_json(os.path.join(hf, "config.json"))))
@@ -288,13 +294,23 @@ class Calibration:
             if not os.path.isfile(task_file):
                 continue
             kind, limit = task_output(task_file)
-            work = EvalWork(parameters, int(cell["n"]), prompt_formats[dataset], kind, limit,
-                            trained=cell.get("train_kind") == "bin", in_context_k=cell.get("in_context_k") or 0)  # fmt: skip
+            work = EvalWork(
+                parameters,
+                int(cell["n"]),
+                prompt_formats[dataset],
+                kind,
+                limit,
+                trained=cell.get("train_kind") == "bin",
+                in_context_k=cell.get("in_context_k") or 0,
+            )
             if "generation_seconds" in cell:  # generated with its row in one job (generate, then score)
                 rows.setdefault((model, dataset, row), []).append((work, cell))
                 continue
-            bench = _benchmark(os.path.join(results_dir, "benchmarks", "evaluate", model, dataset, row,
-                                            test.removesuffix(".json") + ".tsv"))  # fmt: skip
+            bench = _benchmark(
+                os.path.join(
+                    results_dir, "benchmarks", "evaluate", model, dataset, row, test.removesuffix(".json") + ".tsv"
+                )
+            )
             calibration._add_evaluation(work, cell, bench)
         for (model, dataset, row), cells in rows.items():
             bench = _benchmark(os.path.join(results_dir, "benchmarks", "generate", model, dataset, f"{row}.tsv"))
@@ -310,9 +326,17 @@ class Calibration:
         self.tokens_per_example.setdefault(dataset, []).append(per_example)
         if record.get("resumed_from_step"):
             return  # its runtime covers only the resumed part
-        work = TrainWork(parameters, examples, epochs, settings.get("per_device_batch_size", 1),
-                         settings.get("gradient_accumulation_steps", 1), bool(settings.get("gradient_checkpointing")),
-                         record.get("world_size", 1), per_example, 0)  # fmt: skip
+        work = TrainWork(
+            parameters,
+            examples,
+            epochs,
+            settings.get("per_device_batch_size", 1),
+            settings.get("gradient_accumulation_steps", 1),
+            bool(settings.get("gradient_checkpointing")),
+            record.get("world_size", 1),
+            per_example,
+            0,
+        )
         assumed = train_estimate(work)
         checkpoint_s = sum(c.get("seconds", 0) for c in record.get("checkpoints", []))
         self.add("train_work", parameters, record.get("train_runtime_s", 0) - checkpoint_s, assumed.parts["work_s"])
@@ -396,24 +420,36 @@ def train_estimate(work: TrainWork, calibration: Calibration = NO_MEASUREMENTS) 
     work_s = work.steps * step_s * calibration.factor("train_work", n)
     zero_bytes = a["zero_state_bytes_per_param"] * n
     save_s = zero_bytes / (a["storage_write_gb_per_s"] * GB)
-    fixed_s = (a["train_startup_s"] + 2 * n / (a["storage_read_gb_per_s"] * GB) + save_s) * calibration.factor("train_fixed", n)
+    fixed_s = (a["train_startup_s"] + 2 * n / (a["storage_read_gb_per_s"] * GB) + save_s) * calibration.factor(
+        "train_fixed", n
+    )
     interval = work.checkpoint_minutes * 60
     checkpoints = max(0, math.ceil(work_s / interval) - 1) if interval > 0 else 0  # none at the final step
-    memory = (a["train_host_base_gb"] * GB + a["train_host_bytes_per_param"] * n) * calibration.factor("train_memory", n)
+    memory = (a["train_host_base_gb"] * GB + a["train_host_bytes_per_param"] * n) * calibration.factor(
+        "train_memory", n
+    )
     return Estimate(
         seconds=work_s + fixed_s + checkpoints * save_s,
         memory_bytes=memory,
         output_bytes=zero_bytes,
-        parts={"work_s": work_s, "fixed_s": fixed_s, "checkpoints": checkpoints, "checkpoint_bytes": zero_bytes,
-               "steps": work.steps, "tokens": work.examples * work.epochs * work.tokens_per_example},
-    )  # fmt: skip
+        parts={
+            "work_s": work_s,
+            "fixed_s": fixed_s,
+            "checkpoints": checkpoints,
+            "checkpoint_bytes": zero_bytes,
+            "steps": work.steps,
+            "tokens": work.examples * work.epochs * work.tokens_per_example,
+        },
+    )
 
 
 def convert_estimate(parameters: int, dtype_bytes: int, calibration: Calibration = NO_MEASUREMENTS) -> Estimate:
     a, n = ASSUMPTIONS, parameters
     read, write = a["storage_read_gb_per_s"] * GB, a["storage_write_gb_per_s"] * GB
     # Read the ZeRO state, write the model, read it back for the probe check.
-    seconds = a["convert_startup_s"] + a["zero_state_bytes_per_param"] * n / read + dtype_bytes * n * (1 / write + 1 / read)
+    seconds = (
+        a["convert_startup_s"] + a["zero_state_bytes_per_param"] * n / read + dtype_bytes * n * (1 / write + 1 / read)
+    )
     memory = a["convert_host_base_gb"] * GB + a["convert_host_bytes_per_param"] * n
     return Estimate(
         seconds=seconds * calibration.factor("convert_time", n),
@@ -436,7 +472,9 @@ class EvalWork:
 def evaluation_startup_s(parameters: int, calibration: Calibration = NO_MEASUREMENTS) -> float:
     """Seconds before the first request: imports, weights from the file system, engine start."""
     a = ASSUMPTIONS
-    return (a["eval_startup_s"] + 2 * parameters / (a["storage_read_gb_per_s"] * GB)) * calibration.factor("eval_startup", parameters)
+    return (a["eval_startup_s"] + 2 * parameters / (a["storage_read_gb_per_s"] * GB)) * calibration.factor(
+        "eval_startup", parameters
+    )
 
 
 def evaluation_generation_s(work: EvalWork, calibration: Calibration = NO_MEASUREMENTS) -> float:
@@ -452,8 +490,9 @@ def evaluation_generation_s(work: EvalWork, calibration: Calibration = NO_MEASUR
     if work.output_type == "generate_until":
         answer = min(work.max_gen_toks, shape["target_tokens"] if work.trained else shape["base_answer_tokens"])
         batch = min(work.questions, a["eval_max_sequences"])
-        step_s = a["eval_decode_step_overhead_s"] + max(weight_bytes / (a["eval_hbm_tb_per_s"] * 1e12),
-                                                         batch * 2 * n / (a["eval_tflops"] * 1e12))  # fmt: skip
+        step_s = a["eval_decode_step_overhead_s"] + max(
+            weight_bytes / (a["eval_hbm_tb_per_s"] * 1e12), batch * 2 * n / (a["eval_tflops"] * 1e12)
+        )
         steps = math.ceil(work.questions / a["eval_max_sequences"]) * max(answer, 1)
         if not work.trained:
             steps += work.max_gen_toks - answer  # one answer runs on to the limit

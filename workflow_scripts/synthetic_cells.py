@@ -24,24 +24,44 @@ def true_accuracy(train: str, test_bin: int, n_bins: int) -> float:
     return float(np.clip(base + 0.12 - 0.04 * distance, 0.02, 0.98))
 
 
-def write_cell(path: Path, model: str, dataset: str, train: str, test_bin: int, correct: np.ndarray,
-               item_ids: list[str], task: str = "synthetic_task") -> None:  # fmt: skip
+def write_cell(
+    path: Path,
+    model: str,
+    dataset: str,
+    train: str,
+    test_bin: int,
+    correct: np.ndarray,
+    item_ids: list[str],
+    task: str = "synthetic_task",
+) -> None:
     """One cell json (acc and acc_norm, lm-eval style keys) and its per-question file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     acc, acc_norm = correct.astype(float), np.roll(correct, 1).astype(float)
     lines = [
-        json.dumps({
-            "item_id": item, "target": "A", "raw_response": " A", "response,none": [["A", "false"]],
-            "acc,none": a, "acc_norm,none": b,
-        })  # fmt: skip
+        json.dumps(
+            {
+                "item_id": item,
+                "target": "A",
+                "raw_response": " A",
+                "response,none": [["A", "false"]],
+                "acc,none": a,
+                "acc_norm,none": b,
+            }
+        )
         for item, a, b in zip(item_ids, acc, acc_norm)
     ]
     layout.samples(path).write_text("\n".join(lines) + "\n")
     cell = {
-        "model": model, "dataset": dataset, "train": train, "test_bin": test_bin, "task": task,
-        "n": len(item_ids), "metrics": {"acc,none": acc.mean(), "acc_norm,none": acc_norm.mean()},
-        "stderrs": {}, "eval_seconds": 0.0,
-    }  # fmt: skip
+        "model": model,
+        "dataset": dataset,
+        "train": train,
+        "test_bin": test_bin,
+        "task": task,
+        "n": len(item_ids),
+        "metrics": {"acc,none": acc.mean(), "acc_norm,none": acc_norm.mean()},
+        "stderrs": {},
+        "eval_seconds": 0.0,
+    }
     path.write_text(json.dumps(cell))
 
 

@@ -52,7 +52,10 @@ def declared_scores(task: str, tasks_dir: Path | None = None) -> set[str]:
     metrics under their filters."""
     definition = read(task_file(task, tasks_dir))
     if "group" in definition:
-        return {f"{entry['metric']},{name}" for entry in definition.get("aggregate_metric_list") or []
-                for name in entry.get("filter_list") or ["none"]}  # fmt: skip
+        return {
+            f"{entry['metric']},{name}"
+            for entry in definition.get("aggregate_metric_list") or []
+            for name in entry.get("filter_list") or ["none"]
+        }
     filters = [entry["name"] for entry in definition.get("filter_list") or []] or ["none"]
     return {f"{entry['metric']},{name}" for entry in definition.get("metric_list") or [] for name in filters}

@@ -35,16 +35,49 @@ from workflow_scripts import task_files
 
 REPO = Path(__file__).resolve().parent.parent
 
-DOCUMENT_KEYS = {"dataset_path", "dataset_name", "dataset_kwargs", "custom_dataset", "training_split",
-                 "validation_split", "test_split", "fewshot_split", "process_docs"}  # fmt: skip
-PROMPT_KEYS = {"doc_to_text", "doc_to_choice", "doc_to_image", "doc_to_audio", "use_prompt", "description",
-               "target_delimiter", "fewshot_delimiter", "fewshot_config", "num_fewshot", "gen_prefix",
-               "output_type", "generation_kwargs", "repeats"}  # fmt: skip
+DOCUMENT_KEYS = {
+    "dataset_path",
+    "dataset_name",
+    "dataset_kwargs",
+    "custom_dataset",
+    "training_split",
+    "validation_split",
+    "test_split",
+    "fewshot_split",
+    "process_docs",
+}
+PROMPT_KEYS = {
+    "doc_to_text",
+    "doc_to_choice",
+    "doc_to_image",
+    "doc_to_audio",
+    "use_prompt",
+    "description",
+    "target_delimiter",
+    "fewshot_delimiter",
+    "fewshot_config",
+    "num_fewshot",
+    "gen_prefix",
+    "output_type",
+    "generation_kwargs",
+    "repeats",
+}
 GENERATION_KEYS = DOCUMENT_KEYS | PROMPT_KEYS
-SCORING_KEYS = {"doc_to_target", "process_results", "metric_list", "filter_list", "should_decontaminate",
-                "doc_to_decontamination_query", "metadata", "unsafe_code", "task_alias", "tag",
-                # a group's own keys that score (its sub-tasks are split one by one)
-                "group_alias", "aggregate_metric_list"}  # fmt: skip
+SCORING_KEYS = {
+    "doc_to_target",
+    "process_results",
+    "metric_list",
+    "filter_list",
+    "should_decontaminate",
+    "doc_to_decontamination_query",
+    "metadata",
+    "unsafe_code",
+    "task_alias",
+    "tag",
+    # a group's own keys that score (its sub-tasks are split one by one)
+    "group_alias",
+    "aggregate_metric_list",
+}
 # Names, not contents: generation runs each task under a name of its own.
 NAME_KEYS = {"task", "group"}
 
@@ -139,8 +172,11 @@ def _source_closure(module_file: str, name: str) -> str:
         for statement in definitions.get(current, []):
             pieces.append(ast.get_source_segment(text, statement))
             pending += [node.id for node in ast.walk(statement) if isinstance(node, ast.Name)]
-            pending += [node.value.id for node in ast.walk(statement)
-                        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)]  # fmt: skip
+            pending += [
+                node.value.id
+                for node in ast.walk(statement)
+                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            ]
         if current in imports:
             pieces.append(ast.unparse(imports[current]) + _first_party_source(imports[current], current))
     return "\n".join(dict.fromkeys(pieces))

@@ -37,8 +37,14 @@ CHAT_TEMPLATE = (
 )
 
 
-LLAMA3_SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                         "<|eot_id|>", "<|finetune_right_pad_id|>"]  # fmt: skip
+LLAMA3_SPECIAL_TOKENS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|finetune_right_pad_id|>",
+]
 LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -99,11 +105,17 @@ def _train_bpe(split_pattern: str, special_tokens: list[str], vocab_size: int):
 
 # Per style: the pre-tokenizer split, the special tokens, and what the tokenizer declares of them.
 TOKENIZER_STYLES = {
-    "qwen2": (QWEN2_SPLIT, SPECIAL_TOKENS,
-              {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": CHAT_TEMPLATE}),
-    "llama3": (LLAMA3_SPLIT, LLAMA3_SPECIAL_TOKENS,
-               {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "chat_template": LLAMA3_CHAT_TEMPLATE}),
-}  # fmt: skip
+    "qwen2": (
+        QWEN2_SPLIT,
+        SPECIAL_TOKENS,
+        {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": CHAT_TEMPLATE},
+    ),
+    "llama3": (
+        LLAMA3_SPLIT,
+        LLAMA3_SPECIAL_TOKENS,
+        {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "chat_template": LLAMA3_CHAT_TEMPLATE},
+    ),
+}
 
 
 def build_tokenizer(style: str = "qwen2", vocab_size: int = 1024):
@@ -117,8 +129,15 @@ def build_tokenizer(style: str = "qwen2", vocab_size: int = 1024):
     )
 
 
-def build(out_dir, style: str = "qwen2", hidden_size: int = 64, layers: int = 2, seed: int = 0,
-          attention_heads: int = 4, initializer_range: float = 0.02) -> Path:  # fmt: skip
+def build(
+    out_dir,
+    style: str = "qwen2",
+    hidden_size: int = 64,
+    layers: int = 2,
+    seed: int = 0,
+    attention_heads: int = 4,
+    initializer_range: float = 0.02,
+) -> Path:
     """``attention_heads=1`` gives head_dim 64, the smallest that vLLM's CPU attention kernels accept
     (16 is refused). At the usual ``initializer_range`` (0.02) greedy decoding emits the same token
     for every prompt; 0.2 makes generations differ between prompts (a comparison of two engines'

