@@ -84,7 +84,7 @@ def _semantic_problems(config):
                 "CPU run"
             )
     problems += _path_problems(config)
-    # Only train, convert and evaluate are sized from their work (rules/common.smk SIZED_RULES).
+    # Only train, convert and evaluate are sized from their work (rules/common/resources.smk SIZED_RULES).
     for rule_name, entry in config.get("resources", {}).items():
         missing = [key for key in ("runtime", "mem_mb") if key not in (entry or {})]
         if missing and rule_name not in ("train", "convert", "evaluate"):

@@ -23,12 +23,12 @@ for checked_rule, conda_env in CHECKED_RULES.items():
             results(f"logs/cluster_check/{checked_rule}.log"),
         conda:
             conda_env
-        threads: config["resources"][checked_rule]["threads"]
+        threads: rule_threads(checked_rule)
         resources:
             **check_resources(checked_rule),
         params:
             rule=checked_rule,
-            gpus=config["resources"][checked_rule]["gpu"],
+            gpus=rule_gpus(checked_rule),
         shell:
             "python -m workflow_scripts.cluster_check --rule {params.rule} --expected-gpus {params.gpus}"
             " --out {output:q} > {log:q} 2>&1"

@@ -17,8 +17,8 @@ rule download:
     conda:
         "../envs/data.yaml"
     params:
-        source=lambda wc: json.dumps(config["datasets"][wc.dataset]["source"]),
-        prompt_format=lambda wc: config["datasets"][wc.dataset]["prompt_format"],
+        source=lambda wc: json.dumps(dataset_entry(wc.dataset)["source"]),
+        prompt_format=lambda wc: dataset_entry(wc.dataset)["prompt_format"],
     shell:
         "python -m workflow_scripts.data --source {params.source:q} --prompt-format {params.prompt_format}"
         " --out {output:q} > {log:q} 2>&1"
@@ -28,15 +28,15 @@ rule fetch_model:
     input:
         code=step_code("workflow_scripts.fetch_model"),
     output:
-        directory(os.path.join(config["model_cache"], "{model}")),
+        directory(os.path.join(setting("model_cache"), "{model}")),
     log:
-        os.path.join(config["model_cache"], "logs", "{model}.log"),
+        os.path.join(setting("model_cache"), "logs", "{model}.log"),
     localrule: True  # the login node has the internet; HF_TOKEN (gated Llama) comes from its shell
     conda:
         "../envs/data.yaml"
     params:
-        repo=lambda wc: config["models"][wc.model]["hub"],
-        revision=lambda wc: config["models"][wc.model]["revision"],
+        repo=lambda wc: model_entry(wc.model)["hub"],
+        revision=lambda wc: model_entry(wc.model)["revision"],
     shell:
         "python -m workflow_scripts.fetch_model --repo {params.repo:q} --revision {params.revision:q}"
         " --out-dir {output:q} > {log:q} 2>&1"
@@ -54,7 +54,7 @@ rule bin:
         results("logs/bin/{dataset}.log"),
     conda:
         "../envs/data.yaml"
-    threads: config["resources"]["bin"]["threads"]
+    threads: rule_threads("bin")
     resources:
         **rule_resources("bin"),
     params:
@@ -75,12 +75,12 @@ rule heldout_split:
         results("logs/heldout_split/{dataset}.log"),
     conda:
         "../envs/data.yaml"
-    threads: config["resources"]["bin"]["threads"]
+    threads: rule_threads("bin")
     resources:
         **rule_resources("bin"),
     params:
-        fraction=config["heldout_fraction"],
-        seed=config["heldout_seed"],
+        fraction=setting("heldout_fraction"),
+        seed=setting("heldout_seed"),
     shell:
         "python -m workflow_scripts.heldout_split --bins-dir {input.bins:q} --fraction {params.fraction}"
         " --seed {params.seed} --out-dir {output:q} > {log:q} 2>&1"

@@ -32,7 +32,7 @@ for n_bins, names in evaluation_rule_names().items():
             dataset=datasets_with_bins(n_bins),
         conda:
             "../envs/eval.yaml"
-        threads: config["resources"]["evaluate"]["threads"]
+        threads: rule_threads("generate")
         resources:
             **rule_resources("generate"),
         params:
@@ -61,7 +61,7 @@ for n_bins, names in evaluation_rule_names().items():
             dataset=datasets_with_bins(n_bins),
         conda:
             "../envs/eval.yaml"
-        threads: resource_entry("score")["threads"]
+        threads: rule_threads("score")
         resources:
             **rule_resources("score"),
         params:

@@ -39,7 +39,7 @@ rule irt:
         results("benchmarks/irt/{dataset}.tsv")
     conda:
         "../envs/data.yaml"
-    threads: config["resources"]["irt"]["threads"]
+    threads: rule_threads("irt")
     resources:
         **rule_resources("irt"),
     params:

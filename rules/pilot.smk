@@ -21,7 +21,7 @@ use rule train as resume_drill with:
     retries: max(1, rule_retries("train"))
     resources:
         **rule_resources("train"),
-        checkpoint_minutes=str(config["launch"]["checkpoint_minutes"]),
+        checkpoint_minutes=str(section("launch")["checkpoint_minutes"]),
         stop_halfway=lambda wildcards, attempt: int(attempt == 1),
     params:
         work_dir=lambda wc: results("work", "pilot", "resume_drill", wc.model, wc.dataset, f"train-{wc.train_bin}"),

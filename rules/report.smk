@@ -17,11 +17,11 @@ rule aggregate:
         results("logs/aggregate/{model}/{dataset}.log"),
     conda:
         "../envs/report.yaml"
-    threads: config["resources"]["aggregate"]["threads"]
+    threads: rule_threads("aggregate")
     resources:
         **rule_resources("aggregate"),
     params:
-        headline=lambda wc: f"{wc.dataset}={config['datasets'][wc.dataset]['headline_metric']}",
+        headline=lambda wc: f"{wc.dataset}={dataset_entry(wc.dataset)['headline_metric']}",
         bootstrap=bootstrap_arguments(),
     shell:
         "python -m workflow_scripts.aggregation --cells {input.cells:q} --headline-metric {params.headline:q}"
@@ -44,7 +44,7 @@ rule cell_table:
         results("logs/cell_table.log"),
     conda:
         "../envs/report.yaml"
-    threads: config["resources"]["aggregate"]["threads"]
+    threads: rule_threads("aggregate")
     resources:
         **rule_resources("aggregate"),
     shell:
@@ -68,7 +68,7 @@ rule seed_table:
         results("logs/seed_table.log"),
     conda:
         "../envs/report.yaml"
-    threads: config["resources"]["aggregate"]["threads"]
+    threads: rule_threads("aggregate")
     resources:
         **rule_resources("aggregate"),
     shell:
@@ -101,11 +101,11 @@ rule heatmaps:
         results("logs/heatmaps/{model}/{dataset}.log"),
     conda:
         "../envs/report.yaml"
-    threads: config["resources"]["aggregate"]["threads"]
+    threads: rule_threads("aggregate")
     resources:
         **rule_resources("aggregate"),
     params:
-        headline_metric=lambda wc: config["datasets"][wc.dataset]["headline_metric"],
+        headline_metric=lambda wc: dataset_entry(wc.dataset)["headline_metric"],
         figure=figure_arguments(),
     shell:
         "python -m workflow_scripts.plots {params.figure} pair --table {input.table:q}"
@@ -131,13 +131,13 @@ rule change_by_distance:
         results("logs/change_by_distance/{dataset}.log"),
     conda:
         "../envs/report.yaml"
-    threads: config["resources"]["aggregate"]["threads"]
+    threads: rule_threads("aggregate")
     resources:
         **rule_resources("aggregate"),
     params:
-        headline_metric=lambda wc: config["datasets"][wc.dataset]["headline_metric"],
-        seed=config["statistics"]["seed"],
-        dpi=config["report"]["figure_dpi"],
+        headline_metric=lambda wc: dataset_entry(wc.dataset)["headline_metric"],
+        seed=section("statistics")["seed"],
+        dpi=section("report")["figure_dpi"],
     shell:
         "python -m workflow_scripts.plots --dpi {params.dpi} distance --tables {input.tables:q}"
         " --dataset {wildcards.dataset:q} --headline-metric {params.headline_metric:q}"
@@ -161,14 +161,12 @@ rule change_grid:
         results("logs/change_grid/{model}.log"),
     conda:
         "../envs/report.yaml"
-    threads: config["resources"]["aggregate"]["threads"]
+    threads: rule_threads("aggregate")
     resources:
         **rule_resources("aggregate"),
     params:
         tables=lambda wc, input: " ".join(f"--table {d} {shlex.quote(t)}" for d, t in zip(DATASETS, input.tables)),
-        headline=" ".join(
-            shlex.quote(f"--headline-metric={d}={config['datasets'][d]['headline_metric']}") for d in DATASETS
-        ),
+        headline=" ".join(shlex.quote(f"--headline-metric={d}={dataset_entry(d)['headline_metric']}") for d in DATASETS),
         figure=figure_arguments(),
     shell:
         "python -m workflow_scripts.plots {params.figure} model-grid {params.tables} {params.headline}"
@@ -192,14 +190,14 @@ rule training_loss:
         results("logs/training_loss/{model}/{dataset}.log"),
     conda:
         "../envs/report.yaml"
-    threads: config["resources"]["aggregate"]["threads"]
+    threads: rule_threads("aggregate")
     resources:
         **rule_resources("aggregate"),
     params:
         models=lambda wc, input: " ".join(
             f"--model-dir {b} {shlex.quote(d)}" for b, d in zip(bin_ids(wc.dataset), input.models)
         ),
-        dpi=config["report"]["figure_dpi"],
+        dpi=section("report")["figure_dpi"],
         eval_split=eval_split(),
     shell:
         "python -m workflow_scripts.plots --dpi {params.dpi} loss {params.models}"

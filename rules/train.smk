@@ -13,7 +13,7 @@ rule train:
         bins=rules.bin.output[0],
         split=heldout_split_input,
         base_model=local_base_model,
-        accelerate_config=code(config["launch"]["accelerate_config"]),
+        accelerate_config=code(section("launch")["accelerate_config"]),
         code=step_code("workflow_scripts.training"),
     output:
         temp(directory(results("models/{model}/{dataset}/train-{train_bin}/zero"))),
@@ -24,17 +24,17 @@ rule train:
     retries: rule_retries("train")
     conda:
         "../envs/train.yaml"
-    threads: config["resources"]["train"]["threads"]
+    threads: rule_threads("train")
     resources:
         **rule_resources("train"),
         # Resources, not params: how often to checkpoint does not change the model, so changing it must
         # not re-run finished training jobs. A string: Snakemake rounds float resources.
-        checkpoint_minutes=str(config["launch"]["checkpoint_minutes"]),
+        checkpoint_minutes=str(section("launch")["checkpoint_minutes"]),
         stop_halfway=0,  # the pilot's resume drill (rules/pilot.smk) stops its first attempt half way
     params:
         base_model=lambda wc: base_model(wc.model),
         train_file=training_file,
-        prompt_format=lambda wc: config["datasets"][wc.dataset]["prompt_format"],
+        prompt_format=lambda wc: dataset_entry(wc.dataset)["prompt_format"],
         settings=training_settings,
         processes=train_processes(),
         work_dir=lambda wc: training_work_dir(wc.model, wc.dataset, wc.train_bin),
@@ -61,11 +61,11 @@ rule convert:
         results("benchmarks/convert/{model}/{dataset}/train-{train_bin}.tsv")
     conda:
         "../envs/train.yaml"
-    threads: config["resources"]["convert"]["threads"]
+    threads: rule_threads("convert")
     resources:
         **rule_resources("convert"),
-        dtype=config["conversion"]["dtype"],
-        max_shard_size=config["conversion"]["max_shard_size"],
+        dtype=section("conversion")["dtype"],
+        max_shard_size=section("conversion")["max_shard_size"],
     shell:
         "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.conversion --zero-dir {input.zero:q} --out-dir {output:q}"
         " --dtype {resources.dtype} --max-shard-size {resources.max_shard_size:q} > {log:q} 2>&1"

@@ -1,6 +1,6 @@
 """Which of our files a step runs: its module's first-party import closure, and the task files it reads.
 
-The rules list these as inputs (rules/common.smk `step_code`), so editing a step's module, or any
+The rules list these as inputs (rules/common/settings.smk `step_code`), so editing a step's module, or any
 module it imports, re-runs that step's jobs; nothing is kept by hand. Imports inside functions count
 too (our steps import lazily to start fast), except the ones in CONDITIONAL: imports only some jobs of
 a step make, which the rule adds to those jobs alone.
@@ -19,7 +19,7 @@ from workflow_scripts import task_files
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "workflow_scripts"
 # evaluation imports in_context for in-context cells only: editing in_context.py re-runs those cells,
-# not every cell of the grid (rules/common.smk evaluation_inputs).
+# not every cell of the grid (rules/common/arguments.smk row_extra_inputs).
 CONDITIONAL = {"workflow_scripts.evaluation": {"workflow_scripts.in_context"}}
 
 

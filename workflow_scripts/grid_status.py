@@ -53,7 +53,7 @@ def incomplete_outputs(workdir: Path) -> set[str]:
 
 
 def run_is_live(results_dir: Path) -> bool:
-    """Whether a Snakemake run holds the results folder's lock (taken in rules/common.smk)."""
+    """Whether a Snakemake run holds the results folder's lock (taken in rules/common/lock.smk)."""
     return layout.lock_is_live(results_dir)
 
 

@@ -4,7 +4,7 @@
 
 Runs the workflow's own dry-run (so the jobs are exactly those a run would start: what is done already
 is left out) and reads every job's request from it: GPUs, time (minutes) and memory, as the rules
-compute them (rules/common.smk, workflow_scripts/sizing.py), and for the sized rules the estimate
+compute them (rules/common/resources.smk, workflow_scripts/sizing.py), and for the sized rules the estimate
 (`expected_s`) and the size of the outputs (`output_mb`). Prints, per rule, jobs x GPUs x requested
 time, the GPU-hours requested and expected, the largest request of any retry against the partition
 limit, and the disk the results will take. Estimates use this results folder's measured rates where its
@@ -50,7 +50,7 @@ def dry_run(configfiles: list[str], directory: str, targets: list[str]) -> str:
         **os.environ,
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         PLAN_VARIABLE: "1",
-    }  # sized jobs then carry expected_s and output_mb (rules/common.smk)
+    }  # sized jobs then carry expected_s and output_mb (rules/common/resources.smk)
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=directory)
     if result.returncode != 0:
         raise SystemExit(f"error: the dry-run failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")

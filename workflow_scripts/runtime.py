@@ -79,7 +79,7 @@ def is_cpu_vllm(build: str | None) -> bool:
 
 
 def job_environment(cache_dir: str) -> dict[str, str]:
-    """Variables every workflow job gets (rules/common.smk puts them in the shell prefix).
+    """Variables every workflow job gets (rules/common/environment.smk puts them in the shell prefix).
 
     JIT and compile caches go to one configurable folder instead of $HOME (quota, and jobs on many
     nodes writing into one home folder); vLLM reports no usage statistics. Per-cell throwaway data

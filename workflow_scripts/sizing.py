@@ -1,7 +1,7 @@
 """What one job of the grid costs: time, memory and disk, from the work it does.
 
 One module for both users of these figures: the SLURM requests of the train, convert and generate
-rules (rules/common.smk) and the plan printed before a grid is submitted (workflow_scripts/plan.py).
+rules (rules/common/resources.smk) and the plan printed before a grid is submitted (workflow_scripts/plan.py).
 
 A job's cost follows from its work: the model's parameter count (from its config.json, or the
 `parameters` of its model entry before the model is fetched), the rows it trains on or answers (from
@@ -30,7 +30,7 @@ from workflow_scripts import task_files
 
 GB = 1e9
 # Set for `make plan`'s dry-run (plan.py): sized jobs then carry their estimate and output size as the
-# resources `expected_s` and `output_mb` (rules/common.smk); two more functions per job cost a dry-run
+# resources `expected_s` and `output_mb` (rules/common/resources.smk); two more functions per job cost a dry-run
 # of the paper grid about a second, so other runs go without them.
 PLAN_VARIABLE = "CROSS_DIFFICULTY_PLAN"
 
@@ -263,7 +263,7 @@ class Calibration:
     @classmethod
     def measure(cls, results_dir: str, prompt_formats: dict, tasks_dir: str, workdir: str = ".") -> "Calibration":
         """Read every finished train, convert and evaluate job of a results folder (the layout of
-        rules/common.smk: models/M/D/train-B/hf/, cells/M/D/train-R/test-T.json, benchmarks/<rule>/...).
+        workflow_scripts/layout.py: models/M/D/train-B/hf/, cells/M/D/train-R/test-T.json, benchmarks/<rule>/...).
         `workdir`: where the cells' relative model paths start (Snakemake's working directory)."""
         calibration = cls()
         for record_path in glob.glob(os.path.join(results_dir, "models", "*", "*", "train-*", "hf", "training.json")):

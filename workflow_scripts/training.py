@@ -42,7 +42,7 @@ STOPPED_FOR_RESUME = 75
 
 @dataclass
 class TrainSettings:
-    """The hyper-parameters one training job depends on: every one given (rules/common.smk passes the
+    """The hyper-parameters one training job depends on: every one given (rules/common/arguments.smk passes the
     config's, whose defaults are the study's and live in config/schema.yaml only)."""
 
     learning_rate: float

@@ -1,0 +1,280 @@
+# Each rule's inputs and arguments that depend on the job: one function per rule where a
+# grid has thousands of jobs (fewer functions keep its dry-run fast).
+import json
+import os
+import shlex
+
+from workflow_scripts import cell_names, layout
+
+
+def irt_bootstrap_arguments(dataset):
+    rounds = irt_settings(dataset)["bootstrap"]
+    return f"--bootstrap {rounds} --n-bins {dataset_setting(dataset, 'n_bins')}" if rounds else ""
+
+
+def binning_data(wildcards):
+    """What the bin step splits: the dataset joined with fitted difficulties, or the dataset as is."""
+    if irt_settings(wildcards.dataset):
+        return results("data", wildcards.dataset, "irt", "with_difficulty.parquet")
+    return layout.normalized_table(RESULTS, wildcards.dataset)
+
+
+def irt_responses(wildcards):
+    """A response table as given, or the one converted from a folder of lm-eval per-sample logs."""
+    responses = irt_settings(wildcards.dataset)["responses"]
+    if os.path.isdir(responses):
+        return results("data", wildcards.dataset, "irt", "responses.parquet")
+    return responses
+
+
+def local_source(wildcards):
+    source = config["datasets"][wildcards.dataset]["source"]
+    return [source["path"]] if "path" in source else []
+
+
+def local_base_model(wildcards):
+    """The base model as an input: jobs wait for fetch_model, and compute nodes never need the hub."""
+    return [base_model(wildcards.model)]
+
+
+def heldout_split_input(wildcards):
+    """The held-out split, for a training job whose train_bin carries the -heldout tag."""
+    heldout = cell_names.labels(wildcards.train_bin)["eval_split"] == "heldout"
+    return [heldout_dir(wildcards.dataset)] if heldout else []
+
+
+def training_file(wildcards, input):
+    labels = cell_names.labels(wildcards.train_bin)
+    if labels["eval_split"] == "heldout":
+        return pool_file(wildcards.dataset, labels["train_bin"], True)
+    return os.path.join(input.bins, layout.bin_file_name(labels["train_bin"]))
+
+
+def training_settings(wildcards):
+    labels = cell_names.labels(wildcards.train_bin)
+    return json.dumps(train_settings(wildcards.model, wildcards.dataset, labels["seed"]), sort_keys=True)
+
+
+def evaluation_rule_names():
+    """{n_bins: {"generate": name, "score": name}}: one pair of rules per distinct bin count."""
+    counts = sorted({dataset_setting(dataset, "n_bins") for dataset in DATASETS})
+    if len(counts) == 1:
+        return {counts[0]: {"generate": "generate", "score": "score"}}
+    return {n: {"generate": f"generate_{n}_bins", "score": f"score_{n}_bins"} for n in counts}
+
+
+def datasets_with_bins(n_bins):
+    return _one_of([dataset for dataset in DATASETS if dataset_setting(dataset, "n_bins") == n_bins])
+
+
+def evaluated_model(model, dataset, train):
+    """The folder a row's generation loads: the converted fine-tuned model, or the base model (`base`
+    and in-context rows)."""
+    if cell_names.labels(train)["train_kind"] == "bin":
+        return trained_model_dir(model, dataset, train)
+    return base_model(model)
+
+
+def row_extra_inputs(wildcards):
+    """The held-out split and the in-context code where the row uses them."""
+    labels = cell_names.labels(wildcards.train)
+    inputs = {}
+    if labels["eval_split"] == "heldout":
+        inputs["split"] = heldout_dir(wildcards.dataset)
+    if labels["train_kind"] == "in_context":
+        inputs["in_context_code"] = step_code("workflow_scripts.in_context")
+    return inputs
+
+
+def generation_inputs(wildcards):
+    """A row's model (the converted fine-tuned one, or a local base model), its held-out split and
+    in-context code. Not the task files: what of them shapes the requests is in the arguments."""
+    if cell_names.labels(wildcards.train)["train_kind"] == "bin":
+        model = [trained_model_dir(wildcards.model, wildcards.dataset, wildcards.train)]
+    else:
+        model = local_base_model(wildcards)
+    return {"model": model, **row_extra_inputs(wildcards)}
+
+
+def scoring_inputs(wildcards):
+    """The task files (filters and metrics), the base model's folder (its tokenizer renders the chat
+    prompts again; the trained model may be gone), the held-out split and in-context code."""
+    return {"task": task_files(wildcards), "tokenizer": local_base_model(wildcards), **row_extra_inputs(wildcards)}
+
+
+_FINGERPRINTS = {}
+
+
+def generation_fingerprint(task):
+    """The task's generation part, hashed (workflow_scripts/task_parts.py), once per task and run; a
+    task not written yet has none (generation.py names the missing file when the job runs)."""
+    if task not in _FINGERPRINTS:
+        from workflow_scripts import task_parts
+
+        exists = os.path.isfile(os.path.join(REPO, "tasks", f"{task}.yaml"))
+        _FINGERPRINTS[task] = task_parts.generation_fingerprint(task) if exists else "missing"
+    return _FINGERPRINTS[task]
+
+
+def in_context_arguments(dataset, labels):
+    if labels["train_kind"] != "in_context":
+        return []
+    return [
+        "--in-context-k",
+        str(labels["in_context_k"]),
+        "--in-context-pool",
+        pool_file(dataset, labels["train_bin"], labels["eval_split"] == "heldout"),
+        "--in-context-seed",
+        str(labels["seed"]),
+        "--prompt-format",
+        config["datasets"][dataset]["prompt_format"],
+    ]
+
+
+def generation_arguments(wildcards):
+    """The command-line arguments of a row's generation: everything that shapes its requests and
+    responses (so changing any of it re-runs the row), nothing that only scores them."""
+    dataset, model, train = wildcards.dataset, wildcards.model, wildcards.train
+    settings = evaluation_settings(dataset)
+    labels = cell_names.labels(train)
+    heldout = labels["eval_split"] == "heldout"
+    task = config["datasets"][dataset]["task"]
+    args = ["--task", task, "--task-fingerprint", generation_fingerprint(task)]
+    for test_bin in bin_ids(dataset):
+        args += ["--bin", test_bin, test_file(dataset, test_bin, heldout), raw_path(model, dataset, train, test_bin)]
+    args += [
+        "--model",
+        evaluated_model(model, dataset, train),
+        "--backend",
+        settings["backend"],
+        "--dtype",
+        settings["dtype"],
+        "--batch-size",
+        str(settings["batch_size"]),
+        "--seed",
+        str(settings["seed"]),
+    ]
+    if config["chat_template_date"]:
+        args += ["--chat-template-date", config["chat_template_date"]]
+    if settings["backend"] == "vllm" and settings.get("attention_backend"):
+        args += ["--attention-backend", settings["attention_backend"]]
+    if settings.get("max_gen_toks"):
+        args += ["--max-gen-toks", str(settings["max_gen_toks"])]
+    if config["models"][model]["trust_remote_code"]:
+        args.append("--trust-remote-code")
+    return shlex.join(args + in_context_arguments(dataset, labels))
+
+
+def scoring_arguments(wildcards):
+    """The command-line arguments of a row's scoring: its cells and labels. The generation settings
+    are read from the raw files, so scoring cannot disagree with them."""
+    dataset, model, train = wildcards.dataset, wildcards.model, wildcards.train
+    labels = cell_names.labels(train)
+    heldout = labels["eval_split"] == "heldout"
+    # The cell file carries every label (row kind, bin learned from, k, seed, eval_split): no table
+    # has to parse a path.
+    args = [
+        "--task",
+        config["datasets"][dataset]["task"],
+        "--label",
+        json.dumps({"model": model, "dataset": dataset, **labels}),
+        "--tokenizer",
+        base_model(model),
+    ]
+    for test_bin in bin_ids(dataset):
+        args += [
+            "--cell",
+            test_bin,
+            test_file(dataset, test_bin, heldout),
+            raw_path(model, dataset, train, test_bin),
+            cell_path(model, dataset, train, test_bin),
+        ]
+    return shlex.join(args + in_context_arguments(dataset, labels))
+
+
+def pilot_job():
+    """The pilot's row: config `pilot` (default: the smallest model, the first dataset, bin 0), trained
+    with the first seed in this eval_split and evaluated on its own bin, beside the base model there."""
+    entry = config["pilot"]
+    model = entry.get("model") or min(MODELS, key=model_parameters)
+    dataset = entry.get("dataset") or DATASETS[0]
+    train_bin = entry["train_bin"]
+    test_bin = str(train_bin)
+    row = cell_names.bin_name(train_bin, eval_split(), seeds()[0])
+    return {
+        "model": model,
+        "dataset": dataset,
+        "row": row,
+        "test_bin": test_bin,
+        "model_dir": trained_model_dir(model, dataset, row),
+        "cell": cell_path(model, dataset, row, test_bin),
+        "base_cell": cell_path(model, dataset, cell_names.base_name(eval_split()), test_bin),
+        "test_file": test_file(dataset, test_bin, eval_split() == "heldout"),
+        "drill": results("pilot", "resume_drill", model, dataset, f"train-{row}", "zero"),
+    }
+
+
+def pilot_inputs(wildcards):
+    job = pilot_job()
+    return {
+        "model": job["model_dir"],
+        "cell": job["cell"],
+        "base_cell": job["base_cell"],
+        "drill": job["drill"],
+        "bins": bins_dir(job["dataset"]),
+    }
+
+
+def pilot_expectations():
+    """What the pilot asserts its outputs show: the grid's GPU paths as configured."""
+    job = pilot_job()
+    settings = train_settings(job["model"], job["dataset"])
+    gpus = config["resources"]["train"]["gpu"]
+    return json.dumps(
+        {
+            "ranks": train_processes(),
+            "backend": "nccl" if gpus else "gloo",
+            "mixed_precision": "bf16" if settings["bf16"] else "no",
+            "optimizer": settings["optim"] if gpus else settings["cpu_optim"],
+            "use_liger_kernel": settings["use_liger_kernel"],
+            "evaluation_backend": evaluation_settings(job["dataset"])["backend"],
+        },
+        sort_keys=True,
+    )
+
+
+def pilot_benchmarks():
+    """The benchmark files of the pilot's jobs: read for the report where they exist."""
+    job = pilot_job()
+    model, dataset, row = job["model"], job["dataset"], job["row"]
+    base = cell_names.base_name(eval_split())
+    return json.dumps(
+        {
+            "train": layout.row_benchmark(RESULTS, "train", model, dataset, row),
+            "resume_drill": layout.row_benchmark(RESULTS, os.path.join("pilot", "resume_drill"), model, dataset, row),
+            "convert": layout.row_benchmark(RESULTS, "convert", model, dataset, row),
+            "generate": layout.row_benchmark(RESULTS, "generate", model, dataset, row),
+            "generate_base": layout.row_benchmark(RESULTS, "generate", model, dataset, base),
+        }
+    )
+
+
+def bootstrap_arguments():
+    """The interval settings (config `statistics`): they change the tables, hence every figure."""
+    settings = config["statistics"]
+    return (
+        f"--resamples {settings['bootstrap_resamples']} --seed {settings['seed']}"
+        f" --confidence {settings['confidence']}"
+    )
+
+
+def figure_arguments():
+    """How figures are drawn (config `report`): changing it re-runs the figures only."""
+    return f"--dpi {config['report']['figure_dpi']}" + ("" if config["report"]["annotate_cells"] else " --no-annotate")
+
+
+def loss_rows(dataset):
+    """The trained rows whose loss curves a (model, dataset)'s figure shows: each bin, in this
+    eval_split, of the first seed (one line per bin stays readable; the other seeds' records sit in
+    their models' training.json)."""
+    return [cell_names.bin_name(b, eval_split(), seeds()[0]) for b in bin_ids(dataset)]

@@ -1,0 +1,64 @@
+# Where results live: the rules' side of workflow_scripts/layout.py (the one spelling of the
+# path grammar), the wildcards' grammar, and the folders under results_dir.
+import os
+import re
+
+from workflow_scripts import cell_names, layout
+
+
+def _one_of(names):
+    return "|".join(re.escape(name) for name in names)
+
+
+wildcard_constraints:
+    model=_one_of(MODELS),
+    dataset=_one_of(DATASETS),
+    train_bin=cell_names.TRAIN_BIN_PATTERN,
+    test_bin=r"\d+",
+    train=cell_names.TRAIN_PATTERN,
+
+
+def results(*parts):
+    return os.path.join(RESULTS, *parts)
+
+
+def heldout_dir(dataset):
+    return layout.heldout_dir(RESULTS, dataset)
+
+
+def test_file(dataset, test_bin, heldout):
+    return layout.test_file(RESULTS, dataset, test_bin, heldout)
+
+
+def pool_file(dataset, source_bin, heldout):
+    return layout.pool_file(RESULTS, dataset, source_bin, heldout)
+
+
+def bins_dir(dataset):
+    return layout.bins_dir(RESULTS, dataset)
+
+
+def training_work_dir(model, dataset, train_bin):
+    return layout.training_work_dir(RESULTS, model, dataset, train_bin)
+
+
+def trained_model_dir(model, dataset, train_bin):
+    return layout.trained_model_dir(RESULTS, model, dataset, train_bin)
+
+
+def cell_path(model, dataset, train, test_bin):
+    return layout.cell(RESULTS, model, dataset, train, test_bin)
+
+
+def raw_path(model, dataset, train, test_bin):
+    return results("raw", model, dataset, f"train-{train}", f"test-{test_bin}.json")
+
+
+def samples_of(model, dataset):
+    """The per-question files beside a (model, dataset)'s cells: what the bootstrap resamples."""
+    return [layout.samples(path) for path in every_cell_of(model, dataset)]
+
+
+def figures_of(model, dataset):
+    names = ("accuracy", "change_vs_base", "training_loss")
+    return [results("figures", model, dataset, f"{name}.{kind}") for name in names for kind in ("png", "pdf")]

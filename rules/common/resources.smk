@@ -1,0 +1,218 @@
+# What each job asks SLURM for: partition, GPUs, threads, and time and memory sized from its
+# work (workflow_scripts/sizing.py), with retries capped at the partition limits.
+import functools
+import math
+import os
+
+from workflow_scripts import cell_names, sizing
+
+# The config's key for a rule's resources where it is not the rule's name: `evaluate` is the GPU job
+# of evaluation, the generate rule since issue 16.
+RESOURCE_KEYS = {"generate": "evaluate"}
+# Rules whose time and memory follow from each job's work (workflow_scripts/sizing.py), unless the
+# config gives them a fixed `runtime` / `mem_mb`.
+SIZED_RULES = ("train", "convert", "generate")
+
+
+def resource_entry(rule_name):
+    """A rule's `resources:` entry (schema defaults filled in, e.g. for score and irt)."""
+    return config["resources"][RESOURCE_KEYS.get(rule_name, rule_name)]
+
+
+def placement(rule_name):
+    """Where a rule's jobs go: GPU rules to the GPU partition with `gpu=N` (the plugin turns it into
+    --gpus=N), CPU rules to the CPU partition; a local run ignores the partition."""
+    entry = resource_entry(rule_name)
+    cluster = config["cluster"]
+    resources = {
+        "gpu": entry["gpu"],
+        "slurm_partition": cluster["gpu_partition"] if entry["gpu"] else cluster["cpu_partition"],
+    }
+    if entry["gpu"] and cluster["gpu_model"]:
+        resources["gpu_model"] = cluster["gpu_model"]
+    if entry["gpu"]:
+        # All of a job's GPUs on one node: the plugin passes --gpus=N without --nodes, and the job
+        # step it starts (srun -n1 --gpus=N --nodes=1) cannot use GPUs SLURM spread over nodes.
+        resources["nodes"] = 1
+    if cluster["account"]:
+        resources["slurm_account"] = cluster["account"]
+    return resources
+
+
+def rule_resources(rule_name):
+    """The SLURM request of a rule's jobs, from config `resources:` and `cluster:`.
+
+    Time and memory are the config's `runtime` (minutes) and `mem_mb` where it gives them, else sized
+    per job from its work (train, convert, generate; job_estimate). A retry asks for more: the time
+    grows with each attempt (sized memory too), never beyond cluster.max_runtime / cluster.max_mem_mb,
+    so a job killed at its limit gets more time when it is retried. In `make plan`'s dry-run, sized
+    rules also carry `expected_s` (the estimate) and `output_mb` (what their outputs take on disk);
+    SLURM ignores them."""
+    entry = resource_entry(rule_name)
+    cluster = config["cluster"]
+    resources = placement(rule_name)
+    minutes, mem_mb = entry.get("runtime"), entry.get("mem_mb")
+    if minutes is not None:
+        resources["runtime"] = lambda wildcards, attempt: sizing.attempt_runtime(
+            minutes, attempt, cluster["max_runtime"]
+        )
+    else:
+        resources["runtime"] = lambda wildcards, attempt: sized_request(rule_name, wildcards, attempt)[0]
+    if mem_mb is not None:
+        resources["mem_mb"] = min(mem_mb, cluster["max_mem_mb"])
+    else:
+        resources["mem_mb"] = lambda wildcards, attempt: sized_request(rule_name, wildcards, attempt)[1]
+    if (minutes is None or mem_mb is None) and os.environ.get(sizing.PLAN_VARIABLE):
+        resources["expected_s"] = lambda wildcards: on_main_process(
+            lambda: round(job_estimate(rule_name, wildcards).seconds)
+        )
+        resources["output_mb"] = lambda wildcards: on_main_process(
+            lambda: math.ceil(job_estimate(rule_name, wildcards).output_bytes / 1e6)
+        )
+    return resources
+
+
+def check_resources(rule_name):
+    """A rule's placement (partition, GPUs, account) for a job of seconds: rules/cluster.smk."""
+    entry = config["resources"][rule_name]
+    return {**placement(rule_name), "runtime": 10, "mem_mb": entry.get("mem_mb") or 8000}
+
+
+def on_main_process(value, otherwise=0):
+    """A sized figure where the run that submits the jobs computes it; `otherwise` inside a cluster job.
+
+    A cluster job re-reads the workflow and may not ask for more of a resource than it was granted,
+    and its own estimate could differ (more jobs have measured rates since it was queued). Nothing
+    inside a job reads these figures."""
+    return value() if workflow.is_main_process else otherwise
+
+
+def sized_request(rule_name, wildcards, attempt):
+    """(runtime minutes, mem_mb) of one attempt of a sized job: the estimate with headroom (sizing.py)."""
+    if not workflow.is_main_process:
+        return 1, 1
+    cluster = config["cluster"]
+    estimate = job_estimate(rule_name, wildcards)
+    return (
+        sizing.runtime_request(estimate.seconds, attempt, cluster["max_runtime"]),
+        sizing.memory_request(estimate.memory_bytes, attempt, cluster["max_mem_mb"]),
+    )
+
+
+def job_estimate(rule_name, wildcards):
+    """The cost of one job from its work: what it trains on or answers, the model's size, the rates
+    measured so far in this results folder (assumptions where none are).
+
+    Kept per job while the files it reads (bin, model config) stay as they are: each sized job asks
+    four times (runtime, mem_mb, expected_s, output_mb), and the paper grid has 7,280 of them."""
+    key = (rule_name, tuple(wildcards.items()))
+    known = _JOB_ESTIMATES.get(key)
+    if known and known[1] == tuple(map(_modified, known[2])):
+        return known[0]
+    work, files = job_work(rule_name, wildcards)
+    estimate = _estimate(rule_name, work)
+    _JOB_ESTIMATES[key] = (estimate, tuple(map(_modified, files)), files)
+    return estimate
+
+
+_JOB_ESTIMATES = {}
+
+
+def _modified(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def job_work(rule_name, wildcards):
+    """(the work of one job as sizing.py describes it, the files it was read from)."""
+    model, dataset = wildcards.model, wildcards.dataset
+    parameters = model_parameters(model)
+    model_config = os.path.join(base_model(model), "config.json")
+    if rule_name == "convert":
+        dtype_bytes = 4 if config["conversion"]["dtype"] == "float32" else 2
+        return (parameters, dtype_bytes), (model_config,)
+    entry = config["datasets"][dataset]
+    prompt_format, n_bins = entry["prompt_format"], dataset_setting(dataset, "n_bins")
+    heldout_share = config["heldout_fraction"]
+    if rule_name == "train":
+        labels = cell_names.labels(wildcards.train_bin)
+        heldout = labels["eval_split"] == "heldout"
+        rows_file = pool_file(dataset, labels["train_bin"], heldout)
+        rows = sizing.parquet_rows(rows_file) or sizing.expected_rows(
+            prompt_format, n_bins, 1 - heldout_share if heldout else 1
+        )
+        settings = train_settings(model, dataset, labels["seed"])
+        shape = sizing.DATA_SHAPES[prompt_format]
+        work = sizing.TrainWork(
+            parameters,
+            rows,
+            settings["epochs"],
+            settings["per_device_batch_size"],
+            settings["gradient_accumulation_steps"],
+            settings["gradient_checkpointing"],
+            train_processes(),
+            measured_rates().tokens(dataset, shape["prompt_tokens"] + shape["target_tokens"]),
+            config["launch"]["checkpoint_minutes"],
+        )
+        return work, (rows_file, model_config)
+    # generate: the row's bins, one engine start for all of them.
+    labels = cell_names.labels(wildcards.train)
+    heldout = labels["eval_split"] == "heldout"
+    output_type, limit = task_output(entry["task"])
+    works, files = [], [model_config]
+    for test_bin in bin_ids(dataset):
+        rows_file = test_file(dataset, test_bin, heldout)
+        questions = sizing.parquet_rows(rows_file) or sizing.expected_rows(
+            prompt_format, n_bins, heldout_share if heldout else 1
+        )
+        works.append(
+            sizing.EvalWork(
+                parameters,
+                questions,
+                prompt_format,
+                output_type,
+                evaluation_settings(dataset).get("max_gen_toks") or limit,
+                trained=labels["train_kind"] == "bin",
+                in_context_k=labels["in_context_k"] or 0,
+            )
+        )
+        files.append(rows_file)
+    return tuple(works), tuple(files)
+
+
+@functools.cache
+def _estimate(rule_name, work):
+    rates = measured_rates()
+    if rule_name == "train":
+        return sizing.train_estimate(work, rates)
+    if rule_name == "convert":
+        return sizing.convert_estimate(*work, rates)
+    return sizing.row_estimate(work, rates)
+
+
+@functools.cache
+def measured_rates():
+    """What this results folder's finished jobs measured, read once per Snakemake process."""
+    formats = {name: entry["prompt_format"] for name, entry in config["datasets"].items()}
+    return sizing.Calibration.measure(RESULTS, formats, os.path.join(REPO, "tasks"))
+
+
+def task_output(task):
+    path = os.path.join(REPO, "tasks", f"{task}.yaml")
+    if not os.path.isfile(path):  # a task not written yet: evaluation.py names it when the cell runs
+        return "generate_until", sizing.ASSUMPTIONS["default_max_gen_toks"]
+    return sizing.task_output(path)
+
+
+def rule_retries(rule_name):
+    return config["resources"][rule_name]["retries"]
+
+
+def rule_threads(rule_name):
+    return resource_entry(rule_name)["threads"]
+
+
+def rule_gpus(rule_name):
+    return resource_entry(rule_name)["gpu"]
