@@ -244,14 +244,9 @@ def gpu_memory_in_use() -> int | None:
     return int(total - free)
 
 
-@one_line_errors
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True, help="task name, a file tasks/<task>.yaml")
-    parser.add_argument("--bin-file", required=True, help="parquet of the test bin")
-    parser.add_argument("--model", required=True, help="hub name or local folder")
-    parser.add_argument("--out", required=True, help="cell json; the per-question log goes beside it")
-    parser.add_argument("--label", default="{}", help="JSON merged into the cell file (model, dataset, bins)")
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the model is run and prompted: the same arguments for a cell (here) and a row
+    (generation.py). Required, without defaults: the workflow passes the config's values."""
     parser.add_argument("--backend", required=True, choices=["hf", "vllm"])
     parser.add_argument("--dtype", required=True)
     parser.add_argument("--batch-size", required=True)
@@ -264,6 +259,17 @@ def main(argv=None) -> None:
     parser.add_argument("--in-context-pool", help="parquet the examples are drawn from (the source bin)")
     parser.add_argument("--in-context-seed", type=int, default=42, help="keys the draw of the examples")
     parser.add_argument("--prompt-format", help="how an example is written (workflow_scripts/prompts.py)")
+
+
+@one_line_errors
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", required=True, help="task name, a file tasks/<task>.yaml")
+    parser.add_argument("--bin-file", required=True, help="parquet of the test bin")
+    parser.add_argument("--model", required=True, help="hub name or local folder")
+    parser.add_argument("--out", required=True, help="cell json; the per-question log goes beside it")
+    parser.add_argument("--label", default="{}", help="JSON merged into the cell file (model, dataset, bins)")
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
 
     print(runtime.describe_caches(), file=sys.stderr)

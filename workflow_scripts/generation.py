@@ -247,18 +247,7 @@ def main(argv=None) -> None:
         help="a test bin, its parquet and the raw-output file to write; once per bin",
     )
     parser.add_argument("--model", required=True, help="hub name or local folder")
-    parser.add_argument("--backend", default="hf", choices=["hf", "vllm"])
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--batch-size", default="auto")
-    parser.add_argument("--max-gen-toks", type=int)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--trust-remote-code", action="store_true")
-    parser.add_argument("--chat-template-date", help="the date chat templates print (Llama 3.x), e.g. '26 Jul 2024'")
-    parser.add_argument("--attention-backend", help="vLLM's attention backend on GPUs, e.g. TRITON_ATTN")
-    parser.add_argument("--in-context-k", type=int, default=0, help="examples in the prompt (in-context baseline)")
-    parser.add_argument("--in-context-pool", help="parquet the examples are drawn from (the source bin)")
-    parser.add_argument("--in-context-seed", type=int, default=42, help="keys the draw of the examples")
-    parser.add_argument("--prompt-format", help="how an example is written (workflow_scripts/prompts.py)")
+    evaluation.add_model_arguments(parser)
     args = parser.parse_args(argv)
 
     bins = {int(test_bin): (test_file, Path(out)) for test_bin, test_file, out in args.bin}
