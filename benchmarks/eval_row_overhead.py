@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 # Keys of a cell file that are timings or versions, not results.
-NOT_RESULTS = {"eval_seconds", "versions", "scoring_versions", "generation_seconds"}
+NOT_RESULTS = {"eval_seconds", "model_load_seconds", "versions", "scoring_versions", "generation_seconds"}
 
 
 def timed(command: list[str], env: dict) -> tuple[float, float]:
