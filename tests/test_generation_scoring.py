@@ -172,7 +172,19 @@ def heldout_icl_row(tiny_model, tmp_path_factory):
         "--prompt-format",
         "arc",
     ]
-    common = ["--model", str(tiny_model), "--batch-size", BATCH, *icl]
+    common = [
+        "--model",
+        str(tiny_model),
+        "--backend",
+        "hf",
+        "--dtype",
+        "float32",
+        "--seed",
+        "42",
+        "--batch-size",
+        BATCH,
+        *icl,
+    ]
 
     def run(module, *args, check=True):
         return subprocess.run(
@@ -186,12 +198,6 @@ def heldout_icl_row(tiny_model, tmp_path_factory):
     for k in bins:
         run(
             "evaluation",
-            "--backend",
-            "hf",
-            "--dtype",
-            "float32",
-            "--seed",
-            "42",
             "--bin-file",
             str(folder / f"heldout-{k}.parquet"),
             "--out",

@@ -149,17 +149,15 @@ def test_every_planned_row_counts_with_each_switch(tmp_path, case):
     (row,) = grid_status.grid_status(config, tmp_path)
     assert (row["cells"], row["done"], row["pending"], row["failed"]) == (3 * len(rows), 3 * len(rows), 0, 0)
     assert (row["trained"], row["bins"]) == (2, len(trained))
-    # One cell gone and its log left: failed, named by its tagged path.
+    # One cell gone and its row's generate log left (no raw file): failed, named by its tagged path.
     gone = results / "cells/tiny-qwen2/arc" / f"train-{rows[-1]}" / "test-2.json"
     gone.unlink()
-    log = results / "logs/evaluate/tiny-qwen2/arc" / f"train-{rows[-1]}" / "test-2.log"
+    log = results / "logs/generate/tiny-qwen2/arc" / f"train-{rows[-1]}.log"
     log.parent.mkdir(parents=True)
     log.write_text("Traceback ...")
     (row,) = grid_status.grid_status(config, tmp_path)
     assert (row["done"], row["failed"]) == (3 * len(rows) - 1, 1)
-    assert row["failed_logs"] == [
-        os.path.join("results/small/logs/evaluate/tiny-qwen2/arc", f"train-{rows[-1]}", "test-2.log")
-    ]
+    assert row["failed_logs"] == [os.path.join("results/small/logs/generate/tiny-qwen2/arc", f"train-{rows[-1]}.log")]
 
 
 def test_config_with_a_key_given_twice_is_refused(tmp_path):
