@@ -371,6 +371,7 @@ def train(args) -> None:
                 "the next attempt of this job resumes from it",
                 flush=True,
             )
+        end_ranks(trainer)
         raise SystemExit(STOPPED_FOR_RESUME)
     save_started, before = time.time(), bytes_written_by_this_process()
     trainer.save_model(args.output_dir)
@@ -404,6 +405,15 @@ def train(args) -> None:
         )
         (output / "training.json").write_text(json.dumps(record, indent=2) + "\n")
         shutil.rmtree(work_dir, ignore_errors=True)
+    end_ranks(trainer)
+
+
+def end_ranks(trainer) -> None:
+    """Every rank waits for rank 0's writes, then leaves the process group before Python exits. A
+    rank that exits with its group alive can abort in the C++ teardown ("terminate called without an
+    active exception", SIGABRT), and the launcher then fails a job whose model is already written."""
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()  # destroys the process group (accelerate's state)
 
 
 def peak_memory(device) -> dict:
