@@ -30,9 +30,9 @@ R = "results/paper"
 wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
     dataset="|".join(re.escape(d) for d in DATASETS),
-    train_bin=r"\d+",
+    trained_row=r"\d+",
     test_bin=r"\d+",
-    train=r"base|\d+",
+    row=r"base|\d+",
 
 rule all:
     input:
@@ -52,25 +52,25 @@ rule bin:
 
 rule train:
     input: rules.bin.output
-    output: temp(directory(R + "/models/{{model}}/{{dataset}}/train-{{train_bin}}/zero"))
+    output: temp(directory(R + "/models/{{model}}/{{dataset}}/train-{{trained_row}}/zero"))
     shell: "mkdir -p {{output}}"
 
 rule convert:
     input: rules.train.output
-    output: directory(R + "/models/{{model}}/{{dataset}}/train-{{train_bin}}/hf")
+    output: directory(R + "/models/{{model}}/{{dataset}}/train-{{trained_row}}/hf")
     shell: "mkdir -p {{output}}"
 
 rule generate:
     input:
         bins=rules.bin.output,
-        model=lambda wc: [] if wc.train == "base" else [f"{{R}}/models/{{wc.model}}/{{wc.dataset}}/train-{{wc.train}}/hf"],
-    output: [R + "/raw/{{model}}/{{dataset}}/train-{{train}}/test-" + b + ".json" for b in BINS]
+        model=lambda wc: [] if wc.row == "base" else [f"{{R}}/models/{{wc.model}}/{{wc.dataset}}/train-{{wc.row}}/hf"],
+    output: [R + "/raw/{{model}}/{{dataset}}/train-{{row}}/test-" + b + ".json" for b in BINS]
     shell: "touch {{output}}"
 
 rule score:
     input: bins=rules.bin.output, raw=rules.generate.output
     output:
-        [R + "/cells/{{model}}/{{dataset}}/train-{{train}}/test-" + b + "." + kind for b in BINS for kind in ("json", "samples.jsonl")]
+        [R + "/cells/{{model}}/{{dataset}}/train-{{row}}/test-" + b + "." + kind for b in BINS for kind in ("json", "samples.jsonl")]
     shell: "touch {{output}}"
 
 rule aggregate:

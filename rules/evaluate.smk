@@ -23,11 +23,11 @@ for n_bins, names in evaluation_rule_names().items():
             bins=rules.bin.output[0],
             code=step_code("workflow_scripts.generation"),
         output:
-            [results(f"raw/{{model}}/{{dataset}}/train-{{train}}/test-{b}.json") for b in range(n_bins)],
+            [results(f"raw/{{model}}/{{dataset}}/train-{{row}}/test-{b}.json") for b in range(n_bins)],
         log:
-            results("logs/generate/{model}/{dataset}/train-{train}.log"),
+            results("logs/generate/{model}/{dataset}/train-{row}.log"),
         benchmark:
-            results("benchmarks/generate/{model}/{dataset}/train-{train}.tsv")
+            results("benchmarks/generate/{model}/{dataset}/train-{row}.tsv")
         wildcard_constraints:
             dataset=datasets_with_bins(n_bins),
         conda:
@@ -46,17 +46,17 @@ for n_bins, names in evaluation_rule_names().items():
             names["score"]
         input:
             unpack(scoring_inputs),
-            raw=[results(f"raw/{{model}}/{{dataset}}/train-{{train}}/test-{b}.json") for b in range(n_bins)],
+            raw=[results(f"raw/{{model}}/{{dataset}}/train-{{row}}/test-{b}.json") for b in range(n_bins)],
             bins=rules.bin.output[0],
             code=step_code("workflow_scripts.scoring"),
         output:
             [
-                results(f"cells/{{model}}/{{dataset}}/train-{{train}}/test-{b}.{kind}")
+                results(f"cells/{{model}}/{{dataset}}/train-{{row}}/test-{b}.{kind}")
                 for b in range(n_bins)
                 for kind in ("json", "samples.jsonl")
             ],
         log:
-            results("logs/score/{model}/{dataset}/train-{train}.log"),
+            results("logs/score/{model}/{dataset}/train-{row}.log"),
         wildcard_constraints:
             dataset=datasets_with_bins(n_bins),
         conda:

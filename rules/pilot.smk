@@ -13,18 +13,18 @@
 # dry-run would print it instead of the job's resources, which `make plan` reads.
 use rule train as resume_drill with:
     output:
-        temp(directory(results("pilot/resume_drill/{model}/{dataset}/train-{train_bin}/zero"))),
+        temp(directory(results("pilot/resume_drill/{model}/{dataset}/train-{trained_row}/zero"))),
     log:
-        results("logs/pilot/resume_drill/{model}/{dataset}/train-{train_bin}.log"),
+        results("logs/pilot/resume_drill/{model}/{dataset}/train-{trained_row}.log"),
     benchmark:
-        results("benchmarks/pilot/resume_drill/{model}/{dataset}/train-{train_bin}.tsv")
+        results("benchmarks/pilot/resume_drill/{model}/{dataset}/train-{trained_row}.tsv")
     retries: max(1, rule_retries("train"))
     resources:
         **rule_resources("train"),
         checkpoint_minutes=str(section("launch")["checkpoint_minutes"]),
         stop_halfway=lambda wildcards, attempt: int(attempt == 1),
     params:
-        work_dir=lambda wc: results("work", "pilot", "resume_drill", wc.model, wc.dataset, f"train-{wc.train_bin}"),
+        work_dir=lambda wc: results("work", "pilot", "resume_drill", wc.model, wc.dataset, f"train-{wc.trained_row}"),
 
 
 rule pilot:

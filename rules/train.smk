@@ -1,6 +1,6 @@
 # train: full fine-tuning of one base model on one difficulty bin (TRL + accelerate + DeepSpeed ZeRO-3).
-# train_bin is the bin with its tags (workflow_scripts/cell_names.py): `3`, or `3-heldout-seed43` for
-# the training part of bin 3 with seed 43.
+# {trained_row} is the row's name, a bin with its tags (workflow_scripts/cell_names.py): `3`, or
+# `3-heldout-seed43` for the training part of bin 3 with seed 43.
 # convert: that ZeRO checkpoint -> a Hugging Face model folder; the ZeRO state is then deleted (temp).
 # What the conversion code and settings were is recorded in the model's conversion.json; changing them
 # re-plans nothing that is converted already: re-making a model would need its deleted ZeRO state,
@@ -16,11 +16,11 @@ rule train:
         accelerate_config=code(section("launch")["accelerate_config"]),
         code=step_code("workflow_scripts.training"),
     output:
-        temp(directory(results("models/{model}/{dataset}/train-{train_bin}/zero"))),
+        temp(directory(results("models/{model}/{dataset}/train-{trained_row}/zero"))),
     log:
-        results("logs/train/{model}/{dataset}/train-{train_bin}.log"),
+        results("logs/train/{model}/{dataset}/train-{trained_row}.log"),
     benchmark:
-        results("benchmarks/train/{model}/{dataset}/train-{train_bin}.tsv")
+        results("benchmarks/train/{model}/{dataset}/train-{trained_row}.tsv")
     retries: rule_retries("train")
     conda:
         "../envs/train.yaml"
@@ -37,7 +37,7 @@ rule train:
         prompt_format=lambda wc: dataset_entry(wc.dataset)["prompt_format"],
         settings=training_settings,
         processes=train_processes(),
-        work_dir=lambda wc: training_work_dir(wc.model, wc.dataset, wc.train_bin),
+        work_dir=lambda wc: training_work_dir(wc.model, wc.dataset, wc.trained_row),
     shell:
         "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.training launch --model {params.base_model:q}"
         " --train-file {params.train_file:q} --prompt-format {params.prompt_format}"
@@ -54,11 +54,11 @@ rule convert:
         # change to either must not make finished models stale (see the top of this file).
         zero=rules.train.output[0],
     output:
-        directory(results("models/{model}/{dataset}/train-{train_bin}/hf")),
+        directory(results("models/{model}/{dataset}/train-{trained_row}/hf")),
     log:
-        results("logs/convert/{model}/{dataset}/train-{train_bin}.log"),
+        results("logs/convert/{model}/{dataset}/train-{trained_row}.log"),
     benchmark:
-        results("benchmarks/convert/{model}/{dataset}/train-{train_bin}.tsv")
+        results("benchmarks/convert/{model}/{dataset}/train-{trained_row}.tsv")
     conda:
         "../envs/train.yaml"
     threads: rule_threads("convert")

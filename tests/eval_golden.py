@@ -34,7 +34,7 @@ COMPARED_KEYS = (
     "subtasks",
     "backend",
     "dtype",
-    "train",
+    "row_label",
     "train_kind",
     "train_bin",
     "in_context_k",

@@ -31,7 +31,7 @@ def test_table_values_changes_and_intervals_are_exact(tmp_path):
     table = aggregation.tidy_table(write_bin(tmp_path), aggregation.Bootstrap(resamples=2000), {"d": "acc,none"})
     assert list(table.columns) == aggregation.COLUMNS
     assert len(table) == 4 * 2  # 4 rows (base + 3 bins) x 2 metrics (acc, acc_norm)
-    acc = table[table.metric == "acc"].set_index("train")
+    acc = table[table.metric == "acc"].set_index("row_label")
     assert acc.index.tolist() == ["base", "0", "1", "2"]
     assert acc["headline"].all() and not table[table.metric == "acc_norm"]["headline"].any()
     np.testing.assert_allclose(acc["value"], [0.4, 0.8, 0.4, 0.1])
@@ -155,7 +155,7 @@ def test_distance_rows_average_over_train_bins(tmp_path):
     m1 = rows[rows.model == "m1"]
     assert len(m1[m1.distance == 0]) == 4 and len(m1[m1.distance == 3]) == 1
     acc = table[(table.model == "m1") & (table.metric == "acc")]
-    one_easier = [acc[(acc.train == str(t)) & (acc.test_bin == t - 1)]["change_vs_base"].item() for t in (1, 2, 3)]
+    one_easier = [acc[(acc.row_label == str(t)) & (acc.test_bin == t - 1)]["change_vs_base"].item() for t in (1, 2, 3)]
     assert m1[m1.distance == -1]["change_vs_base"].mean() == pytest.approx(np.mean(one_easier))
 
 
@@ -195,7 +195,8 @@ def test_non_significant_cells_are_faded(tmp_path):
     change = pd.DataFrame([[0.2, 0.2]], index=["0"], columns=[0, 1])
     significant = pd.DataFrame([[True, False]], index=["0"], columns=[0, 1])
     fig, ax = plt.subplots()
-    plots._heatmap(ax, change, significant, plt.get_cmap("RdBu"), plt.Normalize(-0.3, 0.3), "+.1f", True, 0)
+    rows = pd.DataFrame({"train_kind": ["bin"], "train_bin": [0]}, index=["0"])
+    plots._heatmap(ax, change, significant, rows, plt.get_cmap("RdBu"), plt.Normalize(-0.3, 0.3), "+.1f", True, 0)
     colours = ax.images[0].get_array()
     plt.close(fig)
     strong, faded = colours[0, 0, :3], colours[0, 1, :3]
@@ -208,13 +209,9 @@ def test_non_significant_cells_are_faded(tmp_path):
 
 def write_labelled(folder, name, correct, test_bin=0, dataset="d"):
     """A cell as the evaluate rule writes it: row name in the path, its labels in the file."""
-    from workflow_scripts import cell_names
 
     path = folder / "cells" / "m" / dataset / f"train-{name}" / f"test-{test_bin}.json"
-    labels = cell_names.labels(name)
-    synthetic_cells.write_cell(path, "m", dataset, labels["train"], test_bin, np.array(correct), IDS)
-    cell = json.loads(path.read_text())
-    path.write_text(json.dumps({**cell, **labels}))
+    synthetic_cells.write_cell(path, "m", dataset, name, test_bin, np.array(correct), IDS)
     return path
 
 
@@ -236,7 +233,7 @@ def seeded_table(folder, **bootstrap):
 def test_every_seed_and_in_context_row_is_a_labelled_row_paired_with_base(tmp_path):
     table = seeded_table(tmp_path, resamples=1000)
     acc = table[table.metric == "acc"]
-    assert acc["train"].tolist() == ["base", "0", "0", "0", "icl2-bin0"]  # base, bins, then in-context
+    assert acc["row_label"].tolist() == ["base", "0", "0", "0", "icl2-bin0"]  # base, bins, then in-context
     assert acc["seed"].isna().tolist() == [True, False, False, False, False]  # the base model has no seed
     assert acc["seed"].dropna().tolist() == [42, 43, 44, 42]
     assert acc["train_kind"].tolist() == ["base", "bin", "bin", "bin", "in_context"]
@@ -244,7 +241,7 @@ def test_every_seed_and_in_context_row_is_a_labelled_row_paired_with_base(tmp_pa
     np.testing.assert_allclose(acc["value"], [0.4, 0.8, 0.6, 0.7, 0.5])
     np.testing.assert_allclose(acc["base_value"], 0.4)  # every seed pairs with the one base row
     np.testing.assert_allclose(acc["change_vs_base"].iloc[1:], [0.4, 0.2, 0.3, 0.1])
-    icl = acc[acc.train == "icl2-bin0"].iloc[0]
+    icl = acc[acc.row_label == "icl2-bin0"].iloc[0]
     # Right wherever base is right, plus one question: every paired resample gains 0 or 0.1.
     assert 0.0 <= icl.change_ci_low and icl.change_ci_high <= 0.3 + 1e-12
     # Adding seeds and in-context rows leaves the study rows' intervals as they were.
@@ -253,9 +250,9 @@ def test_every_seed_and_in_context_row_is_a_labelled_row_paired_with_base(tmp_pa
         aggregation.Bootstrap(resamples=1000),
         {"d": "acc,none"},
     )
-    study_acc = study[study.metric == "acc"].set_index("train")
+    study_acc = study[study.metric == "acc"].set_index("row_label")
     for train in ("base", "0"):
-        row = acc[(acc.train == train) & (acc.seed.fillna(42) == 42)].iloc[0]
+        row = acc[(acc.row_label == train) & (acc.seed.fillna(42) == 42)].iloc[0]
         for column in ("ci_low", "ci_high", "change_ci_low", "change_ci_high"):
             assert row[column] == study_acc.loc[train, column] or np.isnan(row[column])
 
@@ -266,10 +263,10 @@ def test_heldout_and_whole_bin_cells_are_never_paired(tmp_path):
         for name, key in (("base", "base"), ("0", "0"), ("base-heldout", "2"), ("0-heldout", "1"))
     ]
     acc = aggregation.tidy_table(paths, aggregation.Bootstrap(resamples=200)).query("metric == 'acc'")
-    heldout = acc[acc.eval_split == "heldout"].set_index("train")
+    heldout = acc[acc.eval_split == "heldout"].set_index("row_label")
     assert heldout.loc["0", "base_value"] == pytest.approx(0.1)  # base-heldout, not base
     assert heldout.loc["0", "change_vs_base"] == pytest.approx(0.3)
-    assert acc[acc.eval_split == "all"].set_index("train").loc["0", "change_vs_base"] == pytest.approx(0.4)
+    assert acc[acc.eval_split == "all"].set_index("row_label").loc["0", "change_vs_base"] == pytest.approx(0.4)
 
 
 def test_csv_round_trip_keeps_the_labels(tmp_path):
@@ -277,7 +274,7 @@ def test_csv_round_trip_keeps_the_labels(tmp_path):
     table.to_csv(tmp_path / "t.csv", index=False)
     again = aggregation.read_table(tmp_path / "t.csv")
     pd.testing.assert_frame_equal(table, again, check_dtype=False)
-    assert str(again["seed"].dtype) == "Int64" and again["train"].tolist() == table["train"].tolist()
+    assert str(again["seed"].dtype) == "Int64" and again["row_label"].tolist() == table["row_label"].tolist()
 
 
 def test_seed_table_has_exact_means_spreads_and_averaged_intervals(tmp_path):
@@ -285,14 +282,14 @@ def test_seed_table_has_exact_means_spreads_and_averaged_intervals(tmp_path):
 
     table = seeded_table(tmp_path, resamples=500)
     seeds = seed_summary.seed_table(table)
-    acc = seeds[seeds.metric == "acc"].set_index("train")
+    acc = seeds[seeds.metric == "acc"].set_index("row_label")
     assert acc.index.tolist() == ["base", "0", "icl2-bin0"]
     cell = acc.loc["0"]
     assert (cell.n_seeds, cell.seeds) == (3, "42,43,44")
     assert cell["mean"] == pytest.approx(0.7) and cell["std"] == pytest.approx(0.1)
     assert cell["range"] == pytest.approx(0.2) and cell["change_mean"] == pytest.approx(0.3)
     assert cell["change_std"] == pytest.approx(0.1) and cell["base_value"] == pytest.approx(0.4)
-    per_seed = table[(table.metric == "acc") & (table.train == "0")]
+    per_seed = table[(table.metric == "acc") & (table.row_label == "0")]
     assert cell["ci_low"] == pytest.approx(per_seed["ci_low"].mean())
     assert cell["change_ci_high"] == pytest.approx(per_seed["change_ci_high"].mean())
     assert cell["significant"] == bool(cell["change_ci_low"] > 0 or cell["change_ci_high"] < 0)
@@ -322,6 +319,29 @@ def test_heatmaps_average_seeds_and_add_in_context_rows(tmp_path):
     assert found.accuracy.index.tolist() == ["base", "0", "icl2-bin0"] and found.n_seeds == 3
     np.testing.assert_allclose(found.accuracy[0].to_numpy(), [0.4, 0.7, 0.5])
     np.testing.assert_allclose(found.change[0].to_numpy(), [0.3, 0.1])
+
+
+def test_heatmap_marks_come_from_the_label_columns(tmp_path):
+    """The diagonal outline (train_bin) and the line above the in-context rows (train_kind) follow the
+    rows' label columns, not their names."""
+    import matplotlib.pyplot as plt
+
+    found = plots.matrices(seeded_table(tmp_path, resamples=100), "acc,none")
+    assert found.rows.loc[["0", "icl2-bin0"], "train_kind"].tolist() == ["bin", "in_context"]
+
+    def marks(rows):
+        fig, ax = plt.subplots()
+        plots._heatmap(
+            ax, found.change, found.significant, rows, plt.get_cmap("RdBu"), plt.Normalize(-1, 1), "+.1f", 0, 0
+        )
+        outlined = sorted(int(p.get_y() + 0.5) for p in ax.patches)
+        separators = [line.get_ydata()[0] for line in ax.lines]
+        plt.close(fig)
+        return outlined, separators
+
+    assert marks(found.rows) == ([0, 1], [0.5])  # both rows learned from test bin 0; in-context row last
+    relabelled = found.rows.assign(train_bin=[pd.NA, 1, 0], train_kind=["base", "bin", "bin"])
+    assert marks(relabelled) == ([1], [])  # row "0" now says bin 1 (not a column here); no in-context row
 
 
 def png_title(path):

@@ -87,7 +87,7 @@ def test_real_cell_counts_only_the_bin(tiny_model, arc_bins, tmp_path):
             "--batch-size",
             "8",
             "--label",
-            json.dumps({"train": "base", "test_bin": 2}),
+            json.dumps({"row_label": "base", "test_bin": 2}),
         ],
         cwd=REPO,
         check=True,
@@ -96,7 +96,7 @@ def test_real_cell_counts_only_the_bin(tiny_model, arc_bins, tmp_path):
     cell = json.loads(out.read_text())
     bin_ids = set(pd.read_parquet(arc_bins / "bin-2.parquet")["item_id"])
     logged = [json.loads(line) for line in out.with_suffix(".samples.jsonl").read_text().splitlines()]
-    assert cell["n"] == len(bin_ids) == 20 and cell["train"] == "base" and cell["test_bin"] == 2
+    assert cell["n"] == len(bin_ids) == 20 and cell["row_label"] == "base" and cell["test_bin"] == 2
     assert {row["item_id"] for row in logged} == bin_ids
     # The cell's accuracy is the mean of the per-question scores it logged.
     assert cell["metrics"]["acc,none"] == pytest.approx(sum(r["acc,none"] for r in logged) / len(logged))

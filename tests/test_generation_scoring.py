@@ -161,7 +161,7 @@ def heldout_icl_row(tiny_model, tmp_path_factory):
         train, heldout = heldout_split.split_bin(pd.read_parquet(path), 0.5, 42)
         train.to_parquet(folder / f"train-{k}.parquet")
         heldout.to_parquet(folder / f"heldout-{k}.parquet")
-    task, label = "cross_difficulty_arc", {"model": "tiny", "dataset": "arc", "train": "icl2-bin1"}
+    task, label = "cross_difficulty_arc", {"model": "tiny", "dataset": "arc", "row_label": "icl2-bin1"}
     icl = [
         "--in-context-k",
         "2",

@@ -26,7 +26,7 @@ IDS = [f"q{i:02d}" for i in range(20)]
 def test_the_study_rows_keep_their_plain_names():
     assert cell_names.base_name("all") == "base" and cell_names.bin_name(3, "all", 42) == "3"
     assert cell_names.labels("3") == {
-        "train": "3",
+        "row_label": "3",
         "train_kind": "bin",
         "train_bin": 3,
         "in_context_k": None,
@@ -34,7 +34,7 @@ def test_the_study_rows_keep_their_plain_names():
         "eval_split": "all",
     }
     assert cell_names.labels("base") == {
-        "train": "base",
+        "row_label": "base",
         "train_kind": "base",
         "train_bin": None,
         "in_context_k": None,
@@ -49,7 +49,7 @@ def test_the_study_rows_keep_their_plain_names():
         (
             cell_names.bin_name(3, "heldout", 43),
             {
-                "train": "3",
+                "row_label": "3",
                 "train_kind": "bin",
                 "train_bin": 3,
                 "seed": 43,
@@ -60,7 +60,7 @@ def test_the_study_rows_keep_their_plain_names():
         (
             cell_names.in_context_name(4, 2, "all", 42),
             {
-                "train": "icl4-bin2",
+                "row_label": "icl4-bin2",
                 "train_kind": "in_context",
                 "train_bin": 2,
                 "in_context_k": 4,
@@ -71,7 +71,7 @@ def test_the_study_rows_keep_their_plain_names():
         (
             cell_names.base_name("heldout"),
             {
-                "train": "base",
+                "row_label": "base",
                 "train_kind": "base",
                 "train_bin": None,
                 "seed": None,

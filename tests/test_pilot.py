@@ -22,14 +22,14 @@ def test_pilot_takes_one_row_through_every_step(tmp_path):
         job("tiny_model"),
         job("download", dataset="arc"),
         job("bin", dataset="arc"),
-        job("train", **row, train_bin="0"),
-        job("convert", **row, train_bin="0"),
-        job("resume_drill", **row, train_bin="0"),
+        job("train", **row, trained_row="0"),
+        job("convert", **row, trained_row="0"),
+        job("resume_drill", **row, trained_row="0"),
         # The trained and the base row, each generated and scored on every bin (the grid's own jobs).
-        job("generate", **row, train="0"),
-        job("generate", **row, train="base"),
-        job("score", **row, train="0"),
-        job("score", **row, train="base"),
+        job("generate", **row, row="0"),
+        job("generate", **row, row="base"),
+        job("score", **row, row="0"),
+        job("score", **row, row="base"),
         job("pilot"),
     }
 

@@ -85,9 +85,9 @@ def test_estimates_use_the_runs_own_measurements(demo_run, tmp_path):
         wildcards = job["wildcards"]
         where = f"{wildcards['model']}/{wildcards['dataset']}"
         if job["rule"] == "generate":
-            where += f"/train-{wildcards['train']}"
+            where += f"/train-{wildcards['row']}"
         else:
-            where += f"/train-{wildcards['train_bin']}"
+            where += f"/train-{wildcards['trained_row']}"
         benchmark = (root / "benchmarks" / job["rule"] / f"{where}.tsv").read_text().splitlines()[1]
         measured.setdefault(job["rule"], []).append(float(benchmark.split()[0]))
         expected.setdefault(job["rule"], []).append(job["resources"]["expected_s"])

@@ -47,24 +47,24 @@ def planned(checkout: Path, configfile: str) -> set[tuple[str, frozenset]]:
     return planned_jobs(result.stdout + result.stderr, leave_out=("all",))
 
 
-def generations(models=MODELS, datasets=DATASETS, trains=("base", *BINS), rule="generate") -> set:
+def generations(models=MODELS, datasets=DATASETS, rows=("base", *BINS), rule="generate") -> set:
     """The GPU jobs of these rows: one lm-eval run per row, every test bin."""
-    return {job(rule, model=m, dataset=d, train=t) for m, d, t in product(models, datasets, trains)}
+    return {job(rule, model=m, dataset=d, row=t) for m, d, t in product(models, datasets, rows)}
 
 
-def scorings(models=MODELS, datasets=DATASETS, trains=("base", *BINS), rule="score") -> set:
+def scorings(models=MODELS, datasets=DATASETS, rows=("base", *BINS), rule="score") -> set:
     """The CPU jobs that turn these rows' raw outputs into their cell files."""
-    return {job(rule, model=m, dataset=d, train=t) for m, d, t in product(models, datasets, trains)}
+    return {job(rule, model=m, dataset=d, row=t) for m, d, t in product(models, datasets, rows)}
 
 
-def cells(models=MODELS, datasets=DATASETS, trains=("base", *BINS)) -> set:
+def cells(models=MODELS, datasets=DATASETS, rows=("base", *BINS)) -> set:
     """Everything that re-makes these rows' cells: their generation, then their scoring."""
-    return generations(models, datasets, trains) | scorings(models, datasets, trains)
+    return generations(models, datasets, rows) | scorings(models, datasets, rows)
 
 
 def training(models=MODELS, datasets=DATASETS, bins=BINS) -> set:
     return {
-        job(rule, model=m, dataset=d, train_bin=b)
+        job(rule, model=m, dataset=d, trained_row=b)
         for rule, m, d, b in product(("train", "convert"), models, datasets, bins)
     }
 
@@ -131,7 +131,7 @@ def test_training_hyper_parameter_of_one_model(checkout):
     config["models"]["tiny-a"]["training"] = {"learning_rate": 2.0e-3}
     expected = (
         training(models=["tiny-a"])
-        | cells(models=["tiny-a"], trains=BINS)
+        | cells(models=["tiny-a"], rows=BINS)
         | reports(models=["tiny-a"])
         | loss_curves(models=["tiny-a"])
     )
@@ -167,7 +167,7 @@ def test_deleted_cell_reruns_its_rows_scoring_and_its_aggregates(checkout):
     shutil.copy2(cell, saved)
     try:
         cell.unlink()
-        expected = {job("score", model="tiny-b", dataset="arc", train="1")} | {
+        expected = {job("score", model="tiny-b", dataset="arc", row="1")} | {
             job("aggregate", model="tiny-b", dataset="arc"),
             job("heatmaps", model="tiny-b", dataset="arc"),
             job("change_by_distance", dataset="arc"),
@@ -243,7 +243,7 @@ def test_headline_metric_reruns_tables_and_figures_only(checkout):
 
 def test_training_module_edit_spares_base_cells(checkout):
     with edited(checkout / "workflow_scripts/training.py"):
-        assert planned(checkout, "config/reruns.yaml") == training() | cells(trains=BINS) | reports() | loss_curves()
+        assert planned(checkout, "config/reruns.yaml") == training() | cells(rows=BINS) | reports() | loss_curves()
 
 
 def test_conversion_code_or_setting_changed_plans_nothing(checkout):
@@ -280,8 +280,8 @@ def test_n_bins_of_one_dataset(checkout):
         | training(datasets=["arc"], bins=bins3)
         # Two bin counts: a pair of evaluation rules per count (rules/evaluate.smk); gsm8k's rows keep
         # their outputs under the renamed rules and re-run nothing.
-        | generations(datasets=["arc"], trains=("base", *bins3), rule="generate_3_bins")
-        | scorings(datasets=["arc"], trains=("base", *bins3), rule="score_3_bins")
+        | generations(datasets=["arc"], rows=("base", *bins3), rule="generate_3_bins")
+        | scorings(datasets=["arc"], rows=("base", *bins3), rule="score_3_bins")
         | reports(datasets=["arc"])
         | loss_curves(datasets=["arc"])
     )
@@ -342,5 +342,5 @@ def test_a_prompt_edit_scored_without_its_generation_stops_with_one_line_naming_
         assert "its prompt first differs at character" in errors[0] and "re-run the generation" in errors[0]
     assert [path.read_bytes() for path in raw] == raw_before
     # With the task as it was, the row's scoring alone re-makes its cells from the same raw outputs.
-    assert planned(checkout, "config/reruns.yaml") >= {job("score", model="tiny-a", dataset="gsm8k", train="base")}
+    assert planned(checkout, "config/reruns.yaml") >= {job("score", model="tiny-a", dataset="gsm8k", row="base")}
     snakemake(*targets, "--configfile", "config/reruns.yaml", "--cores", "1", workdir=checkout, repo=checkout)

@@ -13,7 +13,7 @@ def tidy(rows):
         "model",
         "dataset",
         "eval_split",
-        "train",
+        "row_label",
         "train_kind",
         "train_bin",
         "in_context_k",
@@ -45,19 +45,19 @@ ROWS = [
 def test_mean_and_spread_per_cell_over_seeds():
     summary = seed_summary.across_seeds(tidy(ROWS))
     assert len(summary) == 4
-    cell = summary[(summary.train == "0") & (summary.eval_split == "all")].iloc[0]
+    cell = summary[(summary.row_label == "0") & (summary.eval_split == "all")].iloc[0]
     assert cell.n_seeds == 3 and cell.seeds == "42,43,44"
     assert cell["mean"] == pytest.approx(0.6) and cell["std"] == pytest.approx(0.1)
     assert (cell["min"], cell["max"], cell["range"]) == (0.5, 0.7, pytest.approx(0.2))
-    heldout = summary[(summary.train == "0") & (summary.eval_split == "heldout")].iloc[0]
+    heldout = summary[(summary.row_label == "0") & (summary.eval_split == "heldout")].iloc[0]
     assert heldout["mean"] == pytest.approx(0.3) and heldout["std"] == pytest.approx(math.sqrt(0.02))
-    icl = summary[summary.train == "icl2-bin0"].iloc[0]
+    icl = summary[summary.row_label == "icl2-bin0"].iloc[0]
     assert icl.seeds == "42,43" and icl["mean"] == pytest.approx(0.4)
 
 
 def test_base_model_without_seed_is_a_cell_of_one_run():
     summary = seed_summary.across_seeds(tidy(ROWS))
-    base = summary[summary.train == "base"].iloc[0]
+    base = summary[summary.row_label == "base"].iloc[0]
     assert base.n_seeds == 1 and base.seeds == "" and base["mean"] == 0.3
     assert math.isnan(base["std"]) and base["range"] == 0.0
     assert pd.isna(base.train_bin) and pd.isna(base.in_context_k)
@@ -75,6 +75,6 @@ def test_missing_seed_column_is_named():
 
 def test_explicit_keys_and_value_column():
     table = tidy(ROWS).rename(columns={"value": "change_vs_base"})
-    summary = seed_summary.across_seeds(table, value="change_vs_base", keys=["eval_split", "train"])
-    assert list(summary.columns[:2]) == ["eval_split", "train"]
-    assert summary.set_index(["eval_split", "train"]).loc[("all", "0"), "mean"] == pytest.approx(0.6)
+    summary = seed_summary.across_seeds(table, value="change_vs_base", keys=["eval_split", "row_label"])
+    assert list(summary.columns[:2]) == ["eval_split", "row_label"]
+    assert summary.set_index(["eval_split", "row_label"]).loc[("all", "0"), "mean"] == pytest.approx(0.6)

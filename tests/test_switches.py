@@ -28,14 +28,14 @@ def plan(workdir: Path, configfile: str) -> set[tuple[str, frozenset]]:
 def cells(trains, datasets=DATASETS) -> set:
     """The rows' evaluation: one generate (every test bin) and one score job per row."""
     return {
-        job(rule, model="tiny-qwen2", dataset=d, train=t)
+        job(rule, model="tiny-qwen2", dataset=d, row=t)
         for rule, d, t in product(("generate", "score"), datasets, trains)
     }
 
 
 def training(train_bins, datasets=DATASETS) -> set:
     return {
-        job(rule, model="tiny-qwen2", dataset=d, train_bin=b)
+        job(rule, model="tiny-qwen2", dataset=d, trained_row=b)
         for rule, d, b in product(("train", "convert"), datasets, train_bins)
     }
 
@@ -143,7 +143,7 @@ def test_all_switches_together(demo_run, tmp_path):
         assert cell["n"] == 8 and sorted(r["item_id"] for r in logged) == split[str(test_bin)]["heldout_ids"]
         assert not {r["item_id"] for r in logged} & (train_ids[0] | train_ids[1])
         if cell["train_kind"] == "in_context":
-            assert cell["in_context_k"] == 2 and cell["train"] == f"icl2-bin{cell['train_bin']}"
+            assert cell["in_context_k"] == 2 and cell["row_label"] == f"icl2-bin{cell['train_bin']}"
             for r in logged:  # two examples, from the named bin's training part, never the item itself
                 assert len(r["in_context_ids"]) == 2 and set(r["in_context_ids"]) <= train_ids[cell["train_bin"]]
 
@@ -156,16 +156,16 @@ def test_all_switches_together(demo_run, tmp_path):
         assert all(r["examples"] == 22 for r in records)  # the training part only
         assert records[0]["loss_per_step"] != records[1]["loss_per_step"]  # another seed, another run
     # The tables hold every cell: both seeds and the in-context rows, labelled, scored on held-out items.
-    table = pd.read_csv(root / "tables/cells.csv", dtype={"train": str})
-    assert set(table["train"]) == {"base", "0", "1", "icl2-bin0", "icl2-bin1"}
+    table = pd.read_csv(root / "tables/cells.csv", dtype={"row_label": str})
+    assert set(table["row_label"]) == {"base", "0", "1", "icl2-bin0", "icl2-bin1"}
     assert set(table["eval_split"]) == {"heldout"} and set(table["seed"].dropna()) == {42, 43}
     headline = table[table["metric"] == "acc"]
     assert len(headline) == (1 + 2 * 2 + 2 * 2) * 2  # (base + 2 bins x 2 seeds + 2 icl x 2 seeds) x 2 test bins
-    seeds = pd.read_csv(root / "tables/seeds.csv", dtype={"train": str})
-    acc = seeds[seeds["metric"] == "acc"].set_index(["train", "test_bin"])
+    seeds = pd.read_csv(root / "tables/seeds.csv", dtype={"row_label": str})
+    acc = seeds[seeds["metric"] == "acc"].set_index(["row_label", "test_bin"])
     assert len(acc) == 5 * 2 and set(acc["n_seeds"]) == {1, 2}
     for (train, test_bin), row in acc.iterrows():
-        per_seed = headline[(headline["train"] == train) & (headline["test_bin"] == test_bin)]["value"]
+        per_seed = headline[(headline["row_label"] == train) & (headline["test_bin"] == test_bin)]["value"]
         assert row["mean"] == pytest.approx(per_seed.mean()) and row["n_seeds"] == len(per_seed)
     from PIL import Image
 

@@ -131,7 +131,7 @@ def run_cell(python, task, bin_file, model, out, backend, cache) -> tuple[dict, 
         "--chat-template-date",
         DATE,
         "--label",
-        json.dumps({"train": "base", "test_bin": 0}),
+        json.dumps({"row_label": "base", "test_bin": 0}),
     ]
     started = time.time()
     log = out.with_suffix(".log")
@@ -173,7 +173,7 @@ def test_vllm_cell_file(arc_cells, cache):
     items = set(pd.read_parquet(bin_file)["item_id"].astype(str))
     assert cell["backend"] == "vllm" and cell["versions"]["vllm"].endswith("+cpu")
     assert cell["n"] == len(items) == 20 and set(rows) == items
-    assert cell["train"] == "base" and cell["test_bin"] == 0 and cell["chat_template_date"] == DATE
+    assert cell["row_label"] == "base" and cell["test_bin"] == 0 and cell["chat_template_date"] == DATE
     assert cell["metrics"]["acc,none"] == pytest.approx(sum(r["acc,none"] for r in rows.values()) / len(rows))
     # vLLM's compile cache went where the workflow routes it.
     assert list((cache / "vllm").rglob("*")), "nothing in VLLM_CACHE_ROOT"

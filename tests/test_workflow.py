@@ -37,7 +37,7 @@ def test_demo_writes_every_cell(demo_run):
             for test_bin in range(3):
                 cell_file = root / f"cells/tiny-qwen2/{dataset}/train-{train}/test-{test_bin}.json"
                 cell = json.loads(cell_file.read_text())
-                assert cell["train"] == train and cell["test_bin"] == test_bin and cell["dataset"] == dataset
+                assert cell["row_label"] == train and cell["test_bin"] == test_bin and cell["dataset"] == dataset
                 assert cell["n"] == 20
                 # Scored from the row's generation: its time is the row's, the replay's is the scoring.
                 assert cell["generation_seconds"] > 0 and cell["eval_seconds"] > 0
@@ -82,7 +82,7 @@ def test_demo_tables_and_figures(demo_run):
     assert set(table["dataset"]) == {"arc", "gsm8k"}
     # 4 rows (base + 3 bins) x 3 test bins per metric: arc has acc, acc_norm; gsm8k two filters.
     assert len(table) == 2 * 12 * 2
-    trained = table[table["train"] != "base"]
+    trained = table[table["train_kind"] != "base"]
     assert (trained["change_vs_base"] == trained["value"] - trained["base_value"]).all()
     # Every cell has an interval around its value (20 questions, bootstrap over them), and every
     # trained cell a paired interval around its change.
@@ -229,7 +229,7 @@ def test_killed_scoring_leaves_no_cell_and_reruns_only_it(demo_run):
     plan = snakemake("-n", "--configfile", str(REPO / "config/demo.yaml"), workdir=demo_run).stdout
     counts = job_counts(plan)
     # The row's scoring only (its raw outputs are kept): no generation.
-    assert counts.get("score") == 1 and "train=1" in plan and "dataset=arc" in plan
+    assert counts.get("score") == 1 and "row=1" in plan and "dataset=arc" in plan
     assert set(counts) == {
         "score",
         "aggregate",

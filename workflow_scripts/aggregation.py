@@ -1,7 +1,7 @@
 """Cell files -> one tidy table with bootstrap confidence intervals.
 
-A row per (model, dataset, eval split, train, seed, test bin, metric, filter); ``train`` is a bin number,
-``base`` (the zero-shot model) or an in-context row (``icl4-bin3``), and the labels every cell file
+A row per (model, dataset, eval split, row label, seed, test bin, metric, filter); ``row_label`` is a bin
+number, ``base`` (the zero-shot model) or an in-context row (``icl4-bin3``), and the labels every cell file
 carries (see cell_names.labels: eval_split, train_kind, train_bin, in_context_k, seed) are columns, so
 every cell the run makes (all seeds, in-context rows) is a row. ``value`` is lm-eval's score of the cell;
 its interval comes from resampling the cell's questions (the ``.samples.jsonl`` beside each cell). Each
@@ -37,14 +37,14 @@ import pandas as pd
 from workflow_scripts import cell_names, layout
 from workflow_scripts.io_utils import atomic_write_parquet, atomic_write_text, one_line_errors
 
-# The labels of a row beyond model/dataset/train/test bin, appended last so that the study's columns keep
+# The labels of a row beyond model/dataset/row_label/test bin, appended last so that the study's columns keep
 # their places. train_bin, in_context_k and seed are empty where they do not apply (the base model).
 LABELS = ["eval_split", "train_kind", "train_bin", "in_context_k", "seed"]
 NULLABLE_INTEGERS = ["train_bin", "in_context_k", "seed"]
 COLUMNS = [
     "model",
     "dataset",
-    "train",
+    "row_label",
     "test_bin",
     "task",
     "metric",
@@ -81,13 +81,14 @@ def samples_path(cell_path) -> Path:
 def read_cell(path) -> dict:
     try:
         cell = json.loads(Path(path).read_text())
-        # A cell written before cells carried labels is a study cell: its labels follow from its row name.
-        named = cell_names.labels(str(cell["train"]))
+        # A cell scored before cells carried every label, or before `train` was named `row_label`: its
+        # labels follow from its row label (the tags it lacks were the study's: all items, seed 42).
+        named = cell_names.labels(str(cell["row_label"] if "row_label" in cell else cell["train"]))
         labels = {key: cell.get(key, named[key]) for key in LABELS}
         return {
             "model": cell["model"],
             "dataset": cell["dataset"],
-            "train": str(cell["train"]),
+            "row_label": named["row_label"],
             "test_bin": int(cell["test_bin"]),
             "task": cell["task"],
             "n": int(cell["n"]),
@@ -194,7 +195,7 @@ def _bootstrap_test_bin(cells: list[dict], bootstrap: Bootstrap) -> list[dict]:
                 {
                     "model": cell["model"],
                     "dataset": cell["dataset"],
-                    "train": cell["train"],
+                    "row_label": cell["row_label"],
                     "test_bin": cell["test_bin"],
                     "task": cell["task"],
                     "metric": metric,
@@ -218,12 +219,14 @@ def _bootstrap_test_bin(cells: list[dict], bootstrap: Bootstrap) -> list[dict]:
     low, high = percentile_interval(estimates, bootstrap.confidence)
 
     # The change is resampled paired: trained and base estimates of one resample share its questions.
-    base_of = {row["_key"]: i for i, row in enumerate(rows) if row["train"] == "base"}
-    if len(base_of) < sum(row["train"] == "base" for row in rows):
+    base_of = {row["_key"]: i for i, row in enumerate(rows) if row["train_kind"] == "base"}
+    if len(base_of) < sum(row["train_kind"] == "base" for row in rows):
         raise ValueError(f"two base cells for {first['model']}/{first['dataset']} test bin {first['test_bin']}")
     change_low, change_high = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
     paired = [
-        (i, base_of[row["_key"]]) for i, row in enumerate(rows) if row["train"] != "base" and row["_key"] in base_of
+        (i, base_of[row["_key"]])
+        for i, row in enumerate(rows)
+        if row["train_kind"] != "base" and row["_key"] in base_of
     ]
     if paired:
         mine, theirs = np.array(paired).T
@@ -233,7 +236,7 @@ def _bootstrap_test_bin(cells: list[dict], bootstrap: Bootstrap) -> list[dict]:
         base_index = base_of.get(row.pop("_key"))
         base_value = rows[base_index]["value"] if base_index is not None else np.nan
         # A base row's change against itself is no result: left empty, like its interval.
-        change = row["value"] - base_value if row["train"] != "base" else np.nan
+        change = row["value"] - base_value if row["train_kind"] != "base" else np.nan
         row.update(
             ci_low=low[i],
             ci_high=high[i],
@@ -273,14 +276,19 @@ def typed(table: pd.DataFrame) -> pd.DataFrame:
     return table.astype({column: "Int64" for column in NULLABLE_INTEGERS if column in table.columns})
 
 
-def row_order(train: str) -> tuple[int, int, int]:
+def row_order(train_kind: str, train_bin, in_context_k) -> tuple[int, int, int]:
     """Base first, then train bins in numeric order, then in-context rows (by k, then source bin)."""
-    labels = cell_names.labels(train)
-    if labels["train_kind"] == "base":
+    if train_kind == "base":
         return (0, 0, 0)
-    if labels["train_kind"] == "bin":
-        return (1, labels["train_bin"], 0)
-    return (2, labels["in_context_k"], labels["train_bin"])
+    if train_kind == "bin":
+        return (1, int(train_bin), 0)
+    return (2, int(in_context_k), int(train_bin))
+
+
+def row_orders(table: pd.DataFrame) -> pd.Series:
+    """row_order of each row of a table, from its train_kind, train_bin and in_context_k columns."""
+    columns = zip(table["train_kind"], table["train_bin"], table["in_context_k"])
+    return pd.Series([row_order(*labels) for labels in columns], index=table.index, dtype=object)
 
 
 def sort_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -288,7 +296,7 @@ def sort_rows(table: pd.DataFrame) -> pd.DataFrame:
     (the base model, without a seed, first), then test bins."""
     sort_keys = ["model", "dataset", "eval_split", "metric", "filter", "_order", "_seed", "test_bin"]
     return (
-        table.assign(_order=table["train"].map(row_order), _seed=table["seed"].astype("Float64").fillna(-1))
+        table.assign(_order=row_orders(table), _seed=table["seed"].astype("Float64").fillna(-1))
         .sort_values(sort_keys, kind="stable")
         .drop(columns=["_order", "_seed"])
         .reset_index(drop=True)
@@ -296,11 +304,11 @@ def sort_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_table(path) -> pd.DataFrame:
-    """A table written by this module (csv or parquet), with `train` kept as text ('base', '0', ...)."""
+    """A table written by this module (csv or parquet), with `row_label` kept as text ('base', '0', ...)."""
     if str(path).endswith(".parquet"):
         return pd.read_parquet(path)
     integers = {column: "Int64" for column in NULLABLE_INTEGERS}
-    return pd.read_csv(path, dtype={"train": str, "filter": str, "metric": str, "eval_split": str, **integers})
+    return pd.read_csv(path, dtype={"row_label": str, "filter": str, "metric": str, "eval_split": str, **integers})
 
 
 @one_line_errors

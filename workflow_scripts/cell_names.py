@@ -1,4 +1,4 @@
-"""How a cell's row ("train" in its path) is named, and the labels a name stands for.
+"""How a row of the matrix is named, and the labels a name stands for.
 
 A row is the zero-shot base model (`base`), a model fine-tuned on one bin (`3`), or the base model with k
 examples of one bin in its prompt (`icl4-bin3`). Two tags say how a row was made where that differs from
@@ -7,8 +7,16 @@ the study, so the study's own runs keep their plain paths (`train-3`, `train-bas
 - `-heldout`: trained on a bin's training part and evaluated on held-out items only (eval_split: heldout);
 - `-seed{S}`: a seed other than the study's 42 (a repeat of a trained or in-context row).
 
+Three names, three things:
+- a row's *name* (`3-heldout-seed43`, `icl4-bin3`, `base`) carries its tags; it is what a path holds
+  (`train-{row}`) and what the wildcards `{row}` (any row) and `{trained_row}` (a fine-tuned row) match;
+- its `row_label` is the name without tags (`3`): what tables pivot on and figures print, unique per
+  (model, dataset, eval_split, seed);
+- `train_kind` (base / bin / in_context) and `train_bin` (the int 3) say what the row is; code that needs
+  to know reads them, never the name.
+
 The Snakefile builds paths with these functions and the wildcard patterns below; a cell file carries
-`labels(name, ...)`, so a table never has to parse a path.
+`labels(name)`, so a table never has to parse a path.
 """
 
 from __future__ import annotations
@@ -21,8 +29,8 @@ EVAL_SPLITS = ("all", "heldout")
 
 _TAGS = r"(?P<heldout>-heldout)?(?P<seed>-seed\d+)?"
 # Wildcard constraints (no named groups: Snakemake composes them into its own pattern).
-TRAIN_BIN_PATTERN = r"\d+(-heldout)?(-seed\d+)?"
-TRAIN_PATTERN = r"base(-heldout)?|(icl\d+-bin)?\d+(-heldout)?(-seed\d+)?"
+TRAINED_ROW_PATTERN = r"\d+(-heldout)?(-seed\d+)?"
+ROW_PATTERN = r"base(-heldout)?|(icl\d+-bin)?\d+(-heldout)?(-seed\d+)?"
 _NAME = re.compile(r"(?:(?P<base>base)(?P<base_heldout>-heldout)?|(?:icl(?P<k>\d+)-bin)?(?P<bin>\d+)" + _TAGS + r")")
 
 
@@ -49,15 +57,14 @@ def in_context_name(k: int, source_bin: int | str, eval_split: str, seed: int) -
 def labels(name: str) -> dict:
     """What a row name stands for, as the labels a cell file carries.
 
-    `train` is the row without its tags ("base", "3", "icl4-bin3"): unique per (model, dataset,
-    eval_split, seed), and what the tables pivot on. `train_bin` is the bin the row learned from (trained
-    on, or shown in its prompt); `seed` is None for the base model."""
+    `row_label` is the name without its tags ("base", "3", "icl4-bin3"). `train_bin` is the bin the row
+    learned from (trained on, or shown in its prompt); `seed` is None for the base model."""
     match = _NAME.fullmatch(name)
     if not match:
         raise ValueError(f"{name!r} is not a row name (base, <bin>, icl<k>-bin<bin>, with -heldout/-seed<S> tags)")
     if match["base"]:
         return {
-            "train": "base",
+            "row_label": "base",
             "train_kind": "base",
             "train_bin": None,
             "in_context_k": None,
@@ -67,7 +74,7 @@ def labels(name: str) -> dict:
     k = int(match["k"]) if match["k"] is not None else None
     seed = int(match["seed"].removeprefix("-seed")) if match["seed"] else STUDY_SEED
     return {
-        "train": f"icl{k}-bin{match['bin']}" if k is not None else match["bin"],
+        "row_label": f"icl{k}-bin{match['bin']}" if k is not None else match["bin"],
         "train_kind": "in_context" if k is not None else "bin",
         "train_bin": int(match["bin"]),
         "in_context_k": k,

@@ -83,14 +83,14 @@ def grid_status(config: dict, workdir: Path) -> list[dict]:
             trained_rows = [name for name in names if cell_names.labels(name)["train_kind"] == "bin"]
             counts = {state: 0 for state in STATES}
             failed = []
-            for train in names:
+            for row in names:
                 for test_bin in bins:
-                    cell = os.path.normpath(layout.cell(rel, model, dataset, train, test_bin))
+                    cell = os.path.normpath(layout.cell(rel, model, dataset, row, test_bin))
                     # A row's jobs (rules/evaluate.smk): its generation writes the raw files, its
                     # scoring the cells; the log of whichever ran without its output is the failed one.
-                    raw_file = os.path.normpath(layout.raw_file(rel, model, dataset, train, test_bin))
+                    raw_file = os.path.normpath(layout.raw_file(rel, model, dataset, row, test_bin))
                     rule = "score" if raw_file in raw else "generate"
-                    log = os.path.normpath(layout.row_log(rel, rule, model, dataset, train))
+                    log = os.path.normpath(layout.row_log(rel, rule, model, dataset, row))
                     if cell in marked or raw_file in marked:
                         state = "running" if live else "failed"
                     elif cell in cells:

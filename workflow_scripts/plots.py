@@ -46,6 +46,7 @@ class Matrices(NamedTuple):
     accuracy: pd.DataFrame  # rows: base, 0..n-1 (train bins), then in-context rows; columns: test bins
     change: pd.DataFrame  # rows: train bins, then in-context rows; columns: test bins
     significant: pd.DataFrame  # same shape as change: its interval excludes 0
+    rows: pd.DataFrame  # per row label (accuracy's index): its train_kind, train_bin and in_context_k
     n_seeds: int = 1  # the most seeds any row was averaged over
 
 
@@ -61,18 +62,18 @@ def mode_label(table: pd.DataFrame) -> str:
     return MODES[eval_split_of(table)]
 
 
-def row_bin(train: str) -> int | None:
-    """The bin a row learned from ('3' and 'icl4-bin3': 3; 'base': None)."""
-    return None if train == "base" else int(str(train).rsplit("bin", 1)[-1])
+# What names a row of a figure, and what it is (cell_names.labels): the seeds of a row share them.
+ROW_COLUMNS = ["row_label", "train_kind", "train_bin", "in_context_k"]
 
 
 def seed_means(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """One row per (model, train, test bin): value, change and their intervals averaged over seeds (the
-    seeds table's choice, see seed_summary.seed_table); significant again from the averaged interval."""
+    """One row per (model, row label, test bin): value, change and their intervals averaged over seeds
+    (the seeds table's choice, see seed_summary.seed_table); significant again from the averaged interval."""
     columns = ["value", "change_vs_base", "change_ci_low", "change_ci_high"]
-    if "seed" not in rows.columns or not rows.duplicated(["model", "train", "test_bin"]).any():
+    if "seed" not in rows.columns or not rows.duplicated(["model", "row_label", "test_bin"]).any():
         return rows, 1
-    grouped = rows.groupby(["model", "dataset", "train", "test_bin"], sort=False)
+    # dropna=False: the base row's train_bin and in_context_k are empty and must still group.
+    grouped = rows.groupby(["model", "dataset", *ROW_COLUMNS, "test_bin"], sort=False, dropna=False)
     means = grouped[columns].mean().reset_index()
     means["significant"] = (means["change_ci_low"] > 0) | (means["change_ci_high"] < 0)
     return means, int(grouped.size().max())
@@ -92,15 +93,16 @@ def matrices(table: pd.DataFrame, headline_metric: str) -> Matrices:
 
     eval_split_of(table)
     rows, n_seeds = seed_means(headline_rows(table, headline_metric))
-    order = sorted(set(rows["train"]), key=row_order)
+    kinds = rows.drop_duplicates("row_label").set_index("row_label")[ROW_COLUMNS[1:]]
+    order = sorted(kinds.index, key=lambda label: row_order(*kinds.loc[label]))
 
     def pivot(column):
-        return rows.pivot(index="train", columns="test_bin", values=column).reindex(order)
+        return rows.pivot(index="row_label", columns="test_bin", values=column).reindex(order)
 
     accuracy = pivot("value")
     change = accuracy.drop(index="base") - accuracy.loc["base"]
     significant = pivot("significant").drop(index="base").fillna(False).astype(bool)
-    return Matrices(accuracy, change, significant, n_seeds)
+    return Matrices(accuracy, change, significant, kinds.reindex(order), n_seeds)
 
 
 def subtitle(table: pd.DataFrame, found: Matrices) -> str:
@@ -129,6 +131,7 @@ def _heatmap(
     ax,
     matrix: pd.DataFrame,
     significant: pd.DataFrame | None,
+    rows: pd.DataFrame,
     cmap,
     norm,
     label_format: str,
@@ -136,7 +139,10 @@ def _heatmap(
     diagonal_row_offset: int,
     font_size: float = 10,
 ):
-    """Draw a matrix as coloured cells; faded where not significant; returns a mappable for a colorbar."""
+    """Draw a matrix as coloured cells; faded where not significant; returns a mappable for a colorbar.
+
+    rows: train_kind and train_bin per row label of `matrix` (Matrices.rows): where the diagonal is and
+    where the in-context rows begin."""
     values = matrix.to_numpy(dtype=float)
     colours = cmap(norm(np.nan_to_num(values)))
     faded = np.zeros(values.shape, dtype=bool)
@@ -165,11 +171,11 @@ def _heatmap(
                     fontweight="normal" if faded[i, j] else "bold",
                 )
     columns = [str(c) for c in matrix.columns]
-    for i, train in enumerate(matrix.index):
-        source = row_bin(train)
-        if i >= diagonal_row_offset and source is not None and str(source) in columns:
+    labels = rows.loc[matrix.index]
+    for i, source in enumerate(labels["train_bin"]):
+        if i >= diagonal_row_offset and not pd.isna(source) and str(source) in columns:
             ax.add_patch(plt.Rectangle((columns.index(str(source)) - 0.5, i - 0.5), 1, 1, fill=False, lw=2, ec="black"))
-    trained = sum(1 for train in matrix.index if not str(train).startswith("icl"))
+    trained = int((labels["train_kind"] != "in_context").sum())
     if 0 < trained < matrix.shape[0]:  # the in-context rows apart from the trained ones
         ax.axhline(trained - 0.5, color="white", lw=3)
     return matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
@@ -199,7 +205,9 @@ def draw_pair(
     fig, ax = plt.subplots(figsize=size)
     limit = change_limit(found.change)
     norm = matplotlib.colors.Normalize(-limit, limit)
-    mappable = _heatmap(ax, found.change, found.significant, plt.get_cmap("RdBu"), norm, "+.1f", annotate, 0)
+    mappable = _heatmap(
+        ax, found.change, found.significant, found.rows, plt.get_cmap("RdBu"), norm, "+.1f", annotate, 0
+    )
     fig.colorbar(mappable, ax=ax, label="change vs zero-shot (points)", format=lambda x, _: f"{100 * x:+.0f}")
     ax.set(
         xlabel="test bin (0 = easiest)",
@@ -210,7 +218,9 @@ def draw_pair(
 
     fig, ax = plt.subplots(figsize=size)
     norm = matplotlib.colors.Normalize(0.0, 1.0)
-    mappable = _heatmap(ax, found.accuracy, found.significant, plt.get_cmap("viridis"), norm, ".1f", annotate, 1)
+    mappable = _heatmap(
+        ax, found.accuracy, found.significant, found.rows, plt.get_cmap("viridis"), norm, ".1f", annotate, 1
+    )
     ax.axhline(0.5, color="white", lw=3)  # the base row apart from the trained rows
     fig.colorbar(mappable, ax=ax, label=f"{headline_metric} (%)", format=lambda x, _: f"{100 * x:.0f}")
     ax.set(
@@ -227,9 +237,9 @@ def distance_rows(tables: list[pd.DataFrame], headline_metric: str) -> pd.DataFr
 
     In-context rows are left out: the figure is about how far training carries."""
     rows = pd.concat([headline_rows(t, headline_metric) for t in tables], ignore_index=True)
-    rows = rows[rows["train"].str.fullmatch(r"\d+")]
+    rows = rows[rows["train_kind"] == "bin"]
     rows = seed_means(rows)[0].copy()
-    rows["distance"] = rows["test_bin"] - rows["train"].astype(int)
+    rows["distance"] = rows["test_bin"] - rows["train_bin"].astype(int)
     return rows
 
 
@@ -284,7 +294,7 @@ def draw_model_grid(
     fig, axes = plt.subplots(rows, columns, figsize=(5.0 * columns, 4.4 * rows), squeeze=False)
     mappable = None
     for ax, (dataset, m) in zip(axes.flat, found.items()):
-        mappable = _heatmap(ax, m.change, m.significant, plt.get_cmap("RdBu"), norm, "+.0f", annotate, 0, 7)
+        mappable = _heatmap(ax, m.change, m.significant, m.rows, plt.get_cmap("RdBu"), norm, "+.0f", annotate, 0, 7)
         ax.set(title=f"{dataset} ({headline_metrics[dataset]})", xlabel="test bin", ylabel="trained on bin")
     for ax in axes.flat[len(found) :]:
         ax.axis("off")

@@ -20,7 +20,7 @@ CELL_KEYS = (
     "model",
     "dataset",
     "eval_split",
-    "train",
+    "row_label",
     "train_kind",
     "train_bin",
     "in_context_k",
@@ -120,9 +120,9 @@ def seed_table(tidy: pd.DataFrame) -> pd.DataFrame:
 
 
 def _sorted(table: pd.DataFrame) -> pd.DataFrame:
-    from workflow_scripts.aggregation import row_order, typed
+    from workflow_scripts.aggregation import row_orders, typed
 
-    order = table["train"].map(row_order)
+    order = row_orders(table)
     sort_keys = [k for k in ("model", "dataset", "eval_split", "metric", "filter") if k in table.columns]
     return (
         typed(table)

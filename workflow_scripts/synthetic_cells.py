@@ -12,15 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow_scripts import layout
+from workflow_scripts import cell_names, layout
 
 
-def true_accuracy(train: str, test_bin: int, n_bins: int) -> float:
+def true_accuracy(row: str, test_bin: int, n_bins: int) -> float:
     """A made-up accuracy surface: harder bins score lower; training helps most near its own bin."""
     base = 0.8 - 0.5 * test_bin / max(n_bins - 1, 1)
-    if train == "base":
+    labels = cell_names.labels(row)
+    if labels["train_kind"] == "base":
         return base
-    distance = abs(test_bin - int(train))
+    distance = abs(test_bin - labels["train_bin"])
     return float(np.clip(base + 0.12 - 0.04 * distance, 0.02, 0.98))
 
 
@@ -28,13 +29,13 @@ def write_cell(
     path: Path,
     model: str,
     dataset: str,
-    train: str,
+    row: str,
     test_bin: int,
     correct: np.ndarray,
     item_ids: list[str],
     task: str = "synthetic_task",
 ) -> None:
-    """One cell json (acc and acc_norm, lm-eval style keys) and its per-question file."""
+    """One cell json (acc and acc_norm, lm-eval style keys, the row's labels) and its per-question file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     acc, acc_norm = correct.astype(float), np.roll(correct, 1).astype(float)
     lines = [
@@ -54,7 +55,7 @@ def write_cell(
     cell = {
         "model": model,
         "dataset": dataset,
-        "train": train,
+        **cell_names.labels(row),
         "test_bin": test_bin,
         "task": task,
         "n": len(item_ids),
@@ -71,11 +72,11 @@ def write_grid(results_dir: Path, models, datasets, n_bins: int, questions_per_b
     paths = []
     for model in models:
         for dataset in datasets:
-            for train in ["base", *map(str, range(n_bins))]:
+            for row in ["base", *map(str, range(n_bins))]:
                 for test_bin in range(n_bins):
                     ids = [f"{dataset}-{test_bin}-{q}" for q in range(questions_per_bin)]
-                    correct = rng.random(questions_per_bin) < true_accuracy(train, test_bin, n_bins)
-                    path = Path(layout.cell(results_dir, model, dataset, train, test_bin))
-                    write_cell(path, model, dataset, train, test_bin, correct, ids)
+                    correct = rng.random(questions_per_bin) < true_accuracy(row, test_bin, n_bins)
+                    path = Path(layout.cell(results_dir, model, dataset, row, test_bin))
+                    write_cell(path, model, dataset, row, test_bin, correct, ids)
                     paths.append(path)
     return paths

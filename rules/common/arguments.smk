@@ -38,20 +38,20 @@ def local_base_model(wildcards):
 
 
 def heldout_split_input(wildcards):
-    """The held-out split, for a training job whose train_bin carries the -heldout tag."""
-    heldout = cell_names.labels(wildcards.train_bin)["eval_split"] == "heldout"
+    """The held-out split, for a training job whose row carries the -heldout tag."""
+    heldout = cell_names.labels(wildcards.trained_row)["eval_split"] == "heldout"
     return [heldout_dir(wildcards.dataset)] if heldout else []
 
 
 def training_file(wildcards, input):
-    labels = cell_names.labels(wildcards.train_bin)
+    labels = cell_names.labels(wildcards.trained_row)
     if labels["eval_split"] == "heldout":
         return pool_file(wildcards.dataset, labels["train_bin"], True)
     return os.path.join(input.bins, layout.bin_file_name(labels["train_bin"]))
 
 
 def training_settings(wildcards):
-    labels = cell_names.labels(wildcards.train_bin)
+    labels = cell_names.labels(wildcards.trained_row)
     return json.dumps(train_settings(wildcards.model, wildcards.dataset, labels["seed"]), sort_keys=True)
 
 
@@ -67,17 +67,17 @@ def datasets_with_bins(n_bins):
     return _one_of([dataset for dataset in DATASETS if dataset_setting(dataset, "n_bins") == n_bins])
 
 
-def evaluated_model(model, dataset, train):
+def evaluated_model(model, dataset, row):
     """The folder a row's generation loads: the converted fine-tuned model, or the base model (`base`
     and in-context rows)."""
-    if cell_names.labels(train)["train_kind"] == "bin":
-        return trained_model_dir(model, dataset, train)
+    if cell_names.labels(row)["train_kind"] == "bin":
+        return trained_model_dir(model, dataset, row)
     return base_model(model)
 
 
 def row_extra_inputs(wildcards):
     """The held-out split and the in-context code where the row uses them."""
-    labels = cell_names.labels(wildcards.train)
+    labels = cell_names.labels(wildcards.row)
     inputs = {}
     if labels["eval_split"] == "heldout":
         inputs["split"] = heldout_dir(wildcards.dataset)
@@ -89,8 +89,8 @@ def row_extra_inputs(wildcards):
 def generation_inputs(wildcards):
     """A row's model (the converted fine-tuned one, or a local base model), its held-out split and
     in-context code. Not the task files: what of them shapes the requests is in the arguments."""
-    if cell_names.labels(wildcards.train)["train_kind"] == "bin":
-        model = [trained_model_dir(wildcards.model, wildcards.dataset, wildcards.train)]
+    if cell_names.labels(wildcards.row)["train_kind"] == "bin":
+        model = [trained_model_dir(wildcards.model, wildcards.dataset, wildcards.row)]
     else:
         model = local_base_model(wildcards)
     return {"model": model, **row_extra_inputs(wildcards)}
@@ -134,17 +134,17 @@ def in_context_arguments(dataset, labels):
 def generation_arguments(wildcards):
     """The command-line arguments of a row's generation: everything that shapes its requests and
     responses (so changing any of it re-runs the row), nothing that only scores them."""
-    dataset, model, train = wildcards.dataset, wildcards.model, wildcards.train
+    dataset, model, row = wildcards.dataset, wildcards.model, wildcards.row
     settings = evaluation_settings(dataset)
-    labels = cell_names.labels(train)
+    labels = cell_names.labels(row)
     heldout = labels["eval_split"] == "heldout"
     task = config["datasets"][dataset]["task"]
     args = ["--task", task, "--task-fingerprint", generation_fingerprint(task)]
     for test_bin in bin_ids(dataset):
-        args += ["--bin", test_bin, test_file(dataset, test_bin, heldout), raw_path(model, dataset, train, test_bin)]
+        args += ["--bin", test_bin, test_file(dataset, test_bin, heldout), raw_path(model, dataset, row, test_bin)]
     args += [
         "--model",
-        evaluated_model(model, dataset, train),
+        evaluated_model(model, dataset, row),
         "--backend",
         settings["backend"],
         "--dtype",
@@ -168,8 +168,8 @@ def generation_arguments(wildcards):
 def scoring_arguments(wildcards):
     """The command-line arguments of a row's scoring: its cells and labels. The generation settings
     are read from the raw files, so scoring cannot disagree with them."""
-    dataset, model, train = wildcards.dataset, wildcards.model, wildcards.train
-    labels = cell_names.labels(train)
+    dataset, model, row = wildcards.dataset, wildcards.model, wildcards.row
+    labels = cell_names.labels(row)
     heldout = labels["eval_split"] == "heldout"
     # The cell file carries every label (row kind, bin learned from, k, seed, eval_split): no table
     # has to parse a path.
@@ -186,8 +186,8 @@ def scoring_arguments(wildcards):
             "--cell",
             test_bin,
             test_file(dataset, test_bin, heldout),
-            raw_path(model, dataset, train, test_bin),
-            cell_path(model, dataset, train, test_bin),
+            raw_path(model, dataset, row, test_bin),
+            cell_path(model, dataset, row, test_bin),
         ]
     return shlex.join(args + in_context_arguments(dataset, labels))
 

@@ -13,9 +13,9 @@ def _one_of(names):
 wildcard_constraints:
     model=_one_of(MODELS),
     dataset=_one_of(DATASETS),
-    train_bin=cell_names.TRAIN_BIN_PATTERN,
     test_bin=r"\d+",
-    train=cell_names.TRAIN_PATTERN,
+    row=cell_names.ROW_PATTERN,
+    trained_row=cell_names.TRAINED_ROW_PATTERN,
 
 
 def results(*parts):
@@ -38,20 +38,20 @@ def bins_dir(dataset):
     return layout.bins_dir(RESULTS, dataset)
 
 
-def training_work_dir(model, dataset, train_bin):
-    return layout.training_work_dir(RESULTS, model, dataset, train_bin)
+def training_work_dir(model, dataset, trained_row):
+    return layout.training_work_dir(RESULTS, model, dataset, trained_row)
 
 
-def trained_model_dir(model, dataset, train_bin):
-    return layout.trained_model_dir(RESULTS, model, dataset, train_bin)
+def trained_model_dir(model, dataset, trained_row):
+    return layout.trained_model_dir(RESULTS, model, dataset, trained_row)
 
 
-def cell_path(model, dataset, train, test_bin):
-    return layout.cell(RESULTS, model, dataset, train, test_bin)
+def cell_path(model, dataset, row, test_bin):
+    return layout.cell(RESULTS, model, dataset, row, test_bin)
 
 
-def raw_path(model, dataset, train, test_bin):
-    return results("raw", model, dataset, f"train-{train}", f"test-{test_bin}.json")
+def raw_path(model, dataset, row, test_bin):
+    return layout.raw_file(RESULTS, model, dataset, row, test_bin)
 
 
 def samples_of(model, dataset):

@@ -137,7 +137,7 @@ def job_work(rule_name, wildcards):
     prompt_format, n_bins = entry["prompt_format"], dataset_setting(dataset, "n_bins")
     heldout_share = config["heldout_fraction"]
     if rule_name == "train":
-        labels = cell_names.labels(wildcards.train_bin)
+        labels = cell_names.labels(wildcards.trained_row)
         heldout = labels["eval_split"] == "heldout"
         rows_file = pool_file(dataset, labels["train_bin"], heldout)
         rows = sizing.parquet_rows(rows_file) or sizing.expected_rows(
@@ -158,7 +158,7 @@ def job_work(rule_name, wildcards):
         )
         return work, (rows_file, model_config)
     # generate: the row's bins, one engine start for all of them.
-    labels = cell_names.labels(wildcards.train)
+    labels = cell_names.labels(wildcards.row)
     heldout = labels["eval_split"] == "heldout"
     output_type, limit = task_output(entry["task"])
     works, files = [], [model_config]
