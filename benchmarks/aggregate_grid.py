@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workflow_scripts import aggregation, synthetic_cells  # noqa: E402  (first: it sets BLAS threads)
+from workflow_scripts import aggregation, config_files, synthetic_cells  # noqa: E402  (first: it sets BLAS threads)
 
 import pandas as pd  # noqa: E402
 
@@ -28,7 +28,7 @@ DATASETS = ["arc", "bbh", "gpqa_extended", "gsm8k", "mmlu_pro", "musr", "math", 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--resamples", type=int, help="default: the schema's statistics.bootstrap_resamples")
     parser.add_argument("--questions-per-bin", type=int, default=100)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -37,7 +37,10 @@ def main() -> None:
         print(f"wrote {len(paths)} cells in {time.perf_counter() - started:.1f} s (not timed below)")
 
         started = time.perf_counter()
-        bootstrap = aggregation.Bootstrap(resamples=args.resamples)
+        study = config_files.schema_defaults("statistics")
+        bootstrap = aggregation.Bootstrap.from_statistics(
+            study, resamples=args.resamples or study["bootstrap_resamples"]
+        )
         tables = []
         for model in MODELS:
             for dataset in DATASETS:

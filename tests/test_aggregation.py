@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts import aggregation, plots, synthetic_cells
+from workflow_scripts import aggregation, config_files, plots, synthetic_cells
+
+
+def bootstrap(**changes) -> aggregation.Bootstrap:
+    """The study's interval settings (the schema's `statistics` defaults), with changes."""
+    return aggregation.Bootstrap.from_statistics(config_files.schema_defaults("statistics"), **changes)
+
 
 # Per-question answers (1 = correct) of one test bin with 10 questions: base, then train bins 0..2.
 ANSWERS = {
@@ -28,7 +34,7 @@ def write_bin(folder, test_bin=0, answers=ANSWERS, dataset="d"):
 
 
 def test_table_values_changes_and_intervals_are_exact(tmp_path):
-    table = aggregation.tidy_table(write_bin(tmp_path), aggregation.Bootstrap(resamples=2000), {"d": "acc,none"})
+    table = aggregation.tidy_table(write_bin(tmp_path), bootstrap(resamples=2000), {"d": "acc,none"})
     assert list(table.columns) == aggregation.COLUMNS
     assert len(table) == 4 * 2  # 4 rows (base + 3 bins) x 2 metrics (acc, acc_norm)
     acc = table[table.metric == "acc"].set_index("row_label")
@@ -52,9 +58,9 @@ def test_table_values_changes_and_intervals_are_exact(tmp_path):
 def test_bootstrap_is_seeded_and_independent_of_what_is_aggregated_with_it(tmp_path):
     one = write_bin(tmp_path / "a", test_bin=0)
     both = one + write_bin(tmp_path / "a", test_bin=1)
-    alone = aggregation.tidy_table(one, aggregation.Bootstrap(resamples=500))
-    again = aggregation.tidy_table(list(reversed(one)), aggregation.Bootstrap(resamples=500))
-    together = aggregation.tidy_table(both, aggregation.Bootstrap(resamples=500))
+    alone = aggregation.tidy_table(one, bootstrap(resamples=500))
+    again = aggregation.tidy_table(list(reversed(one)), bootstrap(resamples=500))
+    together = aggregation.tidy_table(both, bootstrap(resamples=500))
     pd.testing.assert_frame_equal(alone, again)
     pd.testing.assert_frame_equal(alone, together[together.test_bin == 0].reset_index(drop=True))
 
@@ -91,7 +97,7 @@ def test_list_scores_are_pooled_like_lm_eval(tmp_path):
     np.testing.assert_array_equal(counts, [3, 1, 2, 4])
     every_question_once = np.ones((1, 4))
     assert aggregation.resampled_scores(sums[None], counts[None], every_question_once)[0, 0] == pytest.approx(0.7)
-    table = aggregation.tidy_table([path])
+    table = aggregation.tidy_table([path], bootstrap())
     assert table.set_index("metric").loc["inst_level_strict_acc", "ci_low"] < 0.7
 
 
@@ -125,27 +131,27 @@ def test_missing_or_corrupt_files_are_named(tmp_path):
     paths = write_bin(tmp_path)
     aggregation.samples_path(paths[1]).unlink()
     with pytest.raises(ValueError, match="train-0/test-0.samples.jsonl is missing"):
-        aggregation.tidy_table(paths)
+        aggregation.tidy_table(paths, bootstrap())
     bad = tmp_path / "broken.json"
     bad.write_text('{"model": "m"')
     with pytest.raises(ValueError, match="broken.json"):
-        aggregation.tidy_table([bad])
+        aggregation.tidy_table([bad], bootstrap())
 
 
 def grid_table(tmp_path, models=("m1", "m2"), dataset="d", n_bins=4):
     paths = synthetic_cells.write_grid(tmp_path / dataset, list(models), [dataset], n_bins, 60, seed=3)
-    return aggregation.tidy_table(paths, aggregation.Bootstrap(resamples=300), {dataset: "acc,none"})
+    return aggregation.tidy_table(paths, bootstrap(resamples=300), {dataset: "acc,none"})
 
 
 def test_heatmap_matrices_are_exact(tmp_path):
     cells = write_bin(tmp_path, 0) + write_bin(tmp_path, 1, answers={k: v[::-1] for k, v in ANSWERS.items()})
-    found = plots.matrices(aggregation.tidy_table(cells, aggregation.Bootstrap(resamples=300)), "acc,none")
+    found = plots.matrices(aggregation.tidy_table(cells, bootstrap(resamples=300)), "acc,none")
     assert found.accuracy.index.tolist() == ["base", "0", "1", "2"] and found.accuracy.columns.tolist() == [0, 1]
     np.testing.assert_allclose(found.accuracy.to_numpy(), [[0.4, 0.4], [0.8, 0.8], [0.4, 0.4], [0.1, 0.1]])
     np.testing.assert_allclose(found.change.to_numpy(), [[0.4, 0.4], [0.0, 0.0], [-0.3, -0.3]])
     assert found.significant.to_numpy()[1].tolist() == [False, False]
     with pytest.raises(ValueError, match="acc,none"):
-        plots.matrices(aggregation.tidy_table(cells), "exact_match,none")
+        plots.matrices(aggregation.tidy_table(cells, bootstrap()), "exact_match,none")
 
 
 def test_distance_rows_average_over_train_bins(tmp_path):
@@ -225,9 +231,9 @@ SEEDED = {
 }
 
 
-def seeded_table(folder, **bootstrap):
+def seeded_table(folder, **changes):
     paths = [write_labelled(folder, name, correct) for name, correct in SEEDED.items()]
-    return aggregation.tidy_table(paths, aggregation.Bootstrap(**bootstrap), {"d": "acc,none"})
+    return aggregation.tidy_table(paths, bootstrap(**changes), {"d": "acc,none"})
 
 
 def test_every_seed_and_in_context_row_is_a_labelled_row_paired_with_base(tmp_path):
@@ -247,7 +253,7 @@ def test_every_seed_and_in_context_row_is_a_labelled_row_paired_with_base(tmp_pa
     # Adding seeds and in-context rows leaves the study rows' intervals as they were.
     study = aggregation.tidy_table(
         write_bin(tmp_path / "study", answers={k: SEEDED[k] for k in ("base", "0")}),
-        aggregation.Bootstrap(resamples=1000),
+        bootstrap(resamples=1000),
         {"d": "acc,none"},
     )
     study_acc = study[study.metric == "acc"].set_index("row_label")
@@ -262,7 +268,7 @@ def test_heldout_and_whole_bin_cells_are_never_paired(tmp_path):
         write_labelled(tmp_path, name, ANSWERS[key])
         for name, key in (("base", "base"), ("0", "0"), ("base-heldout", "2"), ("0-heldout", "1"))
     ]
-    acc = aggregation.tidy_table(paths, aggregation.Bootstrap(resamples=200)).query("metric == 'acc'")
+    acc = aggregation.tidy_table(paths, bootstrap(resamples=200)).query("metric == 'acc'")
     heldout = acc[acc.eval_split == "heldout"].set_index("row_label")
     assert heldout.loc["0", "base_value"] == pytest.approx(0.1)  # base-heldout, not base
     assert heldout.loc["0", "change_vs_base"] == pytest.approx(0.3)
@@ -301,7 +307,7 @@ def test_seed_table_has_exact_means_spreads_and_averaged_intervals(tmp_path):
 def test_seed_table_of_one_seed_is_the_tidy_table(tmp_path):
     from workflow_scripts import seed_summary
 
-    table = aggregation.tidy_table(write_bin(tmp_path), aggregation.Bootstrap(resamples=200))
+    table = aggregation.tidy_table(write_bin(tmp_path), bootstrap(resamples=200))
     seeds = seed_summary.seed_table(table)
     assert len(seeds) == len(table) and set(seeds["n_seeds"]) == {1}
     for column, source in (

@@ -95,6 +95,12 @@ def test_a_foreign_name_is_refused():
 # ---- held-out split --------------------------------------------------------------------------
 
 
+def test_an_in_context_row_names_what_it_lacks(tmp_path):
+    """The examples' seed has no default of its own (it is the row's seed): without it, one line."""
+    with pytest.raises(ValueError, match=r"^--in-context-k 2 needs --in-context-seed \(the rule passes the row's\)$"):
+        in_context.prepare_cell("cross_difficulty_arc", "test.parquet", "pool.parquet", 2, None, "arc", tmp_path)
+
+
 def test_heldout_and_training_parts_are_disjoint_and_cover_the_bin():
     table = pd.DataFrame({"item_id": IDS, "question": [f"question {i}" for i in IDS]})
     train, heldout = heldout_split.split_bin(table, 0.25, 42)

@@ -65,9 +65,17 @@ COLUMNS = [
 
 @dataclass(frozen=True)
 class Bootstrap:
-    resamples: int = 1000
-    seed: int = 42
-    confidence: float = 0.95
+    """The interval settings: config `statistics` (its defaults, the study's, are the schema's)."""
+
+    resamples: int
+    seed: int
+    confidence: float
+
+    @classmethod
+    def from_statistics(cls, statistics: dict, **changes) -> Bootstrap:
+        """From a config's `statistics` section (outside a run: config_files.schema_defaults("statistics"))."""
+        keys = {"resamples": "bootstrap_resamples", "seed": "seed", "confidence": "confidence"}
+        return cls(**{field: statistics[key] for field, key in keys.items()} | changes)
 
 
 # ---- reading cells ------------------------------------------------------------------------------
@@ -248,9 +256,7 @@ def _bootstrap_test_bin(cells: list[dict], bootstrap: Bootstrap) -> list[dict]:
     return rows
 
 
-def tidy_table(
-    cell_files, bootstrap: Bootstrap = Bootstrap(), headline_metrics: dict[str, str] | None = None
-) -> pd.DataFrame:
+def tidy_table(cell_files, bootstrap: Bootstrap, headline_metrics: dict[str, str] | None = None) -> pd.DataFrame:
     """Every metric of every cell as a row, with its interval and its change vs the base model.
 
     headline_metrics: dataset -> 'metric,filter', marked in the `headline` column."""
@@ -319,10 +325,12 @@ def main(argv=None) -> None:
     parser.add_argument("--csv", required=True)
     parser.add_argument("--parquet")
     parser.add_argument("--headline-metric", action="append", default=[], metavar="DATASET=METRIC,FILTER")
-    parser.add_argument("--resamples", type=int, default=Bootstrap.resamples)
-    parser.add_argument("--seed", type=int, default=Bootstrap.seed)
-    parser.add_argument("--confidence", type=float, default=Bootstrap.confidence)
+    parser.add_argument("--resamples", type=int, help="with --cells: config statistics.bootstrap_resamples")
+    parser.add_argument("--seed", type=int, help="with --cells: config statistics.seed")
+    parser.add_argument("--confidence", type=float, help="with --cells: config statistics.confidence")
     args = parser.parse_args(argv)
+    if args.cells and None in (args.resamples, args.seed, args.confidence):
+        parser.error("--cells needs --resamples, --seed and --confidence (the config's `statistics`)")
     if args.cells:
         headline = dict(item.split("=", 1) for item in args.headline_metric)
         table = tidy_table(args.cells, Bootstrap(args.resamples, args.seed, args.confidence), headline)

@@ -255,9 +255,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--chat-template-date", help="the date chat templates print (Llama 3.x), e.g. '26 Jul 2024'")
     parser.add_argument("--attention-backend", help="vLLM's attention backend on GPUs, e.g. TRITON_ATTN")
-    parser.add_argument("--in-context-k", type=int, default=0, help="examples in the prompt (in-context baseline)")
+    add_in_context_arguments(parser)
+
+
+def add_in_context_arguments(parser: argparse.ArgumentParser) -> None:
+    """An in-context row's prompts (in_context.py): for its generation and for its scoring, which
+    renders the same prompts again. With --in-context-k > 0 the other three are required."""
+    parser.add_argument("--in-context-k", type=int, default=0, help="examples in the prompt (0: none)")
     parser.add_argument("--in-context-pool", help="parquet the examples are drawn from (the source bin)")
-    parser.add_argument("--in-context-seed", type=int, default=42, help="keys the draw of the examples")
+    parser.add_argument("--in-context-seed", type=int, help="keys the draw of the examples (the row's seed)")
     parser.add_argument("--prompt-format", help="how an example is written (workflow_scripts/prompts.py)")
 
 

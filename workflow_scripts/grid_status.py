@@ -29,7 +29,6 @@ from pathlib import Path
 
 from workflow_scripts import cell_names, config_files, layout
 
-REPO = Path(__file__).resolve().parent.parent
 
 STATES = ("done", "running", "failed", "pending")
 
@@ -119,16 +118,6 @@ def grid_status(config: dict, workdir: Path) -> list[dict]:
     return rows
 
 
-def load_config(path) -> dict:
-    """The config as the workflow reads it: a key given twice refused, the schema's defaults filled in."""
-    from snakemake.utils import validate
-
-    config = config_files.load(path)
-    config["results_dir"], config["models"], config["datasets"]  # noqa: B018 (fail early, by name)
-    validate(config, str(REPO / "config/schema.yaml"))
-    return config
-
-
 def render(rows: list[dict], live: bool) -> str:
     width_model = max([len("model"), *(len(r["model"]) for r in rows)])
     width_dataset = max([len("dataset"), *(len(r["dataset"]) for r in rows)])
@@ -164,7 +153,7 @@ def main(argv=None) -> None:
     from snakemake.exceptions import WorkflowError
 
     try:
-        config = load_config(args.configfile)
+        config = config_files.resolved([args.configfile])
     except (OSError, ValueError, KeyError, TypeError, WorkflowError) as error:
         print(f"error: {args.configfile} is not a readable workflow config ({error!r})", file=sys.stderr)
         raise SystemExit(2) from None

@@ -99,6 +99,10 @@ def prepare_cell(
 ) -> tuple[str, dict]:
     """Write the test bin with its in-context prompts into `folder`; returns (that file, the task keys
     that make lm-eval read the prompt from it)."""
+    given = {"--in-context-pool": pool_file, "--in-context-seed": seed, "--prompt-format": prompt_format}
+    missing = [flag for flag, value in given.items() if value is None]
+    if missing:
+        raise ValueError(f"--in-context-k {k} needs {', '.join(missing)} (the rule passes the row's)")
     import datasets
 
     test = datasets.load_dataset("parquet", data_files={"test": str(test_file)}, split="test")

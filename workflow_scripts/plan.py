@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from workflow_scripts import config_files
 from workflow_scripts.sizing import PLAN_VARIABLE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,17 +76,6 @@ def planned_jobs(output: str) -> list[dict]:
                 pairs = {k: int(v) if v.isdigit() else v for k, v in pairs.items()}
             jobs[-1][key] = pairs
     return jobs
-
-
-def load_config(configfiles: list[str]) -> dict:
-    """The config as the workflow sees it: the files merged in order, the schema's defaults filled in."""
-    from snakemake.utils import update_config, validate
-
-    config: dict = {}
-    for path in configfiles or [str(REPO / "config/config.yaml")]:
-        update_config(config, yaml.safe_load(Path(path).read_text()))
-    validate(config, str(REPO / "config/schema.yaml"))
-    return config
 
 
 def profile_retries(profile: Path) -> int:
@@ -242,7 +232,7 @@ def main(argv=None) -> None:
     parser.add_argument("targets", nargs="*", help="targets as for snakemake (default: the whole grid)")
     args, snakemake_flags = parser.parse_known_args(argv)  # e.g. --forceall: what a full rerun would cost
     configfiles = [str(Path(f).resolve()) for f in args.configfile]
-    config = load_config(configfiles)
+    config = config_files.resolved(configfiles or [str(REPO / "config/config.yaml")])
     jobs = planned_jobs(dry_run(configfiles, args.directory, [*args.targets, *snakemake_flags]))
     summary = summarise(jobs, config, profile_retries(Path(args.profile)))
     results_dir = Path(args.directory) / config["results_dir"]

@@ -361,7 +361,7 @@ def main(argv=None) -> None:
     distance.add_argument("--tables", nargs="+", required=True)
     distance.add_argument("--dataset", required=True)
     distance.add_argument("--headline-metric", required=True)
-    distance.add_argument("--seed", type=int, default=42)
+    distance.add_argument("--seed", type=int, required=True, help="the band's bootstrap (config statistics.seed)")
     distance.add_argument("--png", required=True)
     grid = commands.add_parser("model-grid", help="every dataset's change heatmap of one model")
     grid.add_argument("--table", nargs=2, action="append", required=True, metavar=("DATASET", "CSV"))

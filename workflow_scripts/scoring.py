@@ -212,10 +212,7 @@ def main(argv=None) -> None:
         help="folder of the tokenizer that rendered the prompts (default: the "
         "generated model's; the base model's has the same chat template)",
     )
-    parser.add_argument("--in-context-k", type=int, default=0, help="examples in the prompt (in-context baseline)")
-    parser.add_argument("--in-context-pool", help="parquet the examples are drawn from (the source bin)")
-    parser.add_argument("--in-context-seed", type=int, default=42, help="keys the draw of the examples")
-    parser.add_argument("--prompt-format", help="how an example is written (workflow_scripts/prompts.py)")
+    evaluation.add_in_context_arguments(parser)
     args = parser.parse_args(argv)
 
     label = json.loads(args.label)

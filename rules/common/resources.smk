@@ -72,10 +72,15 @@ def rule_resources(rule_name):
     return resources
 
 
+# A cluster_check job imports torch and counts devices: seconds, and memory for torch's import where
+# the rule's own memory is sized per job (no fixed mem_mb to reuse).
+CHECK_JOB_MINUTES, CHECK_JOB_MEM_MB = 10, 8000
+
+
 def check_resources(rule_name):
     """A rule's placement (partition, GPUs, account) for a job of seconds: rules/cluster.smk."""
     entry = config["resources"][rule_name]
-    return {**placement(rule_name), "runtime": 10, "mem_mb": entry.get("mem_mb") or 8000}
+    return {**placement(rule_name), "runtime": CHECK_JOB_MINUTES, "mem_mb": entry.get("mem_mb") or CHECK_JOB_MEM_MB}
 
 
 def on_main_process(value, otherwise=0):
