@@ -76,7 +76,7 @@ def test_generate_then_score_equals_per_cell_evaluation(dataset, in_context_k, t
                 task, test_file, files[0], in_context_k, 42, dataset, tmp_path / f"icl-{k}"
             )
     # One model load for the whole test: the per-cell runs and the row's run share it.
-    lm, model_args = generation.load_model("hf", str(tiny_model), "float32", BATCH, False)
+    lm, model_args = generation.load_model("hf", str(tiny_model), "float32", BATCH, False, 42)
     reference = {
         k: evaluation.evaluate_cell(
             task, f, str(tiny_model), "hf", "float32", BATCH, MAX_GEN_TOKS, 42, spec_overrides=overrides.get(k), lm=lm
@@ -123,7 +123,7 @@ def test_a_row_in_one_model_call_scores_too(tiny_model, tmp_path):
     from workflow_scripts import scoring
 
     task, files = "cross_difficulty_gsm8k", write_bins("gsm8k", 15, tmp_path)
-    lm, model_args = generation.load_model("hf", str(tiny_model), "float32", BATCH, False)
+    lm, model_args = generation.load_model("hf", str(tiny_model), "float32", BATCH, False, 42)
     counting = CountingCalls(lm)
     records, seconds = generation.generate_row(task, files, lm, BATCH, MAX_GEN_TOKS, 42, per_bin=False)
     assert counting.calls == [("generate_until", 15)]

@@ -217,7 +217,7 @@ def test_vllm_arguments_on_gpus(monkeypatch):
 def test_vllm_without_gpu_or_cpu_build_is_one_line(monkeypatch):
     monkeypatch.setattr(runtime, "vllm_build", lambda: None)
     with pytest.raises(ValueError, match="no CUDA device is visible and the installed vLLM .none. is not a CPU build"):
-        evaluation.model_spec("vllm", "m", "bfloat16", False)
+        evaluation.model_spec("vllm", "m", "bfloat16", False, 42)
 
 
 def test_chat_template_date_reaches_lm_eval_prompts(tiny_llama):
@@ -225,7 +225,7 @@ def test_chat_template_date_reaches_lm_eval_prompts(tiny_llama):
 
     import lm_eval.models  # noqa: F401  (registers the backends)
 
-    name, args = evaluation.model_spec("hf", str(tiny_llama), "float32", False, chat_template_date=DATE)
+    name, args = evaluation.model_spec("hf", str(tiny_llama), "float32", False, 42, chat_template_date=DATE)
     model = get_model(name)(**args)
     prompt = model.apply_chat_template([{"role": "user", "content": "Q"}], add_generation_prompt=True)
     assert f"Today Date: {DATE}\n" in prompt

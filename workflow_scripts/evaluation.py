@@ -72,7 +72,7 @@ def model_spec(
     model_path: str,
     dtype: str,
     trust_remote_code: bool,
-    seed: int = 42,
+    seed: int,
     chat_template_date: str | None = None,
     attention_backend: str | None = None,
 ) -> tuple[str, dict]:
@@ -143,7 +143,7 @@ def per_question_rows(samples: list[dict], metric_names: list[str]) -> list[dict
     return list(rows.values())
 
 
-def lm_eval_run_settings(batch_size: str = "auto", max_gen_toks: int | None = None, seed: int = 42) -> dict:
+def lm_eval_run_settings(batch_size: str, max_gen_toks: int | None, seed: int) -> dict:
     """How lm-eval runs our tasks, for a cell (here) and for a row's generation (generation.py) alike."""
     return {
         "batch_size": batch_size,
@@ -161,11 +161,11 @@ def evaluate_cell(
     task: str,
     bin_file: str,
     model_path: str,
-    backend: str = "hf",
-    dtype: str = "float32",
-    batch_size: str = "auto",
-    max_gen_toks: int | None = None,
-    seed: int = 42,
+    backend: str,
+    dtype: str,
+    batch_size: str,
+    max_gen_toks: int | None,
+    seed: int,
     trust_remote_code: bool = False,
     spec_overrides: dict | None = None,
     chat_template_date: str | None = None,

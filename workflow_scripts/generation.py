@@ -76,7 +76,7 @@ def load_model(
     dtype: str,
     batch_size: str,
     trust_remote_code: bool,
-    seed: int = 42,
+    seed: int,
     chat_template_date: str | None = None,
     attention_backend: str | None = None,
 ):
@@ -139,9 +139,9 @@ def generate_row(
     task: str,
     test_files: dict,
     lm,
-    batch_size: str = "auto",
-    max_gen_toks: int | None = None,
-    seed: int = 42,
+    batch_size: str,
+    max_gen_toks: int | None,
+    seed: int,
     spec_overrides: dict | None = None,
     per_bin: bool = True,
 ) -> tuple[dict, float]:

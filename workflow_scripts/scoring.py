@@ -178,8 +178,9 @@ def score_cell(
         generation["model_path"],
         generation["backend"],
         generation["dtype"],
-        max_gen_toks=generation["max_gen_toks"],
-        seed=generation["seed"],
+        generation["batch_size"],
+        generation["max_gen_toks"],
+        generation["seed"],
         spec_overrides=spec_overrides,
         lm=replay,
     )
