@@ -19,6 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from workflow_scripts import evaluation  # noqa: E402  (imports no torch)
+
 PHASES = r"""
 import json, sys, time, tempfile
 t0 = time.perf_counter()
@@ -69,27 +71,16 @@ def main() -> None:
 
         started = time.perf_counter()
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "workflow_scripts.evaluation",
-                "--task",
+            evaluation.cell_command(
                 "cross_difficulty_arc",
-                "--bin-file",
-                str(tmp / "bin-0.parquet"),
-                "--model",
-                str(model),
-                "--out",
-                str(tmp / "cell.json"),
-                "--backend",
-                "hf",
-                "--dtype",
-                "float32",
-                "--seed",
-                "42",
-                "--batch-size",
-                "8",
-            ],
+                tmp / "bin-0.parquet",
+                model,
+                tmp / "cell.json",
+                backend="hf",
+                dtype="float32",
+                batch_size=8,
+                seed=42,
+            ),
             check=True,
             capture_output=True,
             cwd=REPO,

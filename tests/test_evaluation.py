@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -66,29 +65,17 @@ def test_per_question_rows_merge_filters():
 def test_real_cell_counts_only_the_bin(tiny_model, arc_bins, tmp_path):
     out = tmp_path / "cell.json"
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workflow_scripts.evaluation",
-            "--task",
+        evaluation.cell_command(
             "cross_difficulty_arc",
-            "--bin-file",
-            str(arc_bins / "bin-2.parquet"),
-            "--model",
-            str(tiny_model),
-            "--out",
-            str(out),
-            "--backend",
-            "hf",
-            "--dtype",
-            "float32",
-            "--seed",
-            "42",
-            "--batch-size",
-            "8",
-            "--label",
-            json.dumps({"row_label": "base", "test_bin": 2}),
-        ],
+            arc_bins / "bin-2.parquet",
+            tiny_model,
+            out,
+            backend="hf",
+            dtype="float32",
+            batch_size=8,
+            seed=42,
+            label=json.dumps({"row_label": "base", "test_bin": 2}),
+        ),
         cwd=REPO,
         check=True,
         capture_output=True,

@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from workflow_scripts import runtime
+from workflow_scripts import evaluation, runtime
 
 VLLM_VENV = REPO / ".venv-vllm"
 DATE = "26 Jul 2024"
@@ -106,33 +106,20 @@ def run_cell(python, task, bin_file, model, out, backend, cache) -> tuple[dict, 
         "HF_DATASETS_OFFLINE": "1",
         marker.split("=")[0]: marker.split("=")[1],
     }
-    command = [
-        str(python),
-        "-m",
-        "workflow_scripts.evaluation",
-        "--task",
+    command = evaluation.cell_command(
         task,
-        "--bin-file",
-        str(bin_file),
-        "--model",
-        str(model),
-        "--out",
-        str(out),
-        "--backend",
-        backend,
-        "--dtype",
-        "float32",
-        "--batch-size",
-        "8",
-        "--max-gen-toks",
-        "24",
-        "--seed",
-        "42",
-        "--chat-template-date",
-        DATE,
-        "--label",
-        json.dumps({"row_label": "base", "test_bin": 0}),
-    ]
+        bin_file,
+        model,
+        out,
+        backend=backend,
+        dtype="float32",
+        batch_size=8,
+        seed=42,
+        python=python,
+        max_gen_toks=24,
+        chat_template_date=DATE,
+        label=json.dumps({"row_label": "base", "test_bin": 0}),
+    )
     started = time.time()
     log = out.with_suffix(".log")
     with open(log, "w") as handle:

@@ -267,6 +267,19 @@ def add_in_context_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-format", help="how an example is written (workflow_scripts/prompts.py)")
 
 
+def cell_command(task, bin_file, model, out, *, backend, dtype, batch_size, seed, python=sys.executable, **options):
+    """This module's command line for one cell, as the tests, benchmarks and the GPU smoke script run it
+    (the workflow evaluates rows: generation.py, scoring.py). options: further arguments by name
+    (max_gen_toks=8 -> --max-gen-toks 8; True -> the bare flag; None or False -> left out)."""
+    command = [str(python), "-m", "workflow_scripts.evaluation", "--task", task, "--bin-file", str(bin_file)]
+    command += ["--model", str(model), "--out", str(out), "--backend", backend, "--dtype", dtype]
+    command += ["--batch-size", str(batch_size), "--seed", str(seed)]
+    for name, value in options.items():
+        if value is not None and value is not False:
+            command += ["--" + name.replace("_", "-")] + ([] if value is True else [str(value)])
+    return command
+
+
 @one_line_errors
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
