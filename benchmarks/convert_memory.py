@@ -25,8 +25,9 @@ sys.path.insert(0, str(REPO))
 
 CONVERT = r"""
 import json, resource, sys
-from workflow_scripts import conversion
-report = conversion.convert(sys.argv[1], sys.argv[2], dtype="bfloat16")
+from workflow_scripts import config_files, conversion
+settings = config_files.schema_defaults("conversion")  # the study's: bf16, the default shard size
+report = conversion.convert(sys.argv[1], sys.argv[2], settings["dtype"], settings["max_shard_size"])
 print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 

@@ -180,14 +180,14 @@ def assert_image(path, min_bytes=10_000, min_size=(400, 300)):
 def test_every_figure_is_a_sensible_image(tmp_path):
     tables = {d: grid_table(tmp_path, dataset=d) for d in ("arc", "gsm8k")}
     one = tables["arc"][tables["arc"].model == "m1"]
-    plots.draw_pair(one, "m1", "arc", "acc,none", tmp_path / "change", tmp_path / "accuracy", dpi=80)
-    plots.draw_distance([tables["arc"]], "arc", "acc,none", tmp_path / "distance", dpi=80)
+    plots.draw_pair(one, "m1", "arc", "acc,none", tmp_path / "change", tmp_path / "accuracy", dpi=80, annotate=True)
+    plots.draw_distance([tables["arc"]], "arc", "acc,none", tmp_path / "distance", dpi=80, seed=0)
     headline = {"arc": "acc,none", "gsm8k": "acc,none"}
     limit = plots.draw_model_grid(
-        {d: t[t.model == "m1"] for d, t in tables.items()}, headline, "m1", tmp_path / "grid", dpi=80
+        {d: t[t.model == "m1"] for d, t in tables.items()}, headline, "m1", tmp_path / "grid", dpi=80, annotate=True
     )
     records = {str(b): {"loss_per_step": [{"step": s, "loss": 2.0 / (s + b)} for s in range(1, 11)]} for b in range(4)}
-    plots.draw_loss(records, "m1", "arc", tmp_path / "loss", dpi=80)
+    plots.draw_loss(records, "m1", "arc", tmp_path / "loss", dpi=80, eval_split="all")
     for name in ("change", "accuracy", "distance", "grid", "loss"):
         assert_image(tmp_path / f"{name}.png")
     changes = [plots.matrices(t[t.model == "m1"], "acc,none").change for t in tables.values()]
@@ -361,9 +361,9 @@ def png_title(path):
 )
 def test_every_figure_names_its_evaluation_mode(tmp_path, eval_split, mode):
     table = seeded_table(tmp_path, resamples=100).assign(eval_split=eval_split)
-    plots.draw_pair(table, "m", "d", "acc,none", tmp_path / "change", tmp_path / "accuracy", dpi=60)
-    plots.draw_distance([table], "d", "acc,none", tmp_path / "distance", dpi=60)
-    plots.draw_model_grid({"d": table}, {"d": "acc,none"}, "m", tmp_path / "grid", dpi=60)
+    plots.draw_pair(table, "m", "d", "acc,none", tmp_path / "change", tmp_path / "accuracy", dpi=60, annotate=True)
+    plots.draw_distance([table], "d", "acc,none", tmp_path / "distance", dpi=60, seed=0)
+    plots.draw_model_grid({"d": table}, {"d": "acc,none"}, "m", tmp_path / "grid", dpi=60, annotate=True)
     plots.draw_loss({"0": {"loss_per_step": [{"step": 1, "loss": 1.0}]}}, "m", "d", tmp_path / "loss", 60, eval_split)
     for name in ("change", "accuracy", "distance", "grid", "loss"):
         assert mode in png_title(tmp_path / f"{name}.png"), name

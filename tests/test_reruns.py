@@ -115,7 +115,7 @@ def test_figure_option_reruns_only_figures(checkout):
 
 def test_interval_setting_reruns_tables_and_their_figures_only(checkout):
     config = base_config()
-    config["statistics"]["bootstrap_resamples"] = 500
+    config["statistics"] = {"bootstrap_resamples": 500}  # the demo keeps the defaults
     assert planned(checkout, write_config(checkout, config, "case")) == reports()
 
 

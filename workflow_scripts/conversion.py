@@ -35,7 +35,7 @@ TOKENIZER_FILES = (
 )
 
 
-def convert(zero_dir, out_dir, dtype: str = "float32", max_shard_size: str = "5GB") -> dict:
+def convert(zero_dir, out_dir, dtype: str, max_shard_size: str) -> dict:
     import torch
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     from transformers import AutoConfig, AutoModelForCausalLM

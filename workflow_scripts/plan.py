@@ -121,11 +121,7 @@ def summarise(jobs: list[dict], config: dict, default_retries: int) -> dict:
             row["output_gb"] += res.get("output_mb", 0) / 1000
             row["largest_output_gb"] = max(row["largest_output_gb"], res.get("output_mb", 0) / 1000)
     for name, row in rules.items():
-        retries = (
-            OWN_RETRIES[name](config["resources"]["train"].get("retries", 0))
-            if name in OWN_RETRIES
-            else default_retries
-        )
+        retries = OWN_RETRIES[name](config["resources"]["train"]["retries"]) if name in OWN_RETRIES else default_retries
         row["attempts"] = retries + 1
         row["largest_request_min"] = max(
             (attempt_runtime(m, row["attempts"], cap) for m in row["minutes"]), default=None

@@ -194,8 +194,8 @@ def draw_pair(
     headline_metric: str,
     change_stem,
     accuracy_stem,
-    dpi: int = 150,
-    annotate: bool = True,
+    dpi: int,
+    annotate: bool,
 ) -> Matrices:
     found = matrices(table, headline_metric)
     n_bins, n_rows = found.accuracy.shape[1], found.accuracy.shape[0]
@@ -244,7 +244,7 @@ def distance_rows(tables: list[pd.DataFrame], headline_metric: str) -> pd.DataFr
 
 
 def draw_distance(
-    tables: list[pd.DataFrame], dataset: str, headline_metric: str, stem, dpi: int = 150, seed: int = 42
+    tables: list[pd.DataFrame], dataset: str, headline_metric: str, stem, dpi: int, seed: int
 ) -> pd.DataFrame:
     """Change vs bin distance, per model: mean over train bins and its 95% bootstrap interval."""
     import seaborn as sns
@@ -282,8 +282,8 @@ def draw_model_grid(
     headline_metrics: dict[str, str],
     model: str,
     stem,
-    dpi: int = 150,
-    annotate: bool = True,
+    dpi: int,
+    annotate: bool,
 ) -> float:
     """Every dataset's change heatmap for one model, on one colour scale; returns its half-range."""
     found = {dataset: matrices(table, headline_metrics[dataset]) for dataset, table in tables.items()}
@@ -313,9 +313,7 @@ def loss_history(record: dict) -> pd.DataFrame:
     return pd.DataFrame(record.get("loss_per_step") or [], columns=["step", "loss"])
 
 
-def draw_loss(
-    records: dict[str, dict], model: str, dataset: str, stem, dpi: int = 150, eval_split: str = "all"
-) -> None:
+def draw_loss(records: dict[str, dict], model: str, dataset: str, stem, dpi: int, eval_split: str) -> None:
     """One training-loss line per train bin (records: train bin -> its training.json)."""
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(records), 1)))
@@ -373,7 +371,7 @@ def main(argv=None) -> None:
     loss.add_argument("--model", required=True)
     loss.add_argument("--dataset", required=True)
     loss.add_argument("--png", required=True)
-    loss.add_argument("--eval-split", choices=sorted(MODES), default="all")
+    loss.add_argument("--eval-split", choices=sorted(MODES), required=True)
     args = parser.parse_args(argv)
     annotate = not args.no_annotate
 
