@@ -9,7 +9,7 @@ rule download:
         source=local_source,
         code=step_code("workflow_scripts.data"),
     output:
-        results("data/{dataset}/normalized.parquet"),
+        layout.normalized_table(RESULTS, "{dataset}"),
     log:
         results("logs/download/{dataset}.log"),
     # Compute nodes are often offline: fetch on the machine that runs Snakemake.
@@ -49,7 +49,7 @@ rule bin:
         code=step_code("workflow_scripts.binning"),
     output:
         # A folder, because the number of bin files is a per-dataset setting.
-        directory(results("data/{dataset}/bins")),
+        directory(bins_dir("{dataset}")),
     log:
         results("logs/bin/{dataset}.log"),
     conda:
@@ -70,7 +70,7 @@ rule heldout_split:
         bins=rules.bin.output[0],
         code=step_code("workflow_scripts.heldout_split"),
     output:
-        directory(results("data/{dataset}/heldout")),
+        directory(heldout_dir("{dataset}")),
     log:
         results("logs/heldout_split/{dataset}.log"),
     conda:

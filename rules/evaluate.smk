@@ -23,11 +23,11 @@ for n_bins, names in evaluation_rule_names().items():
             bins=rules.bin.output[0],
             code=step_code("workflow_scripts.generation"),
         output:
-            [results(f"raw/{{model}}/{{dataset}}/train-{{row}}/test-{b}.json") for b in range(n_bins)],
+            bin_patterns(layout.raw_file, n_bins),
         log:
-            results("logs/generate/{model}/{dataset}/train-{row}.log"),
+            row_pattern(layout.row_log, "generate"),
         benchmark:
-            results("benchmarks/generate/{model}/{dataset}/train-{row}.tsv")
+            row_pattern(layout.row_benchmark, "generate")
         wildcard_constraints:
             dataset=datasets_with_bins(n_bins),
         conda:
@@ -46,17 +46,13 @@ for n_bins, names in evaluation_rule_names().items():
             names["score"]
         input:
             unpack(scoring_inputs),
-            raw=[results(f"raw/{{model}}/{{dataset}}/train-{{row}}/test-{b}.json") for b in range(n_bins)],
+            raw=bin_patterns(layout.raw_file, n_bins),
             bins=rules.bin.output[0],
             code=step_code("workflow_scripts.scoring"),
         output:
-            [
-                results(f"cells/{{model}}/{{dataset}}/train-{{row}}/test-{b}.{kind}")
-                for b in range(n_bins)
-                for kind in ("json", "samples.jsonl")
-            ],
+            [path for cell in bin_patterns(layout.cell, n_bins) for path in (cell, layout.samples(cell))],
         log:
-            results("logs/score/{model}/{dataset}/train-{row}.log"),
+            row_pattern(layout.row_log, "score"),
         wildcard_constraints:
             dataset=datasets_with_bins(n_bins),
         conda:

@@ -9,7 +9,7 @@ rule responses_from_logs:
         logs=lambda wc: irt_settings(wc.dataset)["responses"],
         code=step_code("workflow_scripts.responses"),
     output:
-        results("data/{dataset}/irt/responses.parquet"),
+        layout.irt_file(RESULTS, "{dataset}", "responses.parquet"),
     log:
         results("logs/responses/{dataset}.log"),
     conda:
@@ -30,9 +30,9 @@ rule irt:
         responses=irt_responses,
         code=step_code("workflow_scripts.irt"),
     output:
-        data=results("data/{dataset}/irt/with_difficulty.parquet"),
-        item_table=results("data/{dataset}/irt/items.parquet"),
-        report=results("data/{dataset}/irt/report.json"),
+        data=layout.irt_file(RESULTS, "{dataset}", "with_difficulty.parquet"),
+        item_table=layout.irt_file(RESULTS, "{dataset}", "items.parquet"),
+        report=layout.irt_file(RESULTS, "{dataset}", "report.json"),
     log:
         results("logs/irt/{dataset}.log"),
     benchmark:

@@ -13,18 +13,18 @@
 # dry-run would print it instead of the job's resources, which `make plan` reads.
 use rule train as resume_drill with:
     output:
-        temp(directory(results("pilot/resume_drill/{model}/{dataset}/train-{trained_row}/zero"))),
+        temp(directory(row_pattern(layout.resume_drill_dir, row="{trained_row}"))),
     log:
-        results("logs/pilot/resume_drill/{model}/{dataset}/train-{trained_row}.log"),
+        row_pattern(layout.row_log, layout.RESUME_DRILL, row="{trained_row}"),
     benchmark:
-        results("benchmarks/pilot/resume_drill/{model}/{dataset}/train-{trained_row}.tsv")
+        row_pattern(layout.row_benchmark, layout.RESUME_DRILL, row="{trained_row}")
     retries: max(1, rule_retries("train"))
     resources:
         **rule_resources("train"),
         checkpoint_minutes=str(section("launch")["checkpoint_minutes"]),
         stop_halfway=lambda wildcards, attempt: int(attempt == 1),
     params:
-        work_dir=lambda wc: results("work", "pilot", "resume_drill", wc.model, wc.dataset, f"train-{wc.trained_row}"),
+        work_dir=lambda wc: layout.resume_drill_work_dir(RESULTS, wc.model, wc.dataset, wc.trained_row),
 
 
 rule pilot:

@@ -16,11 +16,11 @@ rule train:
         accelerate_config=code(section("launch")["accelerate_config"]),
         code=step_code("workflow_scripts.training"),
     output:
-        temp(directory(results("models/{model}/{dataset}/train-{trained_row}/zero"))),
+        temp(directory(row_pattern(layout.zero_checkpoint_dir, row="{trained_row}"))),
     log:
-        results("logs/train/{model}/{dataset}/train-{trained_row}.log"),
+        row_pattern(layout.row_log, "train", row="{trained_row}"),
     benchmark:
-        results("benchmarks/train/{model}/{dataset}/train-{trained_row}.tsv")
+        row_pattern(layout.row_benchmark, "train", row="{trained_row}")
     retries: rule_retries("train")
     conda:
         "../envs/train.yaml"
@@ -54,11 +54,11 @@ rule convert:
         # change to either must not make finished models stale (see the top of this file).
         zero=rules.train.output[0],
     output:
-        directory(results("models/{model}/{dataset}/train-{trained_row}/hf")),
+        directory(row_pattern(layout.trained_model_dir, row="{trained_row}")),
     log:
-        results("logs/convert/{model}/{dataset}/train-{trained_row}.log"),
+        row_pattern(layout.row_log, "convert", row="{trained_row}"),
     benchmark:
-        results("benchmarks/convert/{model}/{dataset}/train-{trained_row}.tsv")
+        row_pattern(layout.row_benchmark, "convert", row="{trained_row}")
     conda:
         "../envs/train.yaml"
     threads: rule_threads("convert")

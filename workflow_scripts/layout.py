@@ -3,16 +3,18 @@
     data/{dataset}/normalized.parquet               the downloaded table
     data/{dataset}/bins/bin-{k}.parquet             one difficulty bin (manifest.json beside)
     data/{dataset}/heldout/{train,heldout}-{k}.parquet   a bin's training and held-out parts
+    data/{dataset}/irt/...                          our IRT fit (responses, difficulties, items, report)
     models/{model}/{dataset}/train-{row}/zero|hf    a trained row's ZeRO checkpoint, its HF model
     work/train/{model}/{dataset}/train-{row}        trainer checkpoints for resuming
+    pilot/resume_drill/{model}/{dataset}/train-{row}/zero   the pilot's resume drill (work/pilot/... beside)
     raw/{model}/{dataset}/train-{row}/test-{bin}.json     a row's prompts and responses on one bin (generate)
     cells/{model}/{dataset}/train-{row}/test-{bin}.json   one cell, its .samples.jsonl beside it (score)
     logs/{rule}/..., benchmarks/{rule}/...          mirror the outputs they belong to
     .run.lock                                       the run that holds this results folder
 
 `row` is a row name with its tags (cell_names.py: `base`, `3`, `3-heldout-seed43`, `icl4-bin3`).
-Used by the rules (rules/common/paths.smk), the steps that name files, grid_status, the benchmarks and the
-test fixtures. Every function takes the results folder first; paths are joined, never normalised, so
+Used by the rules (rules/common/paths.smk; their output patterns are these paths with wildcards in
+place of the values), the steps that name files, grid_status, the benchmarks and the test fixtures. Every function takes the results folder first; paths are joined, never normalised, so
 a relative results_dir gives relative paths (what the rules declare).
 """
 
@@ -25,6 +27,7 @@ from workflow_scripts import cell_names
 
 SAMPLES_SUFFIX = ".samples.jsonl"
 LOCK_NAME = ".run.lock"
+RESUME_DRILL = os.path.join("pilot", "resume_drill")  # under results_dir, logs/, benchmarks/ and work/
 
 
 def _join(results, *parts) -> str:
@@ -48,6 +51,12 @@ def bin_file_name(k) -> str:
 
 def bin_file(results, dataset, k) -> str:
     return os.path.join(bins_dir(results, dataset), bin_file_name(k))
+
+
+def irt_file(results, dataset, name) -> str:
+    """A file of our IRT fit (rules/irt.smk): responses.parquet, with_difficulty.parquet, items.parquet,
+    report.json."""
+    return _join(results, "data", dataset, "irt", name)
 
 
 def heldout_dir(results, dataset) -> str:
@@ -120,7 +129,16 @@ def trained_model_dir(results, model, dataset, row) -> str:
 
 def training_work_dir(results, model, dataset, row) -> str:
     """Trainer checkpoints for resuming a killed job; not an output, so a failed job keeps them."""
-    return _join(results, "work", "train", model, dataset, f"train-{row}")
+    return row_dir(results, os.path.join("work", "train"), model, dataset, row)
+
+
+def resume_drill_dir(results, model, dataset, row) -> str:
+    """The pilot's second training of its row (rules/pilot.smk); temporary, like a ZeRO checkpoint."""
+    return os.path.join(row_dir(results, RESUME_DRILL, model, dataset, row), "zero")
+
+
+def resume_drill_work_dir(results, model, dataset, row) -> str:
+    return row_dir(results, os.path.join("work", RESUME_DRILL), model, dataset, row)
 
 
 # ---- cells --------------------------------------------------------------------------------------
@@ -142,12 +160,12 @@ def raw_file(results, model, dataset, row, test_bin) -> str:
 
 def row_log(results, rule: str, model, dataset, row) -> str:
     """The log of a per-row job (generate, score, train, convert)."""
-    return _join(results, "logs", rule, model, dataset, f"train-{row}.log")
+    return row_dir(results, os.path.join("logs", rule), model, dataset, row) + ".log"
 
 
 def row_benchmark(results, rule: str, model, dataset, row) -> str:
     """The benchmark file of a per-row job (train, convert, generate, the pilot's resume drill)."""
-    return _join(results, "benchmarks", rule, model, dataset, f"train-{row}.tsv")
+    return row_dir(results, os.path.join("benchmarks", rule), model, dataset, row) + ".tsv"
 
 
 # ---- the run lock -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ def irt_bootstrap_arguments(dataset):
 def binning_data(wildcards):
     """What the bin step splits: the dataset joined with fitted difficulties, or the dataset as is."""
     if irt_settings(wildcards.dataset):
-        return results("data", wildcards.dataset, "irt", "with_difficulty.parquet")
+        return layout.irt_file(RESULTS, wildcards.dataset, "with_difficulty.parquet")
     return layout.normalized_table(RESULTS, wildcards.dataset)
 
 
@@ -23,7 +23,7 @@ def irt_responses(wildcards):
     """A response table as given, or the one converted from a folder of lm-eval per-sample logs."""
     responses = irt_settings(wildcards.dataset)["responses"]
     if os.path.isdir(responses):
-        return results("data", wildcards.dataset, "irt", "responses.parquet")
+        return layout.irt_file(RESULTS, wildcards.dataset, "responses.parquet")
     return responses
 
 
@@ -210,7 +210,7 @@ def pilot_job():
         "cell": cell_path(model, dataset, row, test_bin),
         "base_cell": cell_path(model, dataset, cell_names.base_name(eval_split()), test_bin),
         "test_file": test_file(dataset, test_bin, eval_split() == "heldout"),
-        "drill": results("pilot", "resume_drill", model, dataset, f"train-{row}", "zero"),
+        "drill": layout.resume_drill_dir(RESULTS, model, dataset, row),
     }
 
 
@@ -251,7 +251,7 @@ def pilot_benchmarks():
     return json.dumps(
         {
             "train": layout.row_benchmark(RESULTS, "train", model, dataset, row),
-            "resume_drill": layout.row_benchmark(RESULTS, os.path.join("pilot", "resume_drill"), model, dataset, row),
+            "resume_drill": layout.row_benchmark(RESULTS, layout.RESUME_DRILL, model, dataset, row),
             "convert": layout.row_benchmark(RESULTS, "convert", model, dataset, row),
             "generate": layout.row_benchmark(RESULTS, "generate", model, dataset, row),
             "generate_base": layout.row_benchmark(RESULTS, "generate", model, dataset, base),

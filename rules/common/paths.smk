@@ -54,6 +54,18 @@ def raw_path(model, dataset, row, test_bin):
     return layout.raw_file(RESULTS, model, dataset, row, test_bin)
 
 
+# Output patterns of the per-row rules: layout's paths with the wildcards in place of the values, so
+# the rules declare exactly the files the steps, grid_status and the tests look for.
+def row_pattern(function, *args, row="{row}"):
+    """function(RESULTS, *args, "{model}", "{dataset}", row) for a layout function of a row's file."""
+    return function(RESULTS, *args, "{model}", "{dataset}", row)
+
+
+def bin_patterns(function, n_bins):
+    """A layout function of a row's file on one test bin, for every test bin: raw files, cells."""
+    return [function(RESULTS, "{model}", "{dataset}", "{row}", b) for b in range(n_bins)]
+
+
 def samples_of(model, dataset):
     """The per-question files beside a (model, dataset)'s cells: what the bootstrap resamples."""
     return [layout.samples(path) for path in every_cell_of(model, dataset)]
