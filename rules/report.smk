@@ -12,7 +12,7 @@ rule aggregate:
         samples=lambda wc: samples_of(wc.model, wc.dataset),
         code=step_code("workflow_scripts.aggregation"),
     output:
-        results("tables/{model}/{dataset}.csv"),
+        layout.pair_table(RESULTS, "{model}", "{dataset}"),
     log:
         results("logs/aggregate/{model}/{dataset}.log"),
     conda:
@@ -30,16 +30,16 @@ rule aggregate:
 
 rule cell_table:
     input:
-        tables=[results("tables", model, f"{dataset}.csv") for model in MODELS for dataset in DATASETS],
+        tables=[layout.pair_table(RESULTS, model, dataset) for model in MODELS for dataset in DATASETS],
         code=step_code("workflow_scripts.aggregation"),
     output:
         csv=report(
-            results("tables/cells.csv"),
+            layout.run_table(RESULTS, "cells", "csv"),
             caption="captions/cell_table.rst",
             category="Tables",
             labels={"table": "every cell, every metric"},
         ),
-        parquet=results("tables/cells.parquet"),
+        parquet=layout.run_table(RESULTS, "cells", "parquet"),
     log:
         results("logs/cell_table.log"),
     conda:
@@ -58,12 +58,12 @@ rule seed_table:
         code=step_code("workflow_scripts.seed_summary"),
     output:
         csv=report(
-            results("tables/seeds.csv"),
+            layout.run_table(RESULTS, "seeds", "csv"),
             caption="captions/seed_table.rst",
             category="Tables",
             labels={"table": "mean and spread over seeds"},
         ),
-        parquet=results("tables/seeds.parquet"),
+        parquet=layout.run_table(RESULTS, "seeds", "parquet"),
     log:
         results("logs/seed_table.log"),
     conda:
@@ -82,21 +82,21 @@ rule heatmaps:
         code=step_code("workflow_scripts.plots"),
     output:
         change=report(
-            results("figures/{model}/{dataset}/change_vs_base.png"),
+            layout.pair_figure(RESULTS, "{model}", "{dataset}", "change_vs_base", "png"),
             caption="captions/change_vs_base.rst",
             category="{dataset}",
             subcategory="{model}",
             labels={"model": "{model}", "figure": "change vs zero-shot"},
         ),
-        change_pdf=results("figures/{model}/{dataset}/change_vs_base.pdf"),
+        change_pdf=layout.pair_figure(RESULTS, "{model}", "{dataset}", "change_vs_base", "pdf"),
         accuracy=report(
-            results("figures/{model}/{dataset}/accuracy.png"),
+            layout.pair_figure(RESULTS, "{model}", "{dataset}", "accuracy", "png"),
             caption="captions/accuracy.rst",
             category="{dataset}",
             subcategory="{model}",
             labels={"model": "{model}", "figure": "accuracy"},
         ),
-        accuracy_pdf=results("figures/{model}/{dataset}/accuracy.pdf"),
+        accuracy_pdf=layout.pair_figure(RESULTS, "{model}", "{dataset}", "accuracy", "pdf"),
     log:
         results("logs/heatmaps/{model}/{dataset}.log"),
     conda:
@@ -116,17 +116,17 @@ rule heatmaps:
 
 rule change_by_distance:
     input:
-        tables=lambda wc: [results("tables", model, f"{wc.dataset}.csv") for model in MODELS],
+        tables=lambda wc: [layout.pair_table(RESULTS, model, wc.dataset) for model in MODELS],
         code=step_code("workflow_scripts.plots"),
     output:
         png=report(
-            results("figures/change_by_distance/{dataset}.png"),
+            layout.summary_figure(RESULTS, "change_by_distance", "{dataset}", "png"),
             caption="captions/change_by_distance.rst",
             category="{dataset}",
             subcategory="all models",
             labels={"model": "all models", "figure": "change by bin distance"},
         ),
-        pdf=results("figures/change_by_distance/{dataset}.pdf"),
+        pdf=layout.summary_figure(RESULTS, "change_by_distance", "{dataset}", "pdf"),
     log:
         results("logs/change_by_distance/{dataset}.log"),
     conda:
@@ -146,17 +146,17 @@ rule change_by_distance:
 
 rule change_grid:
     input:
-        tables=lambda wc: [results("tables", wc.model, f"{dataset}.csv") for dataset in DATASETS],
+        tables=lambda wc: [layout.pair_table(RESULTS, wc.model, dataset) for dataset in DATASETS],
         code=step_code("workflow_scripts.plots"),
     output:
         png=report(
-            results("figures/change_grid/{model}.png"),
+            layout.summary_figure(RESULTS, "change_grid", "{model}", "png"),
             caption="captions/change_grid.rst",
             category="All datasets",
             subcategory="{model}",
             labels={"model": "{model}", "figure": "change vs zero-shot, every dataset"},
         ),
-        pdf=results("figures/change_grid/{model}.pdf"),
+        pdf=layout.summary_figure(RESULTS, "change_grid", "{model}", "pdf"),
     log:
         results("logs/change_grid/{model}.log"),
     conda:
@@ -179,13 +179,13 @@ rule training_loss:
         code=step_code("workflow_scripts.plots"),
     output:
         png=report(
-            results("figures/{model}/{dataset}/training_loss.png"),
+            layout.pair_figure(RESULTS, "{model}", "{dataset}", "training_loss", "png"),
             caption="captions/training_loss.rst",
             category="{dataset}",
             subcategory="{model}",
             labels={"model": "{model}", "figure": "training loss"},
         ),
-        pdf=results("figures/{model}/{dataset}/training_loss.pdf"),
+        pdf=layout.pair_figure(RESULTS, "{model}", "{dataset}", "training_loss", "pdf"),
     log:
         results("logs/training_loss/{model}/{dataset}.log"),
     conda:

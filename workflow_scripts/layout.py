@@ -9,6 +9,8 @@
     pilot/resume_drill/{model}/{dataset}/train-{row}/zero   the pilot's resume drill (work/pilot/... beside)
     raw/{model}/{dataset}/train-{row}/test-{bin}.json     a row's prompts and responses on one bin (generate)
     cells/{model}/{dataset}/train-{row}/test-{bin}.json   one cell, its .samples.jsonl beside it (score)
+    tables/{model}/{dataset}.csv, tables/{cells,seeds}.{csv,parquet}   per-pair and whole-run tables
+    figures/{model}/{dataset}/{name}.{png,pdf}      a pair's figures; figures/{kind}/{name}.* the summaries
     logs/{rule}/..., benchmarks/{rule}/...          mirror the outputs they belong to
     .run.lock                                       the run that holds this results folder
 
@@ -166,6 +168,28 @@ def row_log(results, rule: str, model, dataset, row) -> str:
 def row_benchmark(results, rule: str, model, dataset, row) -> str:
     """The benchmark file of a per-row job (train, convert, generate, the pilot's resume drill)."""
     return row_dir(results, os.path.join("benchmarks", rule), model, dataset, row) + ".tsv"
+
+
+# ---- tables and figures -------------------------------------------------------------------------
+
+
+def pair_table(results, model, dataset) -> str:
+    """The tidy table of one (model, dataset): its cells with their intervals (rule aggregate)."""
+    return _join(results, "tables", model, f"{dataset}.csv")
+
+
+def run_table(results, name: str, ext: str) -> str:
+    """A table of the whole run: `cells` (every pair's rows) or `seeds` (the summary over seeds)."""
+    return _join(results, "tables", f"{name}.{ext}")
+
+
+def pair_figure(results, model, dataset, name: str, ext: str) -> str:
+    return _join(results, "figures", model, dataset, f"{name}.{ext}")
+
+
+def summary_figure(results, kind: str, name, ext: str) -> str:
+    """`change_by_distance/<dataset>` or `change_grid/<model>`."""
+    return _join(results, "figures", kind, f"{name}.{ext}")
 
 
 # ---- the run lock -------------------------------------------------------------------------------

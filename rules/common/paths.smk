@@ -73,4 +73,4 @@ def samples_of(model, dataset):
 
 def figures_of(model, dataset):
     names = ("accuracy", "change_vs_base", "training_loss")
-    return [results("figures", model, dataset, f"{name}.{kind}") for name in names for kind in ("png", "pdf")]
+    return [layout.pair_figure(RESULTS, model, dataset, name, ext) for name in names for ext in ("png", "pdf")]

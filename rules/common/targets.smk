@@ -11,7 +11,7 @@ def every_cell_of(model, dataset):
 def summary_figures():
     """One change-by-distance figure per dataset, one grid of every dataset per model."""
     return [
-        results("figures", kind, f"{name}.{ext}")
+        layout.summary_figure(RESULTS, kind, name, ext)
         for kind, names in (("change_by_distance", DATASETS), ("change_grid", MODELS))
         for name in names
         for ext in ("png", "pdf")
@@ -21,7 +21,7 @@ def summary_figures():
 def final_outputs():
     """Tables, figures, and every cell: cells are results in their own right, so a deleted or
     missing cell file is re-made even when the tables built from it look up to date."""
-    outputs = [results("tables", f"{name}.{kind}") for name in ("cells", "seeds") for kind in ("csv", "parquet")]
+    outputs = [layout.run_table(RESULTS, name, ext) for name in ("cells", "seeds") for ext in ("csv", "parquet")]
     outputs += summary_figures()
     for model in MODELS:
         for dataset in DATASETS:
