@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from workflow_scripts import runtime  # noqa: E402  (no torch at import)
+from workflow_scripts import evaluation, runtime  # noqa: E402  (no torch at import)
 
 PACKAGES = (
     "torch",
@@ -180,33 +180,20 @@ def plan(out: Path, inputs: dict) -> list[dict]:
     backend = attention_backend()
     for engine in ("hf", "vllm"):
         for task in ("arc", "gsm8k"):
-            command = [
-                python,
-                "-m",
-                "workflow_scripts.evaluation",
-                "--task",
+            command = evaluation.cell_command(
                 f"cross_difficulty_{task}",
-                "--bin-file",
                 inputs["bins"][task],
-                "--model",
-                str(out / "hf-llama3"),
-                "--out",
-                str(out / f"cell-{engine}-{task}.json"),
-                "--backend",
-                engine,
-                "--dtype",
-                "bfloat16",
-                "--batch-size",
-                "auto",
-                "--max-gen-toks",
-                "32",
-                "--seed",
-                "42",
-                "--chat-template-date",
-                DATE,
-            ]
-            if engine == "vllm" and backend:
-                command += ["--attention-backend", backend]
+                out / "hf-llama3",
+                out / f"cell-{engine}-{task}.json",
+                backend=engine,
+                dtype="bfloat16",
+                batch_size="auto",
+                seed=42,
+                python=python,
+                max_gen_toks=32,
+                chat_template_date=DATE,
+                attention_backend=backend if engine == "vllm" else None,
+            )
             steps.append(
                 {
                     "name": f"eval-{engine}-{task}",
