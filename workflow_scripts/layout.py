@@ -16,8 +16,9 @@
 
 `row` is a row name with its tags (cell_names.py: `base`, `3`, `3-heldout-seed43`, `icl4-bin3`).
 Used by the rules (rules/common/paths.smk; their output patterns are these paths with wildcards in
-place of the values), the steps that name files, grid_status, the benchmarks and the test fixtures. Every function takes the results folder first; paths are joined, never normalised, so
-a relative results_dir gives relative paths (what the rules declare).
+place of the values), the steps that name files, grid_status, the benchmarks and the test fixtures.
+Every function takes the results folder first; paths are joined, never normalised, so a relative
+results_dir gives relative paths (what the rules declare).
 """
 
 from __future__ import annotations
