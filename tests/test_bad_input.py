@@ -43,7 +43,7 @@ def edit(config, dotted: str, value):
     *parents, last = dotted.split(".")
     node = config
     for key in parents:
-        node = node[key]
+        node = node.setdefault(key, {})  # a section the config leaves to the schema's defaults
     if value is DELETE:
         del node[last]
     else:
