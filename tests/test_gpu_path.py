@@ -55,22 +55,16 @@ def test_evaluation_makes_cuda_detection_fork_safe_before_torch_is_imported(tiny
             "-c",
             TORCH_IMPORT_SPY,
             "workflow_scripts.evaluation",
-            "--task",
-            "cross_difficulty_arc",
-            "--bin-file",
-            str(arc_bins / "bin-0.parquet"),
-            "--model",
-            str(tiny_model),
-            "--out",
-            str(tmp_path / "c.json"),
-            "--backend",
-            "vllm",
-            "--dtype",
-            "float32",
-            "--batch-size",
-            "1",
-            "--seed",
-            "42",
+            *evaluation.cell_arguments(
+                "cross_difficulty_arc",
+                arc_bins / "bin-0.parquet",
+                tiny_model,
+                tmp_path / "c.json",
+                backend="vllm",
+                dtype="float32",
+                batch_size=1,
+                seed=42,
+            ),
         ],
         cwd=REPO,
         env=env,
@@ -152,24 +146,16 @@ def test_own_input_errors_stay_one_line(tmp_path, capsys):
     """Our own checks' messages name the field and the fix: no traceback above them."""
     with pytest.raises(SystemExit):
         evaluation.main(
-            [
-                "--task",
+            evaluation.cell_arguments(
                 "cross_difficulty_nope",
-                "--bin-file",
                 "x.parquet",
-                "--model",
                 "m",
-                "--backend",
-                "hf",
-                "--dtype",
-                "float32",
-                "--batch-size",
-                "1",
-                "--seed",
-                "42",
-                "--out",
-                str(tmp_path / "c.json"),
-            ]
+                tmp_path / "c.json",
+                backend="hf",
+                dtype="float32",
+                batch_size=1,
+                seed=42,
+            )
         )
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: task 'cross_difficulty_nope'")

@@ -267,17 +267,21 @@ def add_in_context_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-format", help="how an example is written (workflow_scripts/prompts.py)")
 
 
-def cell_command(task, bin_file, model, out, *, backend, dtype, batch_size, seed, python=sys.executable, **options):
-    """This module's command line for one cell, as the tests, benchmarks and the GPU smoke script run it
+def cell_arguments(task, bin_file, model, out, *, backend, dtype, batch_size, seed, **options) -> list[str]:
+    """This module's arguments for one cell, as the tests, benchmarks and the GPU smoke script give them
     (the workflow evaluates rows: generation.py, scoring.py). options: further arguments by name
     (max_gen_toks=8 -> --max-gen-toks 8; True -> the bare flag; None or False -> left out)."""
-    command = [str(python), "-m", "workflow_scripts.evaluation", "--task", task, "--bin-file", str(bin_file)]
-    command += ["--model", str(model), "--out", str(out), "--backend", backend, "--dtype", dtype]
-    command += ["--batch-size", str(batch_size), "--seed", str(seed)]
+    arguments = ["--task", task, "--bin-file", str(bin_file), "--model", str(model), "--out", str(out)]
+    arguments += ["--backend", backend, "--dtype", dtype, "--batch-size", str(batch_size), "--seed", str(seed)]
     for name, value in options.items():
         if value is not None and value is not False:
-            command += ["--" + name.replace("_", "-")] + ([] if value is True else [str(value)])
-    return command
+            arguments += ["--" + name.replace("_", "-")] + ([] if value is True else [str(value)])
+    return arguments
+
+
+def cell_command(*args, python=sys.executable, **kwargs) -> list[str]:
+    """`python -m workflow_scripts.evaluation` with cell_arguments(*args, **kwargs)."""
+    return [str(python), "-m", "workflow_scripts.evaluation", *cell_arguments(*args, **kwargs)]
 
 
 @one_line_errors
