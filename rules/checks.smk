@@ -13,7 +13,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
-from workflow_scripts import config_files, task_files
+from workflow_scripts import batch, config_files, sizing, task_files
 
 KEY_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
 
@@ -22,11 +22,21 @@ def _field(path):
     return ".".join(str(part) for part in path) or "(top level)"
 
 
+# Keys that were settings once, and what took their place: a config that still has one gets this line.
+RENAMED_KEYS = {
+    "gradient_accumulation_steps": "set effective_batch_size instead (sequences per optimizer step over all "
+    "ranks; each job derives its accumulation steps from its rank count)",
+}
+
+
 def _describe(error):
     field, value = _field(error.absolute_path), error.instance
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(value) - set(allowed))
+        renamed = [key for key in unknown if key in RENAMED_KEYS]
+        if renamed:
+            return f"{field}.{renamed[0]} is no setting any more; fix: {RENAMED_KEYS[renamed[0]]}"
         return f"{field}: unknown key(s) {unknown}; fix: remove or rename them (allowed: {allowed})"
     if "propertyNames" in error.schema_path:
         return f"{field}: name {value!r} is not allowed; fix: rename it using only {KEY_RULE} (names become folders and wildcards)"
@@ -84,6 +94,7 @@ def _semantic_problems(config):
                 "CPU run"
             )
     problems += _path_problems(config)
+    problems += _train_job_problems(config)
     # Only train, convert and evaluate are sized from their work (rules/common/resources.smk SIZED_RULES).
     for rule_name, entry in config.get("resources", {}).items():
         missing = [key for key in ("runtime", "mem_mb") if key not in (entry or {})]
@@ -134,6 +145,79 @@ def _semantic_problems(config):
             problems.append(
                 f"models.{name}.path: the tokenizer in {path} has no chat template; fix: use an instruct model"
             )
+    return problems
+
+
+# Rules whose jobs have a {model} wildcard: only their resources may depend on the model's size.
+MODEL_SIZED_RESOURCES = ("train", "evaluate", "convert", "score")
+
+
+def _model_parameters(config, name):
+    """A model's parameter count (config.json on disk, else its entry's `parameters`); None if unknown
+    (that problem has its own line above)."""
+    model = config["models"][name]
+    folder = model.get("path") or os.path.join(config["model_cache"], name)
+    try:
+        return sizing.model_parameters(folder, model.get("parameters"), name)
+    except ValueError:
+        return None
+
+
+def _train_job_problems(config):
+    """Each (model, dataset)'s train job: its GPUs (by the model's size) against the node and the GPU
+    memory, and its effective batch against its ranks."""
+    problems = []
+    resources, cluster = config["resources"], config["cluster"]
+    for rule_name, entry in resources.items():
+        classes = entry.get("by_model_size") or []
+        if classes and rule_name not in MODEL_SIZED_RESOURCES:
+            problems.append(
+                f"resources.{rule_name}.by_model_size: its jobs have no model; fix: remove it (only "
+                f"{', '.join(MODEL_SIZED_RESOURCES)} can depend on the model's size)"
+            )
+        elif any(bool(c["gpu"]) != bool(entry["gpu"]) for c in classes):
+            problems.append(
+                f"resources.{rule_name}.by_model_size: every class must ask for GPUs or none, as "
+                f"resources.{rule_name}.gpu = {entry['gpu']} does (one partition per rule); fix: make them agree"
+            )
+        for gpus in {entry["gpu"], *(c["gpu"] for c in classes)}:
+            if gpus > cluster["gpus_per_node"]:
+                problems.append(
+                    f"resources.{rule_name}: gpu {gpus} is more than cluster.gpus_per_node = "
+                    f"{cluster['gpus_per_node']} (a GPU job runs on one node); fix: ask for at most "
+                    f"{cluster['gpus_per_node']}, or correct cluster.gpus_per_node"
+                )
+    train = resources["train"]
+    for model in config["models"]:
+        parameters = _model_parameters(config, model)
+        if parameters is None:
+            continue
+        gpus = {**train, **sizing.size_class(train.get("by_model_size") or [], parameters)}["gpu"]
+        ranks = gpus or config["launch"]["cpu_processes"]
+        for dataset, entry in config["datasets"].items():
+            settings = {
+                **config["training"],
+                **entry.get("training", {}),
+                **config["models"][model].get("training", {}),
+            }
+            try:
+                batch.accumulation_steps(settings["effective_batch_size"], settings["per_device_batch_size"], ranks)
+            except ValueError as problem:
+                problems.append(
+                    f"{model} on {dataset}: {problem} ({'resources.train.gpu' if gpus else 'launch.cpu_processes'}"
+                    f" for this model); fix: set training.effective_batch_size (or the dataset's or model's) to a "
+                    f"multiple of {settings['per_device_batch_size'] * ranks}, or change per_device_batch_size or "
+                    "the GPUs"
+                )
+            held = sizing.zero3_state_bytes_per_gpu(parameters, gpus, settings["optim"]) / 1e9
+            if gpus and held > 0.8 * cluster["gpu_memory_gb"]:
+                problems.append(
+                    f"resources.train: {model} ({parameters / 1e9:.1f}B parameters) on {gpus} GPU(s) holds "
+                    f"~{held:.0f} GB of ZeRO-3 training state per GPU ({settings['optim']}), more than 80% of "
+                    f"cluster.gpu_memory_gb = {cluster['gpu_memory_gb']}; fix: give models of this size more "
+                    "GPUs (resources.train.by_model_size)"
+                )
+                break  # one line per model: the state does not depend on the dataset
     return problems
 
 

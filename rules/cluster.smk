@@ -23,7 +23,7 @@ for checked_rule, conda_env in CHECKED_RULES.items():
             results(f"logs/cluster_check/{checked_rule}.log"),
         conda:
             conda_env
-        threads: rule_threads(checked_rule)
+        threads: resource_entry(checked_rule)["threads"]
         resources:
             **check_resources(checked_rule),
         params:

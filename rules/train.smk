@@ -36,7 +36,7 @@ rule train:
         train_file=training_file,
         prompt_format=lambda wc: dataset_entry(wc.dataset)["prompt_format"],
         settings=training_settings,
-        processes=train_processes(),
+        processes=lambda wc: train_processes(wc.model),
         work_dir=lambda wc: training_work_dir(wc.model, wc.dataset, wc.trained_row),
     shell:
         "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.training launch --model {params.base_model:q}"

@@ -51,13 +51,17 @@ def demo_config(**changes) -> dict:
 
 
 def training_settings(**changes) -> dict:
-    """A training job's settings as the workflow passes them: the schema's defaults (the study's),
+    """A training job's settings as the workflow passes them: the schema's defaults (the study's) with
+    the accumulation steps derived for the demo's 2 ranks (the effective batch 4 of config/demo.yaml),
     then the changes."""
     from snakemake.utils import validate
 
-    config = demo_config(training={})
+    from workflow_scripts import batch
+
+    config = demo_config(training={"effective_batch_size": 4})
     validate(config, str(REPO / "config/schema.yaml"))
-    return {**config["training"], "system_prompt": None, "chat_template_date": None, **changes}
+    settings = batch.job_settings(config["training"], ranks=2)
+    return {**settings, "system_prompt": None, "chat_template_date": None, **changes}
 
 
 def write_config(folder: Path, config: dict, name: str = "case") -> str:

@@ -94,7 +94,8 @@ def test_profile_dry_run_places_every_rule_of_the_paper_grid(tmp_path):
         == 616
     )
     # Placement as configured in config/config.yaml `cluster:` and `resources:`.
-    assert {(p, g) for p, g, *_ in by_rule["train"]} == {("b200", "4")}
+    # Train GPUs by the model's size (resources.train.by_model_size): 14B on 4, 7B/8B on 2, the rest on 1.
+    assert {(p, g) for p, g, *_ in by_rule["train"]} == {("b200", "1"), ("b200", "2"), ("b200", "4")}
     assert {(p, g) for p, g, *_ in by_rule["generate"]} == {("b200", "1")}
     assert {(p, g, m, r) for p, g, m, r in by_rule["score"]} == {("cpu", "0", "4000", "10")}
     assert {(p, g) for p, g, *_ in by_rule["convert"]} == {("cpu", "0")}

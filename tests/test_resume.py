@@ -10,7 +10,7 @@ import time
 import psutil
 import yaml
 
-from conftest import REPO, job_counts, snakemake
+from conftest import REPO, snakemake
 
 TARGET = "results/demo/models/tiny-qwen2/arc/train-0/hf"
 
@@ -74,15 +74,3 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     assert not work.exists(), "the work folder outlived the final model"
     assert not (tmp_path / "results/demo/models/tiny-qwen2/arc/train-0/zero").exists()
     assert not list(tmp_path.rglob("global_step*"))
-
-
-def test_process_count_and_gpu_request_come_from_one_value(tmp_path):
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    config["resources"]["train"]["gpu"] = 8
-    path = tmp_path / "gpus.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = snakemake("-n", "-p", "--configfile", str(path), "--until", "train", workdir=tmp_path)
-    output = result.stdout + result.stderr
-    assert job_counts(output)["train"] == 560
-    assert output.count("--num-processes 8 ") == 560
-    assert "gpu=8" in output and "gpu=4" not in output

@@ -96,7 +96,8 @@ def summarise(jobs: list[dict], config: dict, default_retries: int) -> dict:
             {
                 "jobs": 0,
                 "local": job["local"],
-                "gpu": res.get("gpu", 0),
+                "gpu": 0,  # the most a job of the rule asks for
+                "gpu_counts": set(),  # each job's, by its model's size where the rule sizes them so
                 "threads": job["threads"],
                 "minutes": [],
                 "requested_gpu_h": 0.0,
@@ -112,6 +113,8 @@ def summarise(jobs: list[dict], config: dict, default_retries: int) -> dict:
             row["local"] = True
             continue
         minutes, gpus = res["runtime"], res.get("gpu", 0)
+        row["gpu"] = max(row["gpu"], gpus)
+        row["gpu_counts"].add(gpus)
         row["minutes"].append(minutes)
         row["requested_gpu_h"] += gpus * minutes / 60
         row["requested_core_h"] += job["threads"] * minutes / 60
@@ -121,6 +124,7 @@ def summarise(jobs: list[dict], config: dict, default_retries: int) -> dict:
             row["output_gb"] += res.get("output_mb", 0) / 1000
             row["largest_output_gb"] = max(row["largest_output_gb"], res.get("output_mb", 0) / 1000)
     for name, row in rules.items():
+        row["gpu_counts"] = sorted(row["gpu_counts"])
         retries = OWN_RETRIES[name](config["resources"]["train"]["retries"]) if name in OWN_RETRIES else default_retries
         row["attempts"] = retries + 1
         row["largest_request_min"] = max(
@@ -191,7 +195,8 @@ def render(summary: dict, header: list[str]) -> str:
             lines.append(f"| {name} | {row['jobs']:,} | local | - | - | - | - |")
             continue
         span = f"{min(row['minutes'])}-{max(row['minutes'])}" if row["minutes"] else "-"
-        gpu = row["gpu"] or "CPU"
+        counts = row["gpu_counts"]
+        gpu = (f"{counts[0]}-{counts[-1]}" if len(counts) > 1 else row["gpu"]) if row["gpu"] else "CPU"
         expected = f"{row['expected_gpu_h']:,.1f}" if row["expected_gpu_h"] is not None and row["gpu"] else "-"
         per_job = f"{60 * row['expected_h'] / row['jobs']:.1f}" if row["expected_h"] is not None else "-"
         requested = f"{row['requested_gpu_h']:,.1f}" if row["gpu"] else f"({row['requested_core_h']:,.1f} core-h)"

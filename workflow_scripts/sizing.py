@@ -46,7 +46,7 @@ ASSUMPTIONS = {
     "storage_write_gb_per_s": 0.5,  # one job writing a ZeRO state to it
     # ZeRO state of a checkpoint: fp32 master weights (4 B/param) + two 8-bit Adam moments (2 B/param).
     "zero_state_bytes_per_param": 6.0,
-    "train_host_base_gb": 24.0,  # host RAM of a 4-rank job besides the model (CUDA contexts, data, workers)
+    "train_host_base_gb_per_rank": 6.0,  # host RAM per rank besides the model (CUDA context, data, workers)
     # Writing the ZeRO state, each rank copies its share of the fp32 masters (4 B/param in all) to host
     # memory at once (torch.save moves one storage at a time, and each rank's is one flat tensor).
     "train_host_bytes_per_param": 4.0,
@@ -106,6 +106,27 @@ def memory_request(estimate_bytes: float, attempt: int, max_mb: int) -> int:
     """MB to ask for, in whole GB: the estimate with headroom, growing with each attempt, capped."""
     first_gb = math.ceil(estimate_bytes * MEMORY_HEADROOM / GB)
     return int(min(first_gb * 1000 * (1 + RETRY_MEMORY_GROWTH * (attempt - 1)), max_mb))
+
+
+def size_class(classes: list[dict], parameters: int) -> dict:
+    """gpu and threads of the first `by_model_size` class whose max_parameters_b holds the model ({}:
+    none does, the rule's own values apply). Classes are read in the order the config lists them."""
+    for entry in classes:
+        if parameters <= entry["max_parameters_b"] * 1e9:
+            return {"gpu": entry["gpu"], "threads": entry["threads"]}
+    return {}
+
+
+# Full fine-tuning under ZeRO-3 keeps, spread over the job's GPUs: bf16 weights (2 B/param) and
+# gradients (2), fp32 master weights (4), and the optimizer's two moments: 8-bit (2) or fp32 (8).
+# Activations come on top (the pilot's memory probe measures them at the longest sequences).
+GPU_STATE_BYTES_PER_PARAM = {"8bit": 10.0, "fp32": 16.0}
+
+
+def zero3_state_bytes_per_gpu(parameters: int, gpus: int, optim: str) -> float:
+    """ZeRO-3 training state one GPU holds for a model of `parameters` trained on `gpus` GPUs."""
+    moments = "8bit" if "8bit" in optim else "fp32"
+    return GPU_STATE_BYTES_PER_PARAM[moments] * parameters / max(gpus, 1)
 
 
 # ---- facts read from disk (cached by path and modification time) --------------------------------------
@@ -425,9 +446,9 @@ def train_estimate(work: TrainWork, calibration: Calibration = NO_MEASUREMENTS) 
     )
     interval = work.checkpoint_minutes * 60
     checkpoints = max(0, math.ceil(work_s / interval) - 1) if interval > 0 else 0  # none at the final step
-    memory = (a["train_host_base_gb"] * GB + a["train_host_bytes_per_param"] * n) * calibration.factor(
-        "train_memory", n
-    )
+    memory = (
+        a["train_host_base_gb_per_rank"] * work.ranks * GB + a["train_host_bytes_per_param"] * n
+    ) * calibration.factor("train_memory", n)
     return Estimate(
         seconds=work_s + fixed_s + checkpoints * save_s,
         memory_bytes=memory,

@@ -229,10 +229,10 @@ def pilot_expectations():
     """What the pilot asserts its outputs show: the grid's GPU paths as configured."""
     job = pilot_job()
     settings = train_settings(job["model"], job["dataset"])
-    gpus = config["resources"]["train"]["gpu"]
+    gpus = rule_gpus("train", job["model"])
     return json.dumps(
         {
-            "ranks": train_processes(),
+            "ranks": train_processes(job["model"]),
             "backend": "nccl" if gpus else "gloo",
             "mixed_precision": "bf16" if settings["bf16"] else "no",
             "optimizer": settings["optim"] if gpus else settings["cpu_optim"],

@@ -19,10 +19,20 @@ def resource_entry(rule_name):
     return config["resources"][RESOURCE_KEYS.get(rule_name, rule_name)]
 
 
-def placement(rule_name):
+def model_resources(rule_name, model=None):
+    """A rule's entry for one model's jobs: gpu and threads from its `by_model_size` class that holds the
+    model's parameter count, where it has one (train: 1 GPU for a 1.5B model, 4 for 14B); else its own.
+    Without a model (cluster_check), the entry's own values: the most a job of the rule asks for."""
+    entry = resource_entry(rule_name)
+    if model is None or not entry.get("by_model_size"):
+        return entry
+    return {**entry, **sizing.size_class(entry["by_model_size"], model_parameters(model))}
+
+
+def placement(rule_name, model=None):
     """Where a rule's jobs go: GPU rules to the GPU partition with `gpu=N` (the plugin turns it into
     --gpus=N), CPU rules to the CPU partition; a local run ignores the partition."""
-    entry = resource_entry(rule_name)
+    entry = model_resources(rule_name, model)
     cluster = config["cluster"]
     resources = {
         "gpu": entry["gpu"],
@@ -39,6 +49,12 @@ def placement(rule_name):
     return resources
 
 
+def per_model_placement(rule_name):
+    """placement() with the GPU count a function of each job's model, for a rule whose entry has
+    by_model_size (the config check keeps every class of a GPU rule on GPUs: same partition, one node)."""
+    return {**placement(rule_name), "gpu": lambda wildcards: rule_gpus(rule_name, wildcards.model)}
+
+
 def rule_resources(rule_name):
     """The SLURM request of a rule's jobs, from config `resources:` and `cluster:`.
 
@@ -50,7 +66,7 @@ def rule_resources(rule_name):
     SLURM ignores them."""
     entry = resource_entry(rule_name)
     cluster = config["cluster"]
-    resources = placement(rule_name)
+    resources = per_model_placement(rule_name) if entry.get("by_model_size") else placement(rule_name)
     minutes, mem_mb = entry.get("runtime"), entry.get("mem_mb")
     if minutes is not None:
         resources["runtime"] = lambda wildcards, attempt: sizing.attempt_runtime(
@@ -157,7 +173,7 @@ def job_work(rule_name, wildcards):
             settings["per_device_batch_size"],
             settings["gradient_accumulation_steps"],
             settings["gradient_checkpointing"],
-            train_processes(),
+            train_processes(model),
             measured_rates().tokens(dataset, shape["prompt_tokens"] + shape["target_tokens"]),
             config["launch"]["checkpoint_minutes"],
         )
@@ -216,8 +232,12 @@ def rule_retries(rule_name):
 
 
 def rule_threads(rule_name):
+    """A rule's threads: a function of each job's model where the rule's entry has by_model_size."""
+    if resource_entry(rule_name).get("by_model_size"):
+        return lambda wildcards: model_resources(rule_name, wildcards.model)["threads"]
     return resource_entry(rule_name)["threads"]
 
 
-def rule_gpus(rule_name):
-    return resource_entry(rule_name)["gpu"]
+def rule_gpus(rule_name, model=None):
+    """GPUs of a rule's jobs for one model (by_model_size); without a model, the most a job asks for."""
+    return model_resources(rule_name, model)["gpu"]

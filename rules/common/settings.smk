@@ -3,7 +3,7 @@
 import functools
 import os
 
-from workflow_scripts import code_inputs, layout, sizing
+from workflow_scripts import batch, code_inputs, layout, sizing
 
 RESULTS = config["results_dir"]
 MODELS = list(config["models"])
@@ -64,12 +64,19 @@ def model_cache_dir(model):
     return os.path.join(config["model_cache"], model)
 
 
-def train_settings(model, dataset, seed=None):
-    """The hyper-parameters of one (model, dataset): defaults < dataset overrides < model overrides;
-    `seed` (one of `seeds`) is the run's own."""
+def merged_training(model, dataset):
+    """The training config of one (model, dataset): defaults < dataset overrides < model overrides."""
     settings = dict(config["training"])
     settings.update(config["datasets"][dataset].get("training", {}))
     settings.update(config["models"][model].get("training", {}))
+    return settings
+
+
+def train_settings(model, dataset, seed=None):
+    """The hyper-parameters one training job gets: merged_training with the accumulation steps derived
+    from the effective batch and the job's ranks (workflow_scripts/batch.py); `seed` (one of `seeds`)
+    is the run's own."""
+    settings = batch.job_settings(merged_training(model, dataset), train_processes(model))
     settings["system_prompt"] = config["models"][model]["system_prompt"]
     settings["chat_template_date"] = config["chat_template_date"]
     if seed is not None:
@@ -77,9 +84,10 @@ def train_settings(model, dataset, seed=None):
     return settings
 
 
-def train_processes():
-    """One rank per GPU of the train job; on a CPU-only run, launch.cpu_processes ranks."""
-    return config["resources"]["train"]["gpu"] or config["launch"]["cpu_processes"]
+def train_processes(model):
+    """One rank per GPU of the model's train job (resources.train, by the model's size); on a CPU-only
+    run, launch.cpu_processes ranks."""
+    return rule_gpus("train", model) or config["launch"]["cpu_processes"]
 
 
 def model_parameters(model):
