@@ -11,8 +11,8 @@ import shlex
 
 import pytest
 import yaml
-
 from conftest import REPO, snakemake
+
 from workflow_scripts import batch
 
 STUDY_EFFECTIVE = {"ifeval": 4, "mmlu_pro": 4, "musr": 4}  # batch 1 + gradient checkpointing on 4 GPUs

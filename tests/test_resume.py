@@ -9,7 +9,6 @@ import time
 
 import psutil
 import yaml
-
 from conftest import REPO, snakemake
 
 TARGET = "results/demo/models/tiny-qwen2/arc/train-0/hf"
