@@ -275,6 +275,28 @@ def test_musr_options_malformed_string(tmp_path):
     assert not (tmp_path / "o.parquet").exists()
 
 
+@pytest.mark.parametrize(
+    "bad_answers, message",
+    [
+        ({1: "It is 7.\n#### 7\nNo, 72.\n#### 72"}, "more than one '#### ' marker in 1 of 6 rows (item_id '1')"),
+        ({2: "It is 7.", 4: "Seven."}, "no '#### N' line in 2 of 6 rows (item_id '2', '4')"),
+    ],
+    ids=["two markers", "no marker"],
+)
+def test_gsm8k_answer_needs_exactly_one_marker(tmp_path, capsys, bad_answers, message):
+    rows = sample_data.gsm8k_rows(6)
+    for row, answer in bad_answers.items():
+        rows.loc[row, "answer"] = answer
+    path = tmp_path / "gsm8k.jsonl"
+    rows.to_json(path, orient="records", lines=True)
+    out = tmp_path / "o.parquet"
+    with pytest.raises(SystemExit):
+        data.main(["--source", json.dumps({"path": str(path)}), "--prompt-format", "gsm8k", "--out", str(out)])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "column 'answer' has " + message in errors[0], errors
+    assert not out.exists()
+
+
 def test_gated_hub_dataset_without_token(monkeypatch, tmp_path, capsys):
     import datasets
     from datasets.exceptions import DatasetNotFoundError

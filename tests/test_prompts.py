@@ -60,6 +60,8 @@ def test_unknown_format_names_the_choices():
 def test_rows_whose_target_cannot_be_scored_are_refused():
     with pytest.raises(ValueError, match="no '#### <number>' line"):
         render("gsm8k", {"question": "q", "answer": "It is 72."})
+    with pytest.raises(ValueError, match="2 '#### ' markers; it needs exactly one"):
+        render("gsm8k", {"question": "q", "answer": "It is 7.\n#### 7\nNo, 72.\n#### 72"})
     with pytest.raises(ValueError, match="answerKey 'E' is not one of the labels"):
         render("arc", {**ARC_ROW, "answerKey": "E"})
     with pytest.raises(ValueError, match="neither an option nor an option's index"):

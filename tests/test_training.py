@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from transformers import AutoModelForCausalLM, TrainerCallback
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from conftest import REPO, training_settings
 from workflow_scripts import conversion, prompts
@@ -177,3 +177,66 @@ def test_checkpoints_follow_the_wall_clock_and_never_the_final_step(
     assert [int(p.name.split("-")[1]) for p in kept] == expected[-1:]  # only the newest is kept
     for entry in trainer.checkpoints.history:
         assert entry["bytes_on_disk"] > 0 and entry["bytes_written"] >= entry["bytes_on_disk"] * 0.9
+
+
+def test_rows_whose_prompt_fills_max_length_are_counted_as_dropped(tiny_model, arc_bins, tmp_path, capsys):
+    """TRL 1.16 drops such rows (the study kept them, fully masked): each job counts them and says so."""
+    import pandas as pd
+
+    from workflow_scripts import training
+
+    rows = pd.read_parquet(arc_bins / "bin-0.parquet")
+    # Rows 0-2 get long questions with the same choices: row 0's prompt leaves room for one answer token,
+    # row 1's (one digit more: one token more) fills max_length exactly, row 2's goes far past it.
+    long_question = "Which value is largest? " + " ".join(f"item {i}" for i in range(60)) + " 7"
+    for row, question in enumerate([long_question, long_question + "7", long_question * 3]):
+        rows.at[row, "question"] = question
+        rows.at[row, "choices"] = rows.at[0, "choices"]
+    train_file = tmp_path / "bin.parquet"
+    rows.to_parquet(train_file)
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+
+    def prompt_tokens(example):
+        text = tokenizer.apply_chat_template(example["prompt"], tokenize=False, add_generation_prompt=True)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    lengths = [prompt_tokens(e) for e in training.conversations(rows, "arc", None)]
+    max_length = lengths[1]
+    assert lengths[0] == max_length - 1 and lengths[2] > max_length and max(lengths[3:]) < max_length - 10
+    over = sum(length >= max_length for length in lengths)
+
+    settings = {**CPU_SETTINGS, "max_length": max_length}
+    output = tmp_path / "model"
+    training.main(
+        [
+            "train",
+            "--model",
+            str(tiny_model),
+            "--train-file",
+            str(train_file),
+            "--prompt-format",
+            "arc",
+            "--output-dir",
+            str(output),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--settings",
+            json.dumps(settings),
+        ]
+    )
+    record = json.loads((output / "training.json").read_text())
+    assert record["rows_given"] == len(rows) == 20
+    assert record["rows_dropped_over_max_length"] == over == 2
+    assert record["examples"] == 18 and record["global_step"] == 9  # 18 rows, batch 2, one process
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "2 of 20 training rows dropped" in warnings[0], warnings
+
+    # The row whose prompt fits is kept, cut at max_length: it trains on its one answer token.
+    trainer = build_trainer(
+        str(tiny_model), str(train_file), "arc", str(tmp_path / "w2"), TrainSettings.from_json(json.dumps(settings))
+    )
+    kept = next(e for e in trainer.train_dataset if len(e["input_ids"]) == max_length)
+    assert [tokenizer.decode(i) for i, label in zip(kept["input_ids"], kept["labels"]) if label != -100] == [
+        rows.loc[0, "answerKey"]
+    ]

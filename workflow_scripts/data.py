@@ -104,6 +104,25 @@ def target_problems(table: pd.DataFrame, prompt_format: str) -> list[str]:
             print(f"{count} have no {preferred!r}: they train on {second!r}, as the study does")
     if prompt_format == "gpqa_extended" and not problems:
         problems += gpqa_answer_problems(table)
+    if prompt_format == "gsm8k" and not problems:
+        problems += gsm8k_answer_problems(table)
+    return problems
+
+
+def gsm8k_answer_problems(table: pd.DataFrame) -> list[str]:
+    """The target is the rationale before the one '#### ' marker and the number after it: an answer
+    without one has no number; one with two would train on everything after the first, while the
+    evaluation's reference is what follows the last (the study's code crashes on it)."""
+    from workflow_scripts import prompts
+
+    markers = table["answer"].map(lambda answer: str(answer).count(prompts.GSM8K_MARKER))
+    problems = []
+    for bad, what in ((markers == 0, "no '#### N' line"), (markers > 1, "more than one '#### ' marker")):
+        if bad.any():
+            problems.append(
+                f"column 'answer' has {what} in {bad.sum()} of {len(table)} rows (item_id {_examples(table, bad)}); "
+                "fix the data (each answer ends in one '#### N' line)"
+            )
     return problems
 
 

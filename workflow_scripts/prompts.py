@@ -103,11 +103,18 @@ def lettered_multiple_choice(row: Mapping) -> tuple[str, str]:
     )
 
 
+GSM8K_MARKER = "#### "  # starts the final-answer line of a gsm8k answer
+
+
 def gsm8k_target(answer: str) -> str:
     """The rationale without calculator marks, then the study's closing sentence."""
-    rationale, marker, final = answer.partition("#### ")
-    if not marker:
+    markers = answer.count(GSM8K_MARKER)
+    if not markers:
         raise ValueError("gsm8k answer has no '#### <number>' line")
+    if markers > 1:
+        # Cut at the first, the target would carry the rest, second marker and all, as its "number".
+        raise ValueError(f"gsm8k answer has {markers} '#### ' markers; it needs exactly one")
+    rationale, _, final = answer.partition(GSM8K_MARKER)
     rationale = re.sub(r"<<.*?>>", "", rationale).strip()
     return f"{rationale} So the answer is {final}"
 

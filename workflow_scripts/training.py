@@ -344,6 +344,7 @@ def probe_input_ids(tokenizer, chat_template_date: str | None = None):
 
 
 def train(args) -> None:
+    import pyarrow.parquet
     import torch
 
     settings = TrainSettings.from_json(args.settings)
@@ -363,6 +364,17 @@ def train(args) -> None:
     )
     if resume_from and trainer.is_world_process_zero():
         print(f"resuming from {resume_from} (a previous attempt of this job was stopped)", flush=True)
+    rows_given = pyarrow.parquet.read_metadata(args.train_file).num_rows
+    dropped = rows_given - len(trainer.train_dataset)
+    if dropped and trainer.is_world_process_zero():
+        # TRL 1.16 drops a row whose prompt alone fills max_length (no answer token survives the cut);
+        # the study's collator kept it, fully masked, as an example and a step: fewer steps here.
+        print(
+            f"warning: {dropped} of {rows_given} training rows dropped: the prompt alone fills max_length "
+            f"({settings.max_length} tokens), leaving no answer token to train on; the study kept them fully "
+            "masked (config/README.md, known deviations)",
+            flush=True,
+        )
     result = trainer.train(resume_from_checkpoint=resume_from)
     if trainer.checkpoints.stopped:
         if trainer.is_world_process_zero():
@@ -395,7 +407,7 @@ def train(args) -> None:
         trainer.processing_class.save_pretrained(output)
         train_dtype = "bfloat16" if settings.bf16 else "float32"
         torch.save({"input_ids": probe, "logits": logits, "dtype": train_dtype}, output / "probe.pt")
-        record = training_record(trainer, result, settings, time.time() - started, resume_from)
+        record = training_record(trainer, result, settings, time.time() - started, resume_from, rows_given)
         record.update(
             checkpoint_minutes=args.checkpoint_minutes,
             checkpoints=trainer.checkpoints.history,
@@ -428,8 +440,11 @@ def peak_memory(device) -> dict:
     return {"peak_rank_rss_bytes": int(rss), "peak_gpu_memory_bytes": int(gpu) if gpu else None}
 
 
-def training_record(trainer, result, settings: TrainSettings, wall_time: float, resumed_from: str | None) -> dict:
-    """What a researcher wants to know about one training run, kept beside the model."""
+def training_record(
+    trainer, result, settings: TrainSettings, wall_time: float, resumed_from: str | None, rows_given: int
+) -> dict:
+    """What a researcher wants to know about one training run, kept beside the model. ``rows_given``:
+    the training file's rows; those TRL left out of its dataset are the ones over ``max_length``."""
     from workflow_scripts.io_utils import package_versions
 
     import torch.distributed as dist
@@ -443,6 +458,8 @@ def training_record(trainer, result, settings: TrainSettings, wall_time: float, 
         "resumed_from_step": checkpoint_step(Path(resumed_from)) if resumed_from else None,
         "epochs": settings.epochs,
         "examples": len(trainer.train_dataset),
+        "rows_given": rows_given,
+        "rows_dropped_over_max_length": rows_given - len(trainer.train_dataset),
         "tokens_seen": tokens,
         "final_loss": steps[-1]["loss"] if steps else None,
         "loss_per_step": [{"step": row["step"], "loss": row["loss"]} for row in steps],
