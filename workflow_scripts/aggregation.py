@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts import cell_names, layout
-from workflow_scripts.io_utils import atomic_write_parquet, atomic_write_text, one_line_errors
+from workflow_scripts.io_utils import atomic_write_parquet, atomic_write_text, one_line_errors, read_csv, read_parquet
 
 # The labels of a row beyond model/dataset/row_label/test bin, appended last so that the study's columns keep
 # their places. train_bin, in_context_k and seed are empty where they do not apply (the base model).
@@ -103,8 +103,8 @@ def read_cell(path) -> dict:
             "metrics": {key: float(value) for key, value in cell["metrics"].items() if "," in key},
             **labels,
         }
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
-        raise ValueError(f"cell file {path} is unreadable or incomplete ({error}); delete it to re-run that cell")
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as error:
+        raise ValueError(f"cell file {path} is unreadable or incomplete ({error}); fix: delete it to re-run that cell")
 
 
 def read_question_scores(path) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -117,9 +117,9 @@ def read_question_scores(path) -> tuple[list[str], dict[str, tuple[np.ndarray, n
         rows = json.loads("[" + ",".join(line for line in text.splitlines() if line.strip()) + "]")
         ids = [str(row["item_id"]) for row in rows]
     except FileNotFoundError:
-        raise ValueError(f"per-question file {path} is missing; delete its cell file to re-run that cell")
+        raise ValueError(f"per-question file {path} is missing; fix: delete its cell file to re-run that cell")
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"per-question file {path} is unreadable ({error}); delete its cell file to re-run it")
+        raise ValueError(f"per-question file {path} is unreadable ({error}); fix: delete its cell file to re-run it")
     scores = {}
     for key in sorted(set().union(*rows)):
         if "," not in key or key.startswith("response,"):
@@ -309,12 +309,17 @@ def sort_rows(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+# What every reader of a table uses (tables made before the label columns lack those).
+TABLE_COLUMNS = ["model", "dataset", "row_label", "test_bin", "metric", "filter", "value"]
+
+
 def read_table(path) -> pd.DataFrame:
     """A table written by this module (csv or parquet), with `row_label` kept as text ('base', '0', ...)."""
     if str(path).endswith(".parquet"):
-        return pd.read_parquet(path)
+        return read_parquet(path, "table", columns=TABLE_COLUMNS)
     integers = {column: "Int64" for column in NULLABLE_INTEGERS}
-    return pd.read_csv(path, dtype={"row_label": str, "filter": str, "metric": str, "eval_split": str, **integers})
+    types = {"row_label": str, "filter": str, "metric": str, "eval_split": str, **integers}
+    return read_csv(path, "table", columns=TABLE_COLUMNS, dtype=types)
 
 
 @one_line_errors

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts import layout
-from workflow_scripts.io_utils import atomic_write_json, atomic_write_parquet, one_line_errors
+from workflow_scripts.io_utils import atomic_write_json, atomic_write_parquet, one_line_errors, read_parquet
 
 
 def bin_edges(n_bins: int) -> np.ndarray:
@@ -60,7 +60,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out-dir", required=True, help="bin-<k>.parquet and manifest.json go here")
     args = parser.parse_args(argv)
 
-    table = pd.read_parquet(args.data)
+    table = read_parquet(args.data, "dataset table")
     parts = split_into_bins(table, args.n_bins, args.quantile_key)
     out = Path(args.out_dir)
     for k, part in enumerate(parts):

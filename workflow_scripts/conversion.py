@@ -19,7 +19,7 @@ import json
 import shutil
 from pathlib import Path
 
-from workflow_scripts.io_utils import atomic_write_json, one_line_errors, package_versions
+from workflow_scripts.io_utils import atomic_write_json, one_line_errors, package_versions, read_json, reading
 
 PROVENANCE = "conversion.json"
 
@@ -33,6 +33,25 @@ TOKENIZER_FILES = (
     "tokenizer.model",
     "generation_config.json",
 )
+
+
+def check_checkpoint(zero_dir: Path) -> None:
+    """What the conversion reads, checked before it starts: the model config, `latest` (the tag of the
+    checkpoint to convert), each file of that checkpoint and the probe. A torch file is a zip archive,
+    and opening one reads only its directory at the end, so a truncated or foreign shard fails here,
+    by name, in a second, not as an unpickling error inside DeepSpeed that names no file."""
+    import zipfile
+
+    fix = f"fix: delete {zero_dir} and run snakemake again to re-train that row (the training job wrote it)"
+    read_json(zero_dir / "config.json", "model config", fix)
+    with reading(zero_dir / "latest", "checkpoint tag file", "text", fix):
+        tag = (zero_dir / "latest").read_text().strip()
+    if not tag or not (zero_dir / tag).is_dir():
+        raise ValueError(f"checkpoint tag file {zero_dir / 'latest'} names {tag!r}, no folder in {zero_dir}; {fix}")
+    probe = [zero_dir / "probe.pt"] if (zero_dir / "probe.pt").exists() else []
+    for path in sorted((zero_dir / tag).glob("*.pt")) + probe:
+        with reading(path, "checkpoint file", "a torch file", fix, zipfile.BadZipFile):
+            zipfile.ZipFile(path).close()
 
 
 def convert(zero_dir, out_dir, dtype: str, max_shard_size: str) -> dict:
@@ -117,6 +136,7 @@ def main(argv=None) -> None:
     parser.add_argument("--dtype", required=True, choices=["float32", "bfloat16"])
     parser.add_argument("--max-shard-size", required=True)
     args = parser.parse_args(argv)
+    check_checkpoint(Path(args.zero_dir))
     report = convert(args.zero_dir, args.out_dir, args.dtype, args.max_shard_size)
     print(json.dumps(report))
 

@@ -19,7 +19,16 @@ from pathlib import Path
 import yaml
 
 from workflow_scripts import layout, runtime, task_files
-from workflow_scripts.io_utils import atomic_write_json, atomic_write_text, package_versions, one_line_errors
+from workflow_scripts.io_utils import (
+    atomic_write_json,
+    atomic_write_text,
+    one_line_errors,
+    package_versions,
+    read_json,
+    read_parquet,
+    reading,
+    remake_folder,
+)
 
 # Before torch is imported (only inside the functions below, never at the top of this file): CUDA
 # queries that do not poison the fork of vLLM's engine process.
@@ -60,6 +69,50 @@ def _has_documents(task: str, documents) -> bool:
     if process_docs is None:
         return True
     return len(getattr(task_files.hooks(), process_docs)(documents)) > 0
+
+
+def check_test_files(test_files) -> None:
+    """Each test bin read once before any model loads: a truncated or foreign one fails naming its file,
+    not inside lm-eval (whose datasets error names neither) after the model or vLLM's engine started."""
+    for test_file in test_files:
+        read_parquet(test_file, "test bin", remake_folder(test_file))
+
+
+# What transformers and vLLM parse in a model folder besides the weights.
+MODEL_JSON_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "model.safetensors.index.json",
+)
+
+
+def check_model_folder(model: str, weights: bool = True) -> None:
+    """A local model folder's JSON files (and with `weights`, each safetensors file's header and length),
+    read before the model loads: a truncated or foreign file fails naming itself, not in transformers or
+    vLLM's engine after minutes. A hub name is left to the hub client."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return
+    fix = f"fix: replace the file, or delete {folder} and run snakemake again to re-make it"
+    for name in MODEL_JSON_FILES:
+        if (folder / name).exists():
+            read_json(folder / name, "model file", fix)
+    for path in sorted(folder.glob("*.safetensors")) if weights else []:
+        size = path.stat().st_size
+        with reading(path, "model weights", "safetensors", fix, KeyError, TypeError, IndexError, AttributeError):
+            with open(path, "rb") as handle:
+                length = int.from_bytes(handle.read(8), "little")
+                if length > size - 8:
+                    raise ValueError(f"a header of {length} bytes in a file of {size}")
+                tensors = json.loads(handle.read(length))
+            end = 8 + length + max((t["data_offsets"][1] for k, t in tensors.items() if k != "__metadata__"), default=0)
+            if end > size:  # the tensors' data runs past the end: a truncated copy
+                raise ValueError(f"its tensors end at byte {end} but the file has {size}")
 
 
 # On a CPU build of vLLM, the KV cache is carved out of host memory: a fixed, small size for the tiny
@@ -296,6 +349,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     print(runtime.describe_caches(), file=sys.stderr)
+    check_test_files([args.bin_file])
+    check_model_folder(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         # The datasets library's arrow copy of this bin is throwaway: keep it out of the shared cache
         # (one per cell, 6,160 of them in the paper grid). Set before datasets is first imported.

@@ -252,6 +252,8 @@ def main(argv=None) -> None:
 
     bins = {int(test_bin): (test_file, Path(out)) for test_bin, test_file, out in args.bin}
     print(runtime.describe_caches(), file=sys.stderr)
+    evaluation.check_test_files(test_file for test_file, _ in bins.values())
+    evaluation.check_model_folder(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         # The datasets library's arrow copies of the bins are throwaway: out of the shared cache (as
         # evaluation.py does). Set before datasets is first imported.

@@ -18,7 +18,14 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts import layout
-from workflow_scripts.io_utils import atomic_write_json, atomic_write_parquet, one_line_errors
+from workflow_scripts.io_utils import (
+    atomic_write_json,
+    atomic_write_parquet,
+    one_line_errors,
+    read_json,
+    read_parquet,
+    remake_folder,
+)
 
 
 def hash_key(item_id, seed: int, purpose: str) -> int:
@@ -41,6 +48,16 @@ def split_bin(table: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataF
     return table[~is_heldout].reset_index(drop=True), table[is_heldout].reset_index(drop=True)
 
 
+def read_bins(bins_dir: Path) -> list[pd.DataFrame]:
+    """Every bin the bin step wrote, in order, as its manifest counts them."""
+    manifest_path = bins_dir / "manifest.json"
+    fix = remake_folder(manifest_path)
+    n_bins = read_json(manifest_path, "bins manifest", fix).get("n_bins")
+    if type(n_bins) is not int or n_bins < 1:  # bool is an int, but no count
+        raise ValueError(f"bins manifest {manifest_path} has n_bins = {n_bins!r}, not a bin count; {fix}")
+    return [read_parquet(bins_dir / layout.bin_file_name(k), "bin file", fix, ["item_id"]) for k in range(n_bins)]
+
+
 @one_line_errors
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -51,14 +68,16 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     bins_dir, out = Path(args.bins_dir), Path(args.out_dir)
-    n_bins = json.loads((bins_dir / "manifest.json").read_text())["n_bins"]
-    manifest = {"fraction": args.fraction, "seed": args.seed, "bins": {}}
-    for k in range(n_bins):
-        table = pd.read_parquet(bins_dir / layout.bin_file_name(k))
+    tables = read_bins(bins_dir)
+    parts = {}
+    for k, table in enumerate(tables):
         try:
-            train, heldout = split_bin(table, args.fraction, args.seed)
+            parts[k] = split_bin(table, args.fraction, args.seed)
         except ValueError as error:
             raise ValueError(f"bin {k}: {error}; fix: lower n_bins, add data, or set eval_split: all") from None
+    # Written once every bin is read and split: a broken bin leaves no half-made split behind.
+    manifest = {"fraction": args.fraction, "seed": args.seed, "bins": {}}
+    for k, (train, heldout) in parts.items():
         atomic_write_parquet(train, out / layout.heldout_part_name("train", k))
         atomic_write_parquet(heldout, out / layout.heldout_part_name("heldout", k))
         manifest["bins"][str(k)] = {

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from workflow_scripts import prompts, task_files
 from workflow_scripts.heldout_split import hash_key
+from workflow_scripts.io_utils import read_parquet, remake_folder
 
 PROMPT_COLUMN = "in_context_prompt"
 IDS_COLUMN = "in_context_ids"
@@ -103,6 +104,10 @@ def prepare_cell(
     missing = [flag for flag, value in given.items() if value is None]
     if missing:
         raise ValueError(f"--in-context-k {k} needs {', '.join(missing)} (the rule passes the row's)")
+    # Read once here first: a broken file fails naming itself (the datasets library's error names neither),
+    # and both need item_id, which keys the draw and keeps a test item out of its own examples.
+    read_parquet(test_file, "test bin", remake_folder(test_file), ["item_id"])
+    read_parquet(pool_file, "in-context pool", remake_folder(pool_file), ["item_id"])
     import datasets
 
     test = datasets.load_dataset("parquet", data_files={"test": str(test_file)}, split="test")

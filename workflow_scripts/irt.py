@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from workflow_scripts.io_utils import atomic_write_json, atomic_write_parquet, one_line_errors
+from workflow_scripts.io_utils import atomic_write_json, atomic_write_parquet, one_line_errors, read_csv, read_parquet
 
 MODELS = ("1pl", "2pl")
 RESPONSE_COLUMNS = ("subject", "item_id", "correct")
@@ -53,10 +53,13 @@ def read_responses(path: str) -> pd.DataFrame:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"response table {path!r} does not exist")
     extension = os.path.splitext(path)[1].lower()
+    # irt.responses names the file, or the responses step made it from lm-eval logs.
+    fix = "fix: correct or regenerate it (made from lm-eval logs by the workflow: delete it and run snakemake again)"
     if extension == ".parquet":
-        table = pd.read_parquet(path)
+        table = read_parquet(path, "response table", fix)
     elif extension in (".csv", ".tsv"):
-        table = pd.read_csv(path, sep="\t" if extension == ".tsv" else ",", dtype={"subject": str, "item_id": str})
+        sep = "\t" if extension == ".tsv" else ","
+        table = read_csv(path, "response table", fix, sep=sep, dtype={"subject": str, "item_id": str})
     else:
         raise ValueError(f"response table {path!r}: use a .parquet or .csv file (or a folder of lm-eval logs)")
     return check_responses(table, path)
@@ -391,7 +394,7 @@ def main(argv=None) -> None:
         parser.error("--bootstrap needs --n-bins (the bins whose stability it measures)")
 
     responses = read_responses(args.responses)
-    data = pd.read_parquet(args.data)
+    data = read_parquet(args.data, "dataset table", columns=["item_id"])
     check_items_known(responses, data)  # before the fit: a wrong table fails at once
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -19,7 +19,6 @@ the colour a reader sees first is the colour of a change the data support.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -313,6 +312,22 @@ def loss_history(record: dict) -> pd.DataFrame:
     return pd.DataFrame(record.get("loss_per_step") or [], columns=["step", "loss"])
 
 
+def read_training_record(model_dir) -> dict:
+    """A trained model's training.json (written by the training job, copied by its conversion), with
+    the shape loss_history needs: loss_per_step a list of {step, loss} objects."""
+    from workflow_scripts.io_utils import read_json
+
+    path = Path(model_dir) / "training.json"
+    fix = f"fix: delete {model_dir} and run snakemake again to re-train that row"
+    record = read_json(path, "training record", fix)
+    history = record.get("loss_per_step") or []
+    if not isinstance(history, list) or not all(
+        isinstance(entry, dict) and {"step", "loss"} <= entry.keys() for entry in history
+    ):
+        raise ValueError(f"training record {path}: loss_per_step is not a list of {{step, loss}} objects; {fix}")
+    return record
+
+
 def draw_loss(records: dict[str, dict], model: str, dataset: str, stem, dpi: int, eval_split: str) -> None:
     """One training-loss line per train bin (records: train bin -> its training.json)."""
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -402,7 +417,7 @@ def main(argv=None) -> None:
             tables = {dataset: read_table(path) for dataset, path in args.table}
             draw_model_grid(tables, headline, args.model, _stem(args.png), args.dpi, annotate)
         else:
-            records = {b: json.loads((Path(d) / "training.json").read_text()) for b, d in args.model_dir}
+            records = {b: read_training_record(d) for b, d in args.model_dir}
             draw_loss(records, args.model, args.dataset, _stem(args.png), args.dpi, args.eval_split)
 
     run()

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 
 import pandas as pd
 
 from workflow_scripts.data import ID_COLUMNS
-from workflow_scripts.io_utils import atomic_write_parquet, one_line_errors
+from workflow_scripts.io_utils import atomic_write_parquet, json_lines, one_line_errors
 
 
 def item_id(sample: dict) -> str:
@@ -47,20 +46,29 @@ def sample_files(root: str, task: str | None) -> dict[str, str]:
 def read_logs(root: str, metric: str, task: str | None = None) -> pd.DataFrame:
     """metric is 'name,filter' as in headline_metric, e.g. 'acc,none' or 'exact_match,strict-match'."""
     name, _, filter_name = metric.partition(",")
+    fix = "fix: re-run lm-eval with --log_samples for that model, or remove the file"
     rows = []
     for subject, path in sample_files(root, task).items():
-        with open(path) as handle:
-            for number, text in enumerate(handle, 1):
-                sample = json.loads(text)
-                if filter_name and sample.get("filter", filter_name) != filter_name:
-                    continue
-                if name not in sample:
-                    raise ValueError(
-                        f"{path} line {number}: no metric {name!r} (has "
-                        f"{sorted(k for k in sample if not isinstance(sample[k], (dict, list)))}); "
-                        "fix: set irt.metric to one the task logs"
-                    )
+        count = 0
+        for number, sample in json_lines(path, "lm-eval samples file", fix):
+            count += 1
+            if filter_name and sample.get("filter", filter_name) != filter_name:
+                continue
+            if name not in sample:
+                raise ValueError(
+                    f"{path} line {number}: no metric {name!r} (has "
+                    f"{sorted(k for k in sample if not isinstance(sample[k], (dict, list)))}); "
+                    "fix: set irt.metric to one the task logs"
+                )
+            try:
                 rows.append((subject, item_id(sample), int(float(sample[name]) >= 0.5)))
+            except (KeyError, TypeError, ValueError) as error:  # no doc_id, a metric that is no number
+                raise ValueError(
+                    f"lm-eval samples file {path} line {number}: no doc_id or no number for {name!r} "
+                    f"({type(error).__name__}: {error}); {fix}"
+                ) from None
+        if not count:  # an empty newest log would silently drop its model's answers
+            raise ValueError(f"lm-eval samples file {path} is empty; {fix}")
     table = pd.DataFrame(rows, columns=["subject", "item_id", "correct"])
     if table.empty:
         raise ValueError(f"no samples with filter {filter_name!r} under {root!r}; fix: set irt.metric's filter")

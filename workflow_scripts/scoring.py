@@ -40,11 +40,48 @@ from lm_eval.models.huggingface import HFLM
 
 from workflow_scripts import evaluation, runtime
 from workflow_scripts.generation import RAW_FORMAT
-from workflow_scripts.io_utils import one_line_errors, package_versions
+from workflow_scripts.io_utils import json_type, one_line_errors, package_versions, read_json
 
 
 class StaleGeneration(ValueError):
     """A request lm-eval asks is not the generated one: re-run the generation of the row."""
+
+
+# What scoring takes from a raw file (generation.raw_record writes them all).
+GENERATION_KEYS = (
+    "task",
+    "model_path",
+    "backend",
+    "dtype",
+    "batch_size",
+    "max_gen_toks",
+    "seed",
+    "versions",
+    "row_seconds",
+)
+REQUEST_KEYS = ("task", "doc_id", "idx", "request_type", "arguments", "resps")
+
+
+def read_raw(path: str) -> dict:
+    """A raw-output file of generation.py, with every part scoring reads: a truncated or foreign file
+    fails here naming itself, not as a KeyError deep in the replay."""
+    fix = "fix: delete it and run snakemake again to re-run its row's generation"
+    raw = read_json(path, "raw-output file", fix)
+    generation, requests = raw.get("generation"), raw.get("requests")
+    if not isinstance(generation, dict) or not isinstance(requests, list):
+        raise ValueError(f"raw-output file {path} has no 'generation' object and 'requests' list; {fix}")
+    if generation.get("format") != RAW_FORMAT:  # another format's keys differ: say so, not which are missing
+        return raw
+    missing = [key for key in GENERATION_KEYS if key not in generation]
+    if missing:
+        raise ValueError(f"raw-output file {path}: its 'generation' has no {missing}; {fix}")
+    for number, request in enumerate(requests):
+        if not isinstance(request, dict) or not all(key in request for key in REQUEST_KEYS):
+            what = f"has {sorted(request)}" if isinstance(request, dict) else f"is {json_type(request)}"
+            raise ValueError(
+                f"raw-output file {path}: request {number} {what}, not the keys {list(REQUEST_KEYS)}; {fix}"
+            )
+    return raw
 
 
 def _canonical(value):
@@ -63,8 +100,8 @@ class ReplayLM(LM):
     def __init__(self, raw: dict | str, cell: str = "", tokenizer: str | None = None, **_ignored) -> None:
         super().__init__()
         self.raw_file = raw if isinstance(raw, str) else "<raw record>"
-        raw = json.loads(Path(raw).read_text()) if isinstance(raw, str) else raw
-        generation = raw["generation"]
+        raw = read_raw(raw) if isinstance(raw, str) else raw
+        self.generation = generation = raw["generation"]
         if generation.get("format") != RAW_FORMAT:
             raise ValueError(
                 f"{self.raw_file} has raw format {generation.get('format')!r}, this scoring reads "
@@ -169,7 +206,7 @@ def score_cell(
     tokenizer that rendered the prompts (default: the generated model's own folder)."""
     started = time.time()
     replay = ReplayLM(raw, cell, tokenizer)
-    generation = (json.loads(Path(raw).read_text()) if isinstance(raw, str) else raw)["generation"]
+    generation = replay.generation
     if generation["task"] != task:
         raise replay._stale(f"generated for task {generation['task']!r}, scored as {task!r}")
     record, rows = evaluation.evaluate_cell(
@@ -226,6 +263,9 @@ def main(argv=None) -> None:
     datasets_cache = tempfile.TemporaryDirectory()
     os.environ["HF_DATASETS_CACHE"] = datasets_cache.name
     datasets.config.HF_DATASETS_CACHE = Path(datasets_cache.name)
+    evaluation.check_test_files(test_file for _, test_file, _, _ in args.cell)
+    if args.tokenizer:  # once here, not for each cell's replay
+        evaluation.check_model_folder(args.tokenizer, weights=False)
     for test_bin, test_file, raw_file, out in args.cell:
         with tempfile.TemporaryDirectory() as tmp:
             overrides = None
