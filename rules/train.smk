@@ -43,6 +43,7 @@ rule train:
         " --train-file {params.train_file:q} --prompt-format {params.prompt_format}"
         " --output-dir {output:q} --work-dir {params.work_dir:q}"
         " --checkpoint-minutes {resources.checkpoint_minutes} --stop-halfway {resources.stop_halfway}"
+        " --time-limit-minutes {resources.runtime}"
         " --settings {params.settings:q}"
         " --accelerate-config {input.accelerate_config:q} --num-processes {params.processes}"
         " --gpus {resources.gpu} > {log:q} 2>&1"

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO, snakemake
 from workflow_scripts import runtime
@@ -222,7 +223,9 @@ def rule_of(job: dict) -> str:
     return re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", job["Comment"]).group(1)
 
 
-def run_through_profile(workdir: Path, *targets: str, verbose: bool = False) -> subprocess.CompletedProcess:
+def run_through_profile(
+    workdir: Path, *targets: str, verbose: bool = False, configs: tuple = ()
+) -> subprocess.CompletedProcess:
     # Typed in the repository root, as in the README; --directory keeps this run's files apart.
     command = [
         str(Path(sys.executable).parent / "snakemake"),
@@ -232,6 +235,7 @@ def run_through_profile(workdir: Path, *targets: str, verbose: bool = False) -> 
         "--configfile",
         str(REPO / "config/demo.yaml"),
         str(REPO / "tests/slurm/demo_resources.yaml"),
+        *map(str, configs),
         "--directory",
         str(workdir),
         *(["--verbose"] if verbose else []),
@@ -296,3 +300,47 @@ def test_demo_through_slurm_places_jobs_and_matches_a_local_run(slurm, tmp_path,
         return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != ".run.lock"}
 
     assert files(tmp_path / "results/demo") == files(demo_run / "results/demo")
+
+
+def test_a_train_job_killed_at_its_time_limit_resumes_from_the_checkpoint_it_wrote_before(slurm, tmp_path, demo_run):
+    """SLURM's own time limit (1 min for the first attempt, 2 and 3 for the retries: resources.train
+    runtime x attempt) kills a train job that needs longer; the job asked squeue for its time left
+    and wrote a checkpoint before the kill, and the retry resumed from it instead of step 0.
+
+    After the demo run (demo_run): DeepSpeed's CPU op is built by then; a first attempt killed while
+    building it would leave a lock the retries wait on for 15 minutes (runtime.clear_stale_build_locks)."""
+    overlay = tmp_path / "time_limit.yaml"
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                "n_bins": 2,
+                # 30 rows / (2 ranks x 2) = 8 steps an epoch: 480 steps, more than the first attempt's
+                # minute holds on 2 cores (2-5 steps a second after ~25 s of start-up); its retries
+                # (2 and 3 minutes) finish it.
+                "datasets": {"arc": {"training": {"epochs": 60}}},
+                "resources": {"train": {"gpu": 2, "threads": 2, "mem_mb": 3000, "runtime": 1, "retries": 3}},
+            }
+        )
+    )
+    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    config["datasets"] = {"arc": config["datasets"]["arc"]}
+    base = tmp_path / "arc_only.yaml"
+    base.write_text(yaml.safe_dump(config))
+    target = "results/demo/models/tiny-qwen2/arc/train-0/hf"
+    run_through_profile(tmp_path, target, configs=(base, overlay))
+    train_jobs = [job for job in slurm_jobs(tmp_path) if rule_of(job) == "train"]
+    states = [job["JobState"] for job in sorted(train_jobs, key=lambda job: int(job["JobId"]))]
+    assert states[0] == "TIMEOUT" and states[-1] == "COMPLETED" and set(states) <= {"TIMEOUT", "COMPLETED"}, states
+    assert [job["TimeLimit"] for job in sorted(train_jobs, key=lambda job: int(job["JobId"]))] == [
+        f"00:0{attempt}:00" for attempt in range(1, len(states) + 1)
+    ]
+    record = json.loads((tmp_path / target / "training.json").read_text())
+    before_limit = [c for c in record["checkpoints"] if c["reason"] == "time limit"]
+    assert before_limit and record["resumed_from_step"] == before_limit[-1]["step"] > 0
+    assert record["global_step"] == 60 * 8  # the whole schedule, continued across attempts
+    log = (tmp_path / "results/demo/logs/train/tiny-qwen2/arc/train-0.log").read_text()
+    assert (
+        "(squeue)" in log
+        and f"resuming from results/demo/work/train/tiny-qwen2/arc/train-0/checkpoint-{record['resumed_from_step']}"
+        in log
+    )

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -11,8 +12,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from conftest import REPO, training_settings
-from workflow_scripts import conversion, prompts
-from workflow_scripts.training import TrainSettings, build_trainer, complete_checkpoints
+from workflow_scripts import conversion, job_deadline, prompts
+from workflow_scripts.training import Deadline, TrainSettings, build_trainer, complete_checkpoints
 
 CPU_SETTINGS = training_settings(
     epochs=1, bf16=False, optim="adamw_torch", learning_rate=1e-3, max_length=512, use_liger_kernel=False
@@ -177,6 +178,76 @@ def test_checkpoints_follow_the_wall_clock_and_never_the_final_step(
     assert [int(p.name.split("-")[1]) for p in kept] == expected[-1:]  # only the newest is kept
     for entry in trainer.checkpoints.history:
         assert entry["bytes_on_disk"] > 0 and entry["bytes_written"] >= entry["bytes_on_disk"] * 0.9
+
+
+@pytest.mark.parametrize(
+    "epochs, minutes, deadline_s, write_s, expected",
+    [
+        # 30 steps of a minute, killed at 30 min: a checkpoint once the time left (240 s at step 26)
+        # no longer holds a write (120 s), the margin (30 s) and two steps.
+        (3, 0, 1800, 120, [(26, "time limit")]),
+        # The interval's checkpoints, then one before the limit, and only one.
+        (3, 10, 1800, 120, [(10, "interval"), (20, "interval"), (26, "time limit")]),
+        # The run ends (step 10, 600 s) before the limit: the last step and the final save fit, no write.
+        (1, 0, 660, 0, []),
+        # A limit beyond the run, and no SLURM job (no deadline): nothing.
+        (1, 0, 3600, 120, []),
+        (1, 0, None, 120, []),
+    ],
+)
+def test_a_checkpoint_is_written_before_the_time_limit(
+    tiny_model, arc_bins, tmp_path, epochs, minutes, deadline_s, write_s, expected
+):
+    clock = FakeClock()
+    settings = TrainSettings.from_json(json.dumps({**CPU_SETTINGS, "epochs": epochs}))
+    trainer = build_trainer(
+        str(tiny_model),
+        str(arc_bins / "bin-0.parquet"),
+        "arc",
+        str(tmp_path / "work"),
+        settings,
+        checkpoint_minutes=minutes,
+        clock=clock,
+        deadline=Deadline(deadline_s, write_s),
+        wall_clock=clock,
+    )
+    trainer.add_callback(OneMinutePerStep(clock))
+    trainer.train()
+    assert trainer.state.global_step == 10 * epochs
+    assert [(c["step"], c["reason"]) for c in trainer.checkpoints.history] == expected
+
+
+def test_a_build_lock_left_by_a_killed_job_is_removed(tmp_path, monkeypatch):
+    from workflow_scripts import runtime
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    stale, fresh = tmp_path / "py311_cpu/old_op/lock", tmp_path / "py311_cpu/building_op/lock"
+    for lock in (stale, fresh):
+        lock.parent.mkdir(parents=True)
+        lock.write_text("")
+    now = stale.stat().st_mtime + runtime.STALE_BUILD_LOCK_S + 1
+    import os
+
+    os.utime(fresh, (now - 60, now - 60))  # a build that started a minute ago: still someone's
+    assert runtime.clear_stale_build_locks(now) == [str(stale)]
+    assert not stale.exists() and fresh.exists()
+
+
+def test_the_deadline_comes_from_squeue_else_from_the_time_limit():
+    assert [job_deadline.parse_time_left(t) for t in ("4:05", "1:02:03", "2-00:00:10", "UNLIMITED", "INVALID")] == [
+        245.0,
+        3723.0,
+        172810.0,
+        None,
+        None,
+    ]
+    at, how = job_deadline.deadline(30, started=0, environ={}, time_left=lambda job: 99)
+    assert at is None and "no SLURM job" in how
+    before = time.time()
+    at, how = job_deadline.deadline(30, started=0, environ={"SLURM_JOB_ID": "7"}, time_left=lambda job: 100.0)
+    assert before + 100 <= at <= time.time() + 100 and "(squeue)" in how
+    at, how = job_deadline.deadline(30, started=1000.0, environ={"SLURM_JOB_ID": "7"}, time_left=lambda job: None)
+    assert at == 1000.0 + 30 * 60 - job_deadline.STARTUP_ALLOWANCE_S and "time limit of this attempt" in how
 
 
 def test_rows_whose_prompt_fills_max_length_are_counted_as_dropped(tiny_model, arc_bins, tmp_path, capsys):

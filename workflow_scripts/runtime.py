@@ -95,6 +95,34 @@ def job_environment(cache_dir: str) -> dict[str, str]:
     }
 
 
+# A JIT build of a torch extension (DeepSpeed's ops) takes minutes; a lock older than this was left by a
+# job killed mid-build (a time limit, a preemption), and torch would wait on it forever.
+STALE_BUILD_LOCK_S = 15 * 60
+
+
+def clear_stale_build_locks(now: float | None = None) -> list[str]:
+    """Remove the build locks of torch extensions that no build holds any more; return their paths.
+
+    torch serialises a JIT build with a `lock` file in the extension's folder and every other process
+    waits until it is gone. A job killed while building leaves it behind, and every later job that
+    loads the extension (each DeepSpeed rank on the CPU path loads its shared-memory op) then hangs
+    until its own time limit: on a shared cache, the whole grid."""
+    import glob
+    import time
+
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.expanduser("~/.cache/torch_extensions")
+    now = time.time() if now is None else now
+    removed = []
+    for lock in glob.glob(os.path.join(root, "*", "*", "lock")):
+        try:
+            if now - os.path.getmtime(lock) > STALE_BUILD_LOCK_S:
+                os.remove(lock)
+                removed.append(lock)
+        except OSError:  # another job removed it first
+            continue
+    return removed
+
+
 def describe_caches() -> str:
     names = ("VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "FLASHINFER_WORKSPACE_BASE", "CUDA_CACHE_PATH")
     return "caches: " + ", ".join(f"{name}={os.environ.get(name, '(default)')}" for name in names)

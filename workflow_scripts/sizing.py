@@ -129,6 +129,13 @@ def zero3_state_bytes_per_gpu(parameters: int, gpus: int, optim: str) -> float:
     return GPU_STATE_BYTES_PER_PARAM[moments] * parameters / max(gpus, 1)
 
 
+def checkpoint_write_seconds(parameters: int) -> float:
+    """Seconds to write one training checkpoint (the ZeRO state) at the assumed storage rate: what a train
+    job keeps in hand before its time limit until it has measured its own (training.py)."""
+    a = ASSUMPTIONS
+    return a["zero_state_bytes_per_param"] * parameters / (a["storage_write_gb_per_s"] * GB)
+
+
 # ---- facts read from disk (cached by path and modification time) --------------------------------------
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow_scripts import prompts
+from workflow_scripts import job_deadline, prompts
 from workflow_scripts.io_utils import one_line_errors
 
 PROBE_TEXT = "Question: What is 2 plus 2?\nA) 3\nB) 4\nAnswer:\n"
@@ -137,16 +137,45 @@ def _all_ranks(values: list[float], op: str, device) -> list[float]:
     return tensor.tolist()
 
 
+# Besides the estimated checkpoint write, what the deadline checkpoint keeps in hand: the clock's and
+# squeue's resolution, and the step that may be running when the deadline comes due.
+DEADLINE_MARGIN_S = 30.0
+# Why a checkpoint was taken (rank 0 decides and sends the code to every rank).
+REASONS = {1: "interval", 2: "time limit", 3: "resume drill"}
+
+
+@dataclass
+class Deadline:
+    """When SLURM will kill the job (epoch seconds; workflow_scripts/job_deadline.py) and the seconds a
+    checkpoint is expected to take to write (the ZeRO state at the assumed storage rate, sizing.py)."""
+
+    at: float | None = None
+    checkpoint_s: float = 0.0
+
+
 def make_checkpoint_callback(
-    checkpoint_minutes: float, stop_halfway: bool = False, clock=time.monotonic, history: list | None = None
+    checkpoint_minutes: float,
+    stop_halfway: bool = False,
+    clock=time.monotonic,
+    history: list | None = None,
+    deadline: Deadline | None = None,
+    wall_clock=time.time,
 ):
     """A callback that takes a checkpoint every `checkpoint_minutes` of training wall time (0: never),
-    never at the final step, marks it complete once all ranks have written it, and drops older ones.
+    and one before the job's time limit (`deadline`), never at the final step; marks each complete once
+    all ranks have written it, and drops older ones.
+
+    The time-limit checkpoint is written when the time left no longer holds a checkpoint write (measured
+    by this job's earlier checkpoints where there are any, else the estimate) plus DEADLINE_MARGIN_S and
+    two steps, unless the remaining steps and the final save fit before the limit anyway. The job
+    trains on after it: it may still finish; if SLURM kills it, the retry resumes from there.
 
     Rank 0's clock decides, for all ranks at once: a ZeRO-3 checkpoint is a collective, and ranks whose
     clocks disagreed by one step would wait on each other forever. `stop_halfway` takes one checkpoint
     half way through and then stops the run (the pilot's resume drill)."""
     from transformers import TrainerCallback
+
+    limit = deadline or Deadline()
 
     class WallClockCheckpoints(TrainerCallback):
         def __init__(self):
@@ -154,21 +183,53 @@ def make_checkpoint_callback(
             self.history = list(history or [])
             self.stop_step = None
             self.stopped = False
+            self.deadline_taken = False
+            self._reason = None
             self._last = self._started = self._written = None
+            self._began, self._first_step = None, 0
 
         def on_train_begin(self, args, state, control, **kwargs):
             self._last = clock()
+            self._began, self._first_step = clock(), state.global_step
             halfway = math.ceil(state.max_steps / 2)
             if stop_halfway and state.global_step < halfway:
                 self.stop_step = halfway
 
+        def seconds_per_step(self, state) -> float:
+            done = state.global_step - self._first_step
+            return (clock() - self._began) / done if done > 0 else 0.0
+
+        def checkpoint_seconds(self) -> float:
+            """A checkpoint write: this job's slowest so far (earlier attempts too), else the estimate."""
+            measured = [c["seconds"] for c in self.history if c.get("seconds")]
+            return max([limit.checkpoint_s, *measured])
+
+        def deadline_due(self, state) -> bool:
+            if limit.at is None or self.deadline_taken or state.global_step >= state.max_steps:
+                return False
+            step_s, write_s = self.seconds_per_step(state), self.checkpoint_seconds()
+            left = limit.at - wall_clock()
+            finishes_in_time = (state.max_steps - state.global_step) * step_s + write_s < left - DEADLINE_MARGIN_S
+            return left <= write_s + DEADLINE_MARGIN_S + 2 * step_s and not finishes_in_time
+
         def on_step_end(self, args, state, control, **kwargs):
-            due = False
-            if self.interval_s > 0:
-                due = clock() - self._last >= self.interval_s and state.global_step < state.max_steps
-                due = _broadcast_from_rank_zero(due, args.device)
-            if due or state.global_step == self.stop_step:
+            reason = 0
+            if state.global_step == self.stop_step:
+                reason = 3
+            elif self.interval_s > 0 or limit.at is not None:
+                if (
+                    self.interval_s > 0
+                    and clock() - self._last >= self.interval_s
+                    and state.global_step < state.max_steps
+                ):
+                    reason = 1
+                elif self.deadline_due(state):
+                    reason = 2
+                reason = _broadcast_from_rank_zero(reason, args.device)
+            if reason:
                 control.should_save = True
+                self._reason = REASONS[reason]
+                self.deadline_taken = self.deadline_taken or reason == 2
                 self._started, self._written = clock(), bytes_written_by_this_process()
             return control
 
@@ -185,6 +246,7 @@ def make_checkpoint_callback(
                 self.history.append(
                     {
                         "step": state.global_step,
+                        "reason": self._reason,
                         "seconds": round(clock() - self._started, 3),
                         "bytes_written": int(written) if written >= 0 else None,
                         "bytes_on_disk": folder_bytes(folder),
@@ -194,6 +256,12 @@ def make_checkpoint_callback(
                 (folder / COMPLETE_MARKER).write_text(f"{state.global_step}\n")
                 for older in complete_checkpoints(args.output_dir)[:-1]:
                     shutil.rmtree(older, ignore_errors=True)
+                if self._reason == "time limit":
+                    print(
+                        f"checkpoint-{state.global_step} written before the time limit "
+                        f"({limit.at - wall_clock():.0f} s left): if the job is killed, its retry resumes from it",
+                        flush=True,
+                    )
             self._last = clock()  # the interval counts training time, not the time spent saving
             if state.global_step == self.stop_step:
                 control.should_training_stop = True
@@ -203,15 +271,15 @@ def make_checkpoint_callback(
     return WallClockCheckpoints()
 
 
-def _broadcast_from_rank_zero(flag: bool, device) -> bool:
+def _broadcast_from_rank_zero(value: int, device) -> int:
     import torch
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    tensor = torch.tensor([int(flag)], device=device)
+        return value
+    tensor = torch.tensor([int(value)], device=device)
     dist.broadcast(tensor, src=0)
-    return bool(tensor.item())
+    return int(tensor.item())
 
 
 def checkpoint_history(checkpoint: str | None) -> list:
@@ -273,9 +341,12 @@ def build_trainer(
     stop_halfway: bool = False,
     clock=time.monotonic,
     history: list | None = None,
+    deadline: Deadline | None = None,
+    wall_clock=time.time,
 ):
     """The SFTTrainer of one job. ``output_dir`` receives a Trainer checkpoint every ``checkpoint_minutes``
-    of training (``clock``: where the time comes from; a test passes its own)."""
+    of training and one before the ``deadline`` (``clock``, ``wall_clock``: where the time comes from;
+    a test passes its own)."""
     import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -323,7 +394,7 @@ def build_trainer(
         use_cpu=not torch.cuda.is_available(),
     )
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if settings.bf16 else torch.float32)
-    checkpoints = make_checkpoint_callback(checkpoint_minutes, stop_halfway, clock, history)
+    checkpoints = make_checkpoint_callback(checkpoint_minutes, stop_halfway, clock, history, deadline, wall_clock)
     trainer = trainer_class()(
         model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer, callbacks=[checkpoints]
     )
@@ -361,6 +432,7 @@ def train(args) -> None:
         args.checkpoint_minutes,
         bool(args.stop_halfway),
         history=checkpoint_history(resume_from),
+        deadline=Deadline(args.deadline or None, args.checkpoint_seconds),
     )
     if resume_from and trainer.is_world_process_zero():
         print(f"resuming from {resume_from} (a previous attempt of this job was stopped)", flush=True)
@@ -525,9 +597,25 @@ def launch_command(args) -> list[str]:
         str(args.checkpoint_minutes),
         "--stop-halfway",
         str(args.stop_halfway),
+        "--deadline",
+        str(args.deadline),
+        "--checkpoint-seconds",
+        str(args.checkpoint_seconds),
         "--settings",
         args.settings,
     ]
+
+
+def checkpoint_estimate(model_dir: str) -> float:
+    """Seconds one checkpoint of this model is expected to take (sizing.py's storage assumption); 0 where
+    the model's size cannot be read (then the job's own first checkpoint tells)."""
+    from workflow_scripts import sizing
+
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+        return round(sizing.checkpoint_write_seconds(sizing.parameter_count(config)), 1)
+    except (OSError, ValueError, KeyError):
+        return 0.0
 
 
 def launch(args) -> None:
@@ -539,6 +627,14 @@ def launch(args) -> None:
     if problem:
         raise ValueError(problem)
     print(runtime.describe_caches(), file=sys.stderr)
+    for lock in runtime.clear_stale_build_locks():
+        print(f"removed {lock}: a build lock left by a job killed while building (older than 15 min)", file=sys.stderr)
+    args.deadline, how = job_deadline.deadline(args.time_limit_minutes, started=time.time())
+    args.deadline = args.deadline or 0
+    args.checkpoint_seconds = args.checkpoint_seconds or checkpoint_estimate(args.model)
+    print(
+        f"time limit: {how}; a checkpoint is written before it" if args.deadline else f"time limit: {how}", flush=True
+    )
     env = dict(os.environ)
     # The ranks import workflow_scripts from the repository, wherever the job runs.
     repo = str(Path(__file__).resolve().parent.parent)
@@ -569,6 +665,15 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--stop-halfway", type=int, default=0, help="1: checkpoint half way, then stop (a resume drill)"
+    )
+    parser.add_argument(
+        "--time-limit-minutes", type=float, default=0, help="this attempt's time limit (launch mode; 0: none)"
+    )
+    parser.add_argument(
+        "--deadline", type=float, default=0, help="epoch seconds when the job is killed (train mode; 0: none)"
+    )
+    parser.add_argument(
+        "--checkpoint-seconds", type=float, default=0, help="expected seconds to write one checkpoint (the estimate)"
     )
     parser.add_argument("--settings", required=True, help="JSON of TrainSettings fields")
     parser.add_argument("--accelerate-config", help="accelerate/DeepSpeed yaml (launch mode)")

@@ -111,7 +111,10 @@ def on_main_process(value, otherwise=0):
 def sized_request(rule_name, wildcards, attempt):
     """(runtime minutes, mem_mb) of one attempt of a sized job: the estimate with headroom (sizing.py)."""
     if not workflow.is_main_process:
-        return 1, 1
+        # Inside a cluster job: what the submitting run granted (passed as --resources), which the
+        # job's own command reads (train: --time-limit-minutes); never more than that.
+        granted = workflow.global_resources
+        return granted.get("runtime", 1), granted.get("mem_mb", 1)
     cluster = config["cluster"]
     estimate = job_estimate(rule_name, wildcards)
     return (
