@@ -333,13 +333,13 @@ def cuda_devices() -> list[str]:
     """The CUDA devices this process may hand to its steps (CUDA_VISIBLE_DEVICES entries, or indices),
     counted through NVML as the evaluation steps count them. The setting is not left behind: each
     step sets what it sets itself (and the fork control must run without it)."""
-    before = dict(os.environ)
+    already = "PYTORCH_NVML_BASED_CUDA_CHECK" in os.environ
     runtime.fork_safe_cuda_detection()
     import torch
 
     count = torch.cuda.device_count()
-    os.environ.clear()
-    os.environ.update(before)
+    if not already:
+        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
     given = os.environ.get("CUDA_VISIBLE_DEVICES")
     if given is not None:
         return [d.strip() for d in given.split(",") if d.strip()][:count]
