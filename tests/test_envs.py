@@ -22,6 +22,8 @@ report 7 s, train 24 s (97 packages), eval 57 s (237 packages), 95 s in all; con
 70 s; the source-only wheels 1.5 s from pip's wheel cache (16 s for deepspeed without it). The whole
 module: 26 tests in about 2 min. A site can check its own glibc: `CLUSTER_GLIBC=2.28 pytest
 tests/test_envs.py` (that one fails: vllm's llguidance ships manylinux_2_31 wheels only).
+The conda part of each env (python, pip, the GPU envs' C compiler) is checked statically: exact pins,
+and a C compiler in both GPU envs for Triton; conda-forge is not reachable from the dev machine.
 """
 
 from __future__ import annotations
@@ -125,6 +127,32 @@ def test_env_file_is_a_pinned_conda_env(path):
             f"{path.name}: `{requirement}` must be an exact `==` pin, so the cluster builds what the test resolved"
         )
         assert not requirement.marker and not requirement.url, f"{path.name}: `{requirement}`: plain pins only"
+    # Conda packages beside python and pip: exact `name=version` pins too (not resolvable here).
+    for package in conda_packages(path):
+        assert re.fullmatch(r"[a-z0-9][a-z0-9_.-]*=\d+(\.\d+)+", package), (
+            f"{path.name}: conda package `{package}` must be an exact `name=X.Y.Z` pin"
+        )
+
+
+def conda_packages(path: Path) -> list[str]:
+    """The env's conda (not pip) packages other than python and pip."""
+    dependencies = yaml.safe_load(path.read_text())["dependencies"]
+    return [d for d in dependencies if isinstance(d, str) and d != "pip" and not d.startswith("python=")]
+
+
+@pytest.mark.parametrize("name", sorted(GPU_ENVS))
+def test_gpu_envs_carry_a_c_compiler(name):
+    """Triton compiles C launcher stubs with the host's compiler (CC, else gcc/clang on PATH) the first
+    time a kernel runs; compute nodes may have none. conda-forge's c-compiler puts gcc on PATH and
+    gcc_linux-64's activation script sets CC (Snakemake activates envs with `source activate`, which
+    runs it). Checked statically: conda-forge is not reachable from here."""
+    pins = dict(package.split("=") for package in conda_packages(REPO / "envs" / f"{name}.yaml"))
+    assert {"c-compiler", "gcc_linux-64"} <= set(pins), f"envs/{name}.yaml: no C compiler for Triton"
+    # One compiler for both GPU envs.
+    others = [dict(p.split("=") for p in conda_packages(REPO / "envs" / f"{o}.yaml")) for o in sorted(GPU_ENVS)]
+    assert all(
+        (o.get("c-compiler"), o.get("gcc_linux-64")) == (pins["c-compiler"], pins["gcc_linux-64"]) for o in others
+    )
 
 
 def rule_bodies(smk: Path) -> list[tuple[str, str]]:

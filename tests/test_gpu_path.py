@@ -5,16 +5,20 @@
 - a library's error inside a step keeps its traceback in the job log, with the one line last;
 - cluster_check fails when torch cannot use the GPUs the rule asked for;
 - the chat template date and vLLM's seed / attention backend reach lm-eval's model arguments.
+- the GPU smoke script plans the grid's own steps (train on one or two ranks, convert, generate, score)
+  with the study's settings, and reports a carried package that is not the one imported.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 
 import pytest
 import yaml
@@ -226,44 +230,177 @@ def test_chat_template_date_reaches_lm_eval_prompts(tiny_llama):
 # ---- the GPU smoke script's plumbing --------------------------------------------------------------
 
 
-def test_gpu_smoke_plans_the_study_settings_on_one_gpu(tmp_path):
+SMOKE_STEPS = [
+    "fork",
+    "fork-control",
+    "versions",
+    "train-llama3",
+    "convert-llama3",
+    "train-qwen2",
+    "convert-qwen2",
+    *[
+        f"{kind}-{engine}-{dataset}"
+        for engine in ("hf", "vllm")
+        for dataset in ("arc", "gsm8k")
+        for kind in ("generate", "score")
+    ],
+]
+
+
+def smoke_dry_run(out, *options) -> tuple[str, dict[str, dict]]:
     result = subprocess.run(
-        [sys.executable, "benchmarks/gpu_smoke.py", "--dry-run", "--out", str(tmp_path)],
+        [sys.executable, "benchmarks/gpu_smoke.py", "--dry-run", "--out", str(out), *options],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    steps = {
-        s["step"]: s["command"] for s in map(json.loads, (l for l in result.stdout.splitlines() if l.startswith("{")))
-    }
-    assert list(steps) == [
-        "fork",
-        "fork-control",
-        "train-llama3",
-        "convert-llama3",
-        "train-qwen2",
-        "convert-qwen2",
-        "eval-hf-arc",
-        "eval-hf-gsm8k",
-        "eval-vllm-arc",
-        "eval-vllm-gsm8k",
-    ]
+    steps = {s["step"]: s for s in map(json.loads, (l for l in result.stdout.splitlines() if l.startswith("{")))}
+    return result.stdout, steps
+
+
+def option(command: list[str], name: str, count: int = 1):
+    """The value(s) after the first `name` in a command."""
+    at = command.index(name)
+    return command[at + 1] if count == 1 else command[at + 1 : at + 1 + count]
+
+
+def every(command: list[str], name: str, count: int) -> list[list[str]]:
+    return [command[i + 1 : i + 1 + count] for i, word in enumerate(command) if word == name]
+
+
+# The dry-run on this GPU-less machine plans one rank; `--gpus 2` plans what a two-GPU machine runs.
+@pytest.mark.parametrize("gpus, ranks", [(None, 1), ("2", 2)], ids=["auto-here", "two-gpus"])
+def test_gpu_smoke_plans_the_grid_steps_with_the_study_settings(tmp_path, monkeypatch, gpus, ranks):
+    from workflow_scripts import task_parts, training
+
+    stdout, steps = smoke_dry_run(tmp_path, *(["--gpus", gpus] if gpus else []))
+    assert f"training ranks: {ranks} (" in stdout
+    assert list(steps) == SMOKE_STEPS
+    # The grid's steps only: no per-cell evaluation.
+    assert not any("workflow_scripts.evaluation" in s["command"] for s in steps.values())
+    train_options = set(re.findall(r"--[a-z-]+", (REPO / "rules/train.smk").read_text().split("rule convert")[0]))
     for style in ("llama3", "qwen2"):
-        train = steps[f"train-{style}"]
-        assert train[train.index("--gpus") + 1] == "1" and train[train.index("--num-processes") + 1] == "1"
-        assert train[train.index("--accelerate-config") + 1].endswith("config/accelerate/zero3_gpu.yaml")
-        settings = json.loads(train[train.index("--settings") + 1])
+        step = steps[f"train-{style}"]
+        train = step["command"]
+        assert step["gpus"] == ranks and option(train, "--gpus") == option(train, "--num-processes") == str(ranks)
+        assert option(train, "--accelerate-config").endswith("config/accelerate/zero3_gpu.yaml")
+        settings = json.loads(option(train, "--settings"))
         assert (settings["optim"], settings["use_liger_kernel"], settings["bf16"]) == ("paged_adamw_8bit", True, True)
+        assert (settings["learning_rate"], settings["max_grad_norm"], settings["seed"]) == (5e-6, 0.1, 42)
         assert settings["chat_template_date"] == DATE
-    for name, command in steps.items():
-        if name.startswith("eval-"):
-            assert command[command.index("--chat-template-date") + 1] == DATE
-            assert ("--attention-backend" in command) == name.startswith("eval-vllm")
+        assert settings["system_prompt"] == (
+            "" if style == "llama3" else "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+        )
+        # Only options rule train passes too, and the training step's own parser takes them (an
+        # option added there later with a default changes neither).
+        assert set(w for w in train if w.startswith("--")) <= train_options
+        seen = []
+        monkeypatch.setattr(training, "launch", seen.append)
+        training.main(train[train.index("launch") :])
+        assert seen[0].num_processes == ranks
+        assert steps[f"convert-{style}"]["gpus"] == 0  # a CPU job on the grid
+    for engine in ("hf", "vllm"):
+        for dataset in ("arc", "gsm8k"):
+            generate = steps[f"generate-{engine}-{dataset}"]
+            score = steps[f"score-{engine}-{dataset}"]
+            command = generate["command"]
+            assert command[1:3] == ["-m", "workflow_scripts.generation"] and generate["gpus"] == 1
+            assert option(command, "--task") == f"cross_difficulty_{dataset}"
+            assert option(command, "--task-fingerprint") == task_parts.generation_fingerprint(
+                f"cross_difficulty_{dataset}"
+            )
+            bins = every(command, "--bin", 3)
+            assert [b[0] for b in bins] == ["0", "1", "2"]  # every test bin in one run, as a row's job
+            assert option(command, "--model") == str(tmp_path / "hf-llama3")
+            assert (option(command, "--backend"), option(command, "--dtype")) == (engine, "bfloat16")
+            assert (option(command, "--batch-size"), option(command, "--seed")) == ("auto", "42")
+            assert option(command, "--chat-template-date") == DATE
+            assert ("--attention-backend" in command) == (engine == "vllm")
+            if engine == "vllm":
+                assert option(command, "--attention-backend") == "TRITON_ATTN"
+            command = score["command"]
+            assert command[1:3] == ["-m", "workflow_scripts.scoring"] and score["gpus"] == 0
+            cells = every(command, "--cell", 4)
+            # Scores exactly what generate wrote, bin by bin, with the base model's tokenizer.
+            assert [c[:3] for c in cells] == bins
+            assert option(command, "--tokenizer") == str(tmp_path / "base-llama3")
+            label = json.loads(option(command, "--label"))
+            assert (label["model"], label["dataset"], label["train_bin"], label["seed"]) == (
+                "tiny-llama3",
+                dataset,
+                0,
+                42,
+            )
     # The inputs it built: head_dim 64 models (vLLM's CPU and GPU kernels take it), one untied.
     llama = json.loads((tmp_path / "base-llama3/config.json").read_text())
     assert llama["hidden_size"] // llama["num_attention_heads"] == 64 and not llama["tie_word_embeddings"]
+
+
+def test_gpu_smoke_versions_reports_what_the_private_site_shadows(tmp_path):
+    """A package on PYTHONPATH wins over the interpreter's own; one not at its env-file pin fails the step."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import gpu_smoke_wheels
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    pins = gpu_smoke_wheels.carried_pins()
+    assert pins["transformers"] == "5.23.0" and pins["tokenizers"] == "0.23.3" and pins["lm-eval"] == "0.4.13"
+    site = tmp_path / "site"
+    for package, dist, version in (("trl", "trl", pins["trl"]), ("bitsandbytes", "bitsandbytes", "0.0.1")):
+        (site / package).mkdir(parents=True)
+        (site / package / "__init__.py").write_text(f"__version__ = {version!r}\n")
+        (site / f"{dist}-{version}.dist-info").mkdir()
+        (site / f"{dist}-{version}.dist-info" / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
+        )
+    result = subprocess.run(
+        [sys.executable, "benchmarks/gpu_smoke.py", "versions"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.returncode == 1
+    assert report["imported"]["trl"] == {"version": pins["trl"], "from": "private site", "path": str(site)}
+    assert report["imported"]["transformers"]["from"] == "machine"
+    assert report["pinned_vs_imported"]["bitsandbytes"] == [pins["bitsandbytes"], "0.0.1"]
+    assert "trl" not in report["pinned_vs_imported"] and "transformers" not in report["pinned_vs_imported"]
+
+
+def test_gpu_smoke_wheels_keep_only_the_devices_cuda_libraries(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import gpu_smoke_wheels
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    names = [
+        f"bitsandbytes/libbitsandbytes_{kind}.so"
+        for kind in ("cpu", "cuda118", "cuda128", "cuda130", "cuda132", "rocm72", "xpu2026")
+    ]
+    names += ["bitsandbytes/__init__.py"]
+    wheel = tmp_path / "bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl"
+    record = "".join(f"{name},sha256=x,1\n" for name in names) + "bitsandbytes-0.50.2.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name in names:
+            archive.writestr(name, b"x" * 1000)
+        archive.writestr("bitsandbytes-0.50.2.dist-info/RECORD", record)
+    assert gpu_smoke_wheels.slim(wheel) > 0
+    kept = [
+        "bitsandbytes/libbitsandbytes_cpu.so",
+        "bitsandbytes/libbitsandbytes_cuda130.so",
+        "bitsandbytes/libbitsandbytes_cuda132.so",
+        "bitsandbytes/__init__.py",
+    ]
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.namelist() == kept + ["bitsandbytes-0.50.2.dist-info/RECORD"]
+        listed = [
+            line.split(",")[0] for line in archive.read("bitsandbytes-0.50.2.dist-info/RECORD").decode().splitlines()
+        ]
+    assert listed == kept + ["bitsandbytes-0.50.2.dist-info/RECORD"]
 
 
 @pytest.mark.parametrize("device, works", [("cpu", True), ("meta-nonsense", False)])

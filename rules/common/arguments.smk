@@ -4,7 +4,7 @@ import json
 import os
 import shlex
 
-from workflow_scripts import cell_names, layout
+from workflow_scripts import cell_names, layout, row_arguments
 
 
 def irt_bootstrap_arguments(dataset):
@@ -133,36 +133,23 @@ def in_context_arguments(dataset, labels):
 
 def generation_arguments(wildcards):
     """The command-line arguments of a row's generation: everything that shapes its requests and
-    responses (so changing any of it re-runs the row), nothing that only scores them."""
+    responses (so changing any of it re-runs the row), nothing that only scores them. Built by
+    workflow_scripts/row_arguments.py, as the GPU smoke test builds its own."""
     dataset, model, row = wildcards.dataset, wildcards.model, wildcards.row
-    settings = evaluation_settings(dataset)
     labels = cell_names.labels(row)
     heldout = labels["eval_split"] == "heldout"
     task = config["datasets"][dataset]["task"]
-    args = ["--task", task, "--task-fingerprint", generation_fingerprint(task)]
-    for test_bin in bin_ids(dataset):
-        args += ["--bin", test_bin, test_file(dataset, test_bin, heldout), raw_path(model, dataset, row, test_bin)]
-    args += [
-        "--model",
+    args = row_arguments.generation(
+        task,
+        generation_fingerprint(task),
+        [(b, test_file(dataset, b, heldout), raw_path(model, dataset, row, b)) for b in bin_ids(dataset)],
         evaluated_model(model, dataset, row),
-        "--backend",
-        settings["backend"],
-        "--dtype",
-        settings["dtype"],
-        "--batch-size",
-        str(settings["batch_size"]),
-        "--seed",
-        str(settings["seed"]),
-    ]
-    if config["chat_template_date"]:
-        args += ["--chat-template-date", config["chat_template_date"]]
-    if settings["backend"] == "vllm" and settings.get("attention_backend"):
-        args += ["--attention-backend", settings["attention_backend"]]
-    if settings.get("max_gen_toks"):
-        args += ["--max-gen-toks", str(settings["max_gen_toks"])]
-    if config["models"][model]["trust_remote_code"]:
-        args.append("--trust-remote-code")
-    return shlex.join(args + in_context_arguments(dataset, labels))
+        evaluation_settings(dataset),
+        chat_template_date=config["chat_template_date"],
+        trust_remote_code=config["models"][model]["trust_remote_code"],
+        extra=in_context_arguments(dataset, labels),
+    )
+    return shlex.join(args)
 
 
 def scoring_arguments(wildcards):
@@ -173,23 +160,18 @@ def scoring_arguments(wildcards):
     heldout = labels["eval_split"] == "heldout"
     # The cell file carries every label (row kind, bin learned from, k, seed, eval_split): no table
     # has to parse a path.
-    args = [
-        "--task",
-        config["datasets"][dataset]["task"],
-        "--label",
-        json.dumps({"model": model, "dataset": dataset, **labels}),
-        "--tokenizer",
-        base_model(model),
+    cells = [
+        (b, test_file(dataset, b, heldout), raw_path(model, dataset, row, b), cell_path(model, dataset, row, b))
+        for b in bin_ids(dataset)
     ]
-    for test_bin in bin_ids(dataset):
-        args += [
-            "--cell",
-            test_bin,
-            test_file(dataset, test_bin, heldout),
-            raw_path(model, dataset, row, test_bin),
-            cell_path(model, dataset, row, test_bin),
-        ]
-    return shlex.join(args + in_context_arguments(dataset, labels))
+    args = row_arguments.scoring(
+        config["datasets"][dataset]["task"],
+        {"model": model, "dataset": dataset, **labels},
+        base_model(model),
+        cells,
+        extra=in_context_arguments(dataset, labels),
+    )
+    return shlex.join(args)
 
 
 def pilot_job():
