@@ -3,8 +3,10 @@
 Issue 16 replaced the per-cell evaluate rule with generate (one lm-eval run per row) and score (a
 replay of its outputs through lm-eval's filters and metrics). tests/data/eval_golden.json holds what
 the per-cell rule wrote, so the workflow's cells can be compared with it long after that rule is gone
-(tests/test_eval_golden.py). Recorded by `python tests/eval_golden.py RECORD_DIR` run with the
-Snakefile of the commit before the change (039c70e): see its header.
+(tests/test_eval_golden.py). First recorded with the Snakefile of the commit before the change
+(039c70e). `python tests/eval_golden.py RECORD_DIR` records from this checkout's Snakefile: it runs
+the three sets, each in its own working directory under RECORD_DIR (a second call runs only what is
+missing), and rewrites tests/data/eval_golden.json from their cells.
 
 Two configs of the tiny model (HF backend, fp32, CPU) on the synthetic sample data, 3 bins:
 - plain: every dataset's base row (all eight tasks, bbh's group included);
@@ -114,31 +116,26 @@ def write_golden(workdirs: dict[str, Path]) -> None:
     GOLDEN.write_text(json.dumps(collect(workdirs), indent=1, sort_keys=True) + "\n")
 
 
-if __name__ == "__main__":
-    # python tests/eval_golden.py RECORD_DIR SNAKEFILE DEMO_DIR: runs both configs in RECORD_DIR, reads
-    # the demo's cells from DEMO_DIR (a `make demo` of the same commit), writes the golden file.
+def run(folder: Path, snakefile: Path = REPO / "Snakefile") -> dict[str, Path]:
+    """Runs every set's config for its cells, each in its own working directory under folder (again: only
+    what is missing); the demo's is config/demo.yaml itself, asked for its cells only."""
     import os
     import subprocess
 
-    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])  # jobs' python
-    folder, snakefile, demo_dir = Path(sys.argv[1]).resolve(), sys.argv[2], Path(sys.argv[3])
+    # The jobs run `python -m workflow_scripts...`: this environment's python first on PATH.
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
     folder.mkdir(parents=True, exist_ok=True)
+    config_files = {**write_configs(folder), "demo": REPO / "config/demo.yaml"}
     workdirs = {}
-    for name, config in write_configs(folder).items():
+    for name, config in config_files.items():
         workdirs[name] = folder / name
-        subprocess.run(
-            [
-                str(Path(sys.executable).parent / "snakemake"),
-                "--snakefile",
-                snakefile,
-                "--directory",
-                str(workdirs[name]),
-                "--configfile",
-                str(config),
-                "--cores",
-                "2",
-                *targets()[name],
-            ],
-            check=True,
-        )
-    write_golden({**workdirs, "demo": demo_dir})
+        command = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(snakefile)]
+        command += ["--directory", str(workdirs[name]), "--configfile", str(config), "--cores", "2"]
+        subprocess.run([*command, *targets()[name]], env=env, check=True)
+    return workdirs
+
+
+if __name__ == "__main__":
+    # python tests/eval_golden.py RECORD_DIR: runs this checkout's workflow for every set in RECORD_DIR, then
+    # writes the golden file from its cells.
+    write_golden(run(Path(sys.argv[1]).resolve()))
