@@ -15,8 +15,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-# `slow`: the test trains, evaluates, runs a real workflow or a cluster, or resolves packages on PyPI.
-# Everything else is marked `fast` (unit tests and dry-runs): `make test-fast` runs those.
+# `slow`: the test trains, evaluates, runs a real workflow or a cluster, or resolves packages on PyPI: every
+# test of these modules, every test that uses these fixtures, and a test marked slow itself (in a module
+# whose other tests are fast). Everything else is marked `fast` (unit tests and dry-runs): `make test-fast`
+# runs those.
 SLOW_FIXTURES = {"demo_run", "tiny_model", "tiny_llama"}
 SLOW_MODULES = {
     "test_cluster",
@@ -33,13 +35,16 @@ SLOW_MODULES = {
     "test_generation_scoring",
     "test_evaluation",
     "test_irt",
-    "test_eval_golden",
 }
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        slow = item.module.__name__ in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+        slow = (
+            item.get_closest_marker("slow") is not None
+            or item.module.__name__ in SLOW_MODULES
+            or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+        )
         item.add_marker(pytest.mark.slow if slow else pytest.mark.fast)
 
 
