@@ -145,13 +145,17 @@ def load_config() -> dict:
     return yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 
-def train_settings(config: dict, model: str, dataset: str) -> dict:
-    """rules/common/settings.smk's train_settings for (model, dataset), cut to one epoch of short examples."""
-    settings = {
+def train_settings(config: dict, model: str, dataset: str, ranks: int) -> dict:
+    """rules/common/settings.smk's train_settings for (model, dataset) on `ranks` ranks (the accumulation
+    steps that keep the study's effective batch), cut to one epoch of short examples."""
+    from workflow_scripts import batch
+
+    merged = {
         **config["training"],
         **config["datasets"][dataset].get("training", {}),
         **config["models"][model].get("training", {}),
     }
+    settings = batch.job_settings(merged, ranks)
     settings.update(
         system_prompt=config["models"][model]["system_prompt"],
         chat_template_date=config["chat_template_date"],
@@ -285,7 +289,7 @@ def plan(out: Path, inputs: dict, ranks: int) -> list[dict]:
                     "--stop-halfway",
                     "0",
                     "--settings",
-                    json.dumps(train_settings(config, paper_model, TRAIN_DATASET), sort_keys=True),
+                    json.dumps(train_settings(config, paper_model, TRAIN_DATASET, ranks), sort_keys=True),
                     "--accelerate-config",
                     str(REPO / config["launch"]["accelerate_config"]),
                     "--num-processes",

@@ -146,13 +146,13 @@ def test_library_error_keeps_its_traceback_above_one_last_line(failing_jobs):
     assert not (failing_jobs / "results/demo/cells/tiny-qwen2/arc/train-base/test-0.json").exists()
 
 
-def test_own_input_errors_stay_one_line(tmp_path, capsys):
+def test_own_input_errors_stay_one_line(tmp_path, capsys, arc_bins):
     """Our own checks' messages name the field and the fix: no traceback above them."""
     with pytest.raises(SystemExit):
         evaluation.main(
             evaluation.cell_arguments(
                 "cross_difficulty_nope",
-                "x.parquet",
+                str(arc_bins / "bin-0.parquet"),
                 "m",
                 tmp_path / "c.json",
                 backend="hf",

@@ -43,7 +43,8 @@ REMAKE = "fix: delete it and run snakemake again to re-make it"
 def remake_folder(path) -> str:
     """The fix for a broken file inside a folder a rule makes as a whole (the bins, a model): Snakemake
     re-makes the folder, not one file in it."""
-    return f"fix: delete {Path(path).parent} and run snakemake again to re-make it"
+    folder = Path(path).parent
+    return REMAKE if str(folder) == "." else f"fix: delete {folder} and run snakemake again to re-make it"
 
 
 def _brief(error: BaseException) -> str:

@@ -36,7 +36,9 @@ def build(out_dir: Path, language: str = "english") -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     # NLTK writes only inside its data path (its sandbox refuses other folders): put the output on it
     # before NLTK is imported.
-    os.environ["NLTK_DATA"] = os.pathsep.join(p for p in (str(Path(out_dir).resolve()), os.environ.get("NLTK_DATA")) if p)
+    os.environ["NLTK_DATA"] = os.pathsep.join(
+        p for p in (str(Path(out_dir).resolve()), os.environ.get("NLTK_DATA")) if p
+    )
     from nltk.tokenize.punkt import PunktTrainer, save_punkt_params
 
     trainer = PunktTrainer()
