@@ -1,5 +1,6 @@
 # download: a hub dataset (or a local file of the same schema) -> one normalized parquet.
 # fetch_model: a hub base model -> the model cache, so that no compute job needs the hub.
+# fetch_nltk_data: NLTK data a score job needs (IFEval's Punkt model) -> config `nltk_data`, likewise.
 # bin: that table -> one parquet per difficulty bin and a manifest with counts.
 # heldout_split: each bin -> a training part and a held-out part (only with eval_split: heldout).
 
@@ -40,6 +41,23 @@ rule fetch_model:
     shell:
         "python -m workflow_scripts.fetch_model --repo {params.repo:q} --revision {params.revision:q}"
         " --out-dir {output:q} > {log:q} 2>&1"
+
+
+rule fetch_nltk_data:
+    input:
+        code=step_code("workflow_scripts.fetch_nltk_data"),
+    output:
+        directory(os.path.join(setting("nltk_data"), "tokenizers", "{package}")),
+    log:
+        os.path.join(setting("nltk_data"), "logs", "{package}.log"),
+    localrule: True  # NLTK's data host is reachable from the login node, not from compute nodes
+    conda:
+        "../envs/eval.yaml"
+    params:
+        folder=setting("nltk_data"),
+    shell:
+        "python -m workflow_scripts.fetch_nltk_data --package {wildcards.package:q} --out-dir {params.folder:q}"
+        " > {log:q} 2>&1"
 
 
 rule bin:

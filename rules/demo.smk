@@ -49,3 +49,23 @@ rule sample_responses:
     shell:
         "python -m workflow_scripts.sample_data --dataset {wildcards.sample:q} --responses-for {input.sample:q}"
         " --out {output:q} > {log:q} 2>&1"
+
+
+rule punkt_model:
+    input:
+        code=step_code("workflow_scripts.punkt_model"),
+    # IFEval's Punkt model for the demo: learnt here from a little text (NLTK's data host is out of
+    # reach offline), in NLTK's own layout, where config/demo.yaml's nltk_data points.
+    output:
+        directory("resources/demo/nltk_data/tokenizers/punkt_tab"),
+    log:
+        "resources/demo/logs/punkt_model.log",
+    localrule: True
+    conda:
+        "../envs/eval.yaml"
+    shell:
+        "python -m workflow_scripts.punkt_model --out-dir resources/demo/nltk_data > {log:q} 2>&1"
+
+
+# With nltk_data pointing at the demo's folder both rules could make the model: the demo builds it.
+ruleorder: punkt_model > fetch_nltk_data

@@ -44,7 +44,7 @@ CPU_RULES = {
     "change_grid",
     "training_loss",
 }
-LOCAL_RULES = {"download", "fetch_model", "sample_data", "tiny_model", "all"}
+LOCAL_RULES = {"download", "fetch_model", "fetch_nltk_data", "sample_data", "tiny_model", "punkt_model", "all"}
 SLURM_TEST_FLAGS = [
     "--sdm",
     "env-modules",
@@ -124,7 +124,7 @@ def test_profile_dry_run_places_every_rule_of_the_paper_grid(tmp_path):
     assert {int(mem) for _, _, mem, _ in by_rule["convert"]} == expected
     assert max(expected) == 86_000 and min(expected) == 10_000
     # Hub access stays on the login node: no partition, no SLURM job.
-    assert by_rule["download"] == by_rule["fetch_model"] == {(None, None, None, None)}
+    assert by_rule["download"] == by_rule["fetch_model"] == by_rule["fetch_nltk_data"] == {(None, None, None, None)}
     assert len(by_rule["fetch_model"]) == 1 and sum(rule == "fetch_model" for rule, _ in jobs) == 7
 
 

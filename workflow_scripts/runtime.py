@@ -78,21 +78,31 @@ def is_cpu_vllm(build: str | None) -> bool:
     return build is not None and "cpu" in build
 
 
-def job_environment(cache_dir: str) -> dict[str, str]:
+def job_environment(cache_dir: str, nltk_data: str | None = None) -> dict[str, str]:
     """Variables every workflow job gets (rules/common/environment.smk puts them in the shell prefix).
 
     JIT and compile caches go to one configurable folder instead of $HOME (quota, and jobs on many
     nodes writing into one home folder); vLLM reports no usage statistics. Per-cell throwaway data
     (the datasets library's arrow copies of a bin) stays in the cell's own temporary folder instead
-    (workflow_scripts/evaluation.py). Not job params: moving the caches changes no result."""
-    return {
-        "VLLM_CACHE_ROOT": os.path.join(cache_dir, "vllm"),  # torch.compile artefacts, keyed by model
+    (workflow_scripts/evaluation.py). Not job params: moving the caches changes no result.
+
+    vLLM starts its engine process with spawn, not fork: torch answers "is CUDA there?" through NVML
+    (fork_safe_cuda_detection) only while NVML works; where it fails, torch falls back to a query that
+    initialises CUDA, and a forked engine then fails ("Cannot re-initialize CUDA in forked
+    subprocess"). Spawn does not depend on NVML. `nltk_data`: where fetch_nltk_data put the data that
+    lm-eval's IFEval checkers load (NLTK_DATA), so no scoring job tries NLTK's data host."""
+    variables = {
+        "VLLM_CACHE_ROOT": os.path.join(cache_dir, "vllm"),  # torch.compile artefacts, keyed by model path
         "TRITON_CACHE_DIR": os.path.join(cache_dir, "triton"),  # Liger, vLLM's Triton kernels
         "FLASHINFER_WORKSPACE_BASE": os.path.join(cache_dir, "flashinfer"),  # its JIT-built kernels
         "CUDA_CACHE_PATH": os.path.join(cache_dir, "nv-compute-cache"),  # the driver's PTX JIT cache
         "VLLM_NO_USAGE_STATS": "1",
         "VLLM_DO_NOT_TRACK": "1",
+        "VLLM_WORKER_MULTIPROC_METHOD": "spawn",
     }
+    if nltk_data:
+        variables["NLTK_DATA"] = nltk_data
+    return variables
 
 
 # A JIT build of a torch extension (DeepSpeed's ops) takes minutes; a lock older than this was left by a

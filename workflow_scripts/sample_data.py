@@ -199,39 +199,166 @@ def math_solutions_rows(n: int, seed: int = 7) -> pd.DataFrame:
     return table[columns]
 
 
+# Every instruction lm-eval's IFEval checks (its INSTRUCTION_DICT, 25 ids): (id, kwargs, prompt, a
+# reference answer that follows it). The answers are the dataset's `answer` column, so a test that
+# scores them (tests/test_ifeval_offline.py) runs every checker, the two that need NLTK's Punkt data
+# (number_sentences, capital_word_frequency) among them, and expects each followed.
+IFEVAL_KINDS = [
+    (
+        "keywords:existence",
+        {"keywords": ["river", "stone"]},
+        "Describe a river; mention a stone.",
+        "The river ran over a smooth stone.",
+    ),
+    (
+        "keywords:frequency",
+        {"keyword": "blue", "frequency": 2, "relation": "at least"},
+        "Describe the sky using the word blue at least twice.",
+        "The sky is blue and the sea is blue too.",
+    ),
+    (
+        "keywords:forbidden_words",
+        {"forbidden_words": ["cold", "dark"]},
+        "Describe winter without the words cold or dark.",
+        "Winter brings snow and quiet mornings.",
+    ),
+    (
+        "keywords:letter_frequency",
+        {"letter": "z", "let_frequency": 2, "let_relation": "at least"},
+        "Write a sentence with the letter z at least twice.",
+        "The lazy zebra dozed.",
+    ),
+    (
+        "language:response_language",
+        {"language": "en"},
+        "Answer in English: what do bees make?",
+        "Bees make honey from the nectar of flowers, and they store it in their hives for the winter.",
+    ),
+    (
+        "length_constraints:number_sentences",
+        {"num_sentences": 3, "relation": "less than"},
+        "Describe a sunrise in fewer than 3 sentences.",
+        "The sun rose over the hills. Birds began to sing.",
+    ),
+    (
+        "length_constraints:number_paragraphs",
+        {"num_paragraphs": 2},
+        "Write 2 paragraphs separated by ***.",
+        "The morning was calm.\n***\nThe evening was loud.",
+    ),
+    (
+        "length_constraints:number_words",
+        {"num_words": 5, "relation": "at least"},
+        "Describe the sea in at least 5 words.",
+        "The sea is wide and deep and blue.",
+    ),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "then"},
+        "Write 2 paragraphs; start the second with 'then'.",
+        "Morning came early.\n\nThen the rain began.",
+    ),
+    (
+        "detectable_content:number_placeholders",
+        {"num_placeholders": 2},
+        "Write a note with 2 placeholders in square brackets.",
+        "Dear [name], see you at [place].",
+    ),
+    (
+        "detectable_content:postscript",
+        {"postscript_marker": "P.S."},
+        "Write a short note ending with a P.S.",
+        "See you soon.\nP.S. Bring a coat.",
+    ),
+    (
+        "detectable_format:number_bullet_lists",
+        {"num_bullets": 2},
+        "List 2 fruits as markdown bullets.",
+        "* apples\n* pears",
+    ),
+    (
+        "detectable_format:constrained_response",
+        {},
+        "Is water wet? Answer with one of the given options.",
+        "My answer is yes.",
+    ),
+    (
+        "detectable_format:number_highlighted_sections",
+        {"num_highlights": 1},
+        "Highlight 1 section with markdown.",
+        "This is *important* news.",
+    ),
+    (
+        "detectable_format:multiple_sections",
+        {"section_spliter": "Section", "num_sections": 2},
+        "Write 2 sections marked Section X.",
+        "Section 1\nThe plan.\nSection 2\nThe result.",
+    ),
+    ("detectable_format:json_format", {}, "Give the capital of Norway as JSON.", '{"capital": "Oslo"}'),
+    (
+        "detectable_format:title",
+        {},
+        "Write a poem with a title in double angular brackets.",
+        "<<A Quiet Town>>\nThe town slept under the stars.",
+    ),
+    (
+        "combination:two_responses",
+        {},
+        "Give two different answers separated by 6 asterisks.",
+        "Yes, it is.\n******\nNo, it is not.",
+    ),
+    ("combination:repeat_prompt", {"prompt_to_repeat": "Name a color."}, "Name a color.", "Name a color. Blue."),
+    (
+        "startend:end_checker",
+        {"end_phrase": "Is there anything else?"},
+        "Describe a cat; end with 'Is there anything else?'",
+        "A cat purrs. Is there anything else?",
+    ),
+    (
+        "change_case:capital_word_frequency",
+        {"capital_frequency": 2, "capital_relation": "at least"},
+        "Use at least 2 words in all capital letters.",
+        "The NASA and ESA teams met today.",
+    ),
+    (
+        "change_case:english_capital",
+        {},
+        "Describe a ship in English, all capital letters.",
+        "THE OLD SHIP SAILED SLOWLY ACROSS THE CALM BLUE SEA AT DAWN WITH ITS CREW.",
+    ),
+    (
+        "change_case:english_lowercase",
+        {},
+        "Describe a cat in one sentence, all in lowercase letters.",
+        "a cat is a small and curious animal that likes to sleep in the warm sun.",
+    ),
+    (
+        "punctuation:no_comma",
+        {},
+        "Write a sentence about rain without using any commas.",
+        "Rain falls softly on the quiet town.",
+    ),
+    ("startend:quotation", {}, "Wrap your whole answer in double quotes.", '"Hello there, friend."'),
+]
+# The kwargs keys of the real data: every row has them all, unused ones null.
+IFEVAL_KWARGS_KEYS = sorted({key for _, kwargs, _, _ in IFEVAL_KINDS for key in kwargs})
+
+
 def ifeval_rows(n: int, seed: int = 8) -> pd.DataFrame:
-    """Real instruction ids from lm-eval's registry; kwargs hold every key, unused ones null, as the data."""
+    """Real instruction ids from lm-eval's registry, every one of them; kwargs hold every key, unused
+    ones null, as the data."""
     rng = np.random.default_rng(seed)
-    kinds = [
-        (
-            "change_case:english_lowercase",
-            {},
-            "Describe a cat in one sentence, all in lowercase letters.",
-            "a cat is a small, curious animal.",
-        ),
-        (
-            "punctuation:no_comma",
-            {},
-            "Write a sentence about rain without using any commas.",
-            "Rain falls softly on the quiet town.",
-        ),
-        (
-            "length_constraints:number_words",
-            {"relation": "at least", "num_words": 5},
-            "Describe the sea in at least 5 words.",
-            "The sea is wide and deep and blue.",
-        ),
-    ]
-    keys = ["relation", "num_words", "keywords", "num_sentences"]
     rows, magnitude = [], []
     for i in range(n):
-        instruction, kwargs, prompt, answer = kinds[i % len(kinds)]
+        instruction, kwargs, prompt, answer = IFEVAL_KINDS[i % len(IFEVAL_KINDS)]
         rows.append(
             {
                 "key": 5000 + i,
+                # The item number goes after the instruction text, where it cannot break a check
+                # that reads the prompt (repeat_prompt compares the answer's start with its kwarg).
                 "prompt": f"{prompt} (item {i})",
                 "instruction_id_list": [instruction],
-                "kwargs": [{k: kwargs.get(k) for k in keys}],
+                "kwargs": [{k: kwargs.get(k) for k in IFEVAL_KWARGS_KEYS}],
                 "answer": answer,
             }
         )

@@ -59,3 +59,12 @@ def declared_scores(task: str, tasks_dir: Path | None = None) -> set[str]:
         }
     filters = [entry["name"] for entry in definition.get("filter_list") or []] or ["none"]
     return {f"{entry['metric']},{name}" for entry in definition.get("metric_list") or [] for name in filters}
+
+
+def nltk_packages(task: str, tasks_dir: Path | None = None) -> list[str]:
+    """The NLTK data packages a task's scoring loads, as its file declares them (metadata.nltk_data); for
+    a group, those of its tasks. A score job of the task waits for them (rules/evaluate.smk)."""
+    definition = read(task_file(task, tasks_dir))
+    if "group" in definition:
+        return sorted({package for name in definition["task"] for package in nltk_packages(name, tasks_dir)})
+    return sorted((definition.get("metadata") or {}).get("nltk_data") or [])

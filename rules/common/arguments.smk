@@ -99,7 +99,12 @@ def generation_inputs(wildcards):
 def scoring_inputs(wildcards):
     """The task files (filters and metrics), the base model's folder (its tokenizer renders the chat
     prompts again; the trained model may be gone), the held-out split and in-context code."""
-    return {"task": task_files(wildcards), "tokenizer": local_base_model(wildcards), **row_extra_inputs(wildcards)}
+    return {
+        "task": task_files(wildcards),
+        "tokenizer": local_base_model(wildcards),
+        "nltk_data": dataset_nltk_packages(wildcards.dataset),
+        **row_extra_inputs(wildcards),
+    }
 
 
 _FINGERPRINTS = {}

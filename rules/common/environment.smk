@@ -1,8 +1,9 @@
-# How every job runs: its shell prefix (PYTHONPATH, caches under cache_dir).
+# How every job runs: its shell prefix (PYTHONPATH, caches under cache_dir, NLTK_DATA).
 import os
 import shlex
 
 from workflow_scripts import runtime
+from workflow_scripts.fetch_nltk_data import CATEGORY as NLTK_CATEGORY
 
 
 def cache_dir():
@@ -11,8 +12,19 @@ def cache_dir():
     return os.path.abspath(folder)
 
 
+def nltk_data_dir():
+    """The NLTK data folder (config `nltk_data`), absolute: jobs run in other working directories."""
+    return os.path.abspath(os.path.expanduser(os.path.expandvars(config["nltk_data"])))
+
+
+def nltk_package(package):
+    """Where an NLTK package lives in the nltk_data folder (fetch_nltk_data's output, a score job's input):
+    every package the tasks declare is one of NLTK's tokenizers (the rule's output pattern)."""
+    return os.path.join(config["nltk_data"], NLTK_CATEGORY[package], package)
+
+
 def job_environment_exports():
-    variables = runtime.job_environment(cache_dir())
+    variables = runtime.job_environment(cache_dir(), nltk_data_dir())
     return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in variables.items()) + "; "
 
 

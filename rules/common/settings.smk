@@ -4,6 +4,7 @@ import functools
 import os
 
 from workflow_scripts import batch, code_inputs, layout, sizing
+from workflow_scripts import task_files as task_files_module
 
 RESULTS = config["results_dir"]
 MODELS = list(config["models"])
@@ -104,6 +105,16 @@ def task_files(wildcards):
 def dataset_task_files(dataset):
     # A task not written yet (no files) must not stop a dry-run of the grid; evaluation.py names it when run.
     return code(*code_inputs.task_inputs(config["datasets"][dataset]["task"]))
+
+
+@functools.cache  # once per dataset and run, like the task files
+def dataset_nltk_packages(dataset):
+    """The NLTK data a dataset's score jobs load (its task's metadata.nltk_data): IFEval's Punkt model.
+    An input, so no score job of the task starts before fetch_nltk_data has run."""
+    task = config["datasets"][dataset]["task"]
+    if not os.path.isfile(os.path.join(REPO, "tasks", f"{task}.yaml")):
+        return []  # a task not written yet: the config check names it
+    return [nltk_package(package) for package in task_files_module.nltk_packages(task)]
 
 
 def eval_split():
