@@ -46,6 +46,11 @@ def _describe(error):
         return f"{field}: give exactly one of `hub` (with `name`) or `path`; fix: remove the other"
     if error.validator == "oneOf":
         return f"{field}: give exactly one of `hub` or `path`; fix: remove the other"
+    if field == "pilot" and isinstance(value, dict):
+        return (
+            "pilot is a list of entries now (one per GPU path to prove); fix: write it as "
+            f"pilot: [{json.dumps(value)}] and add entries (config/config.yaml shows the study's)"
+        )
     if error.validator == "pattern" and field.endswith("headline_metric"):
         return f"{field} = {value!r} is not 'metric,filter'; fix: e.g. 'acc,none' or 'exact_match,strict-match'"
     limits = {
@@ -116,21 +121,7 @@ def _semantic_problems(config):
                 f"models.{name}: no `parameters` and no {folder}/config.json yet, but resources.{sized[0]} is "
                 f"sized from the model's size; fix: set models.{name}.parameters (the count on the model card)"
             )
-    pilot = config.get("pilot") or {}
-    if pilot.get("model") and pilot["model"] not in config.get("models", {}):
-        problems.append(
-            f"pilot.model: {pilot['model']!r} is not in models; fix: name one of {sorted(config.get('models', {}))}"
-        )
-    if pilot.get("dataset") and pilot["dataset"] not in config.get("datasets", {}):
-        problems.append(
-            f"pilot.dataset: {pilot['dataset']!r} is not in datasets; fix: name one of {sorted(config.get('datasets', {}))}"
-        )
-    elif pilot.get("dataset"):
-        n_bins = config["datasets"][pilot["dataset"]].get("n_bins", config["n_bins"])
-        if pilot["train_bin"] >= n_bins:
-            problems.append(
-                f"pilot.train_bin: {pilot['train_bin']} but {pilot['dataset']} has {n_bins} bins; fix: use 0 to {n_bins - 1}"
-            )
+    problems += _pilot_problems(config)
     # A run's seed is part of its name (-seed<S>); an override would train under another name's seed.
     for kind in ("models", "datasets"):
         for name, entry in config.get(kind, {}).items():
@@ -218,6 +209,32 @@ def _train_job_problems(config):
                     "GPUs (resources.train.by_model_size)"
                 )
                 break  # one line per model: the state does not depend on the dataset
+    return problems
+
+
+def _pilot_problems(config):
+    """Each pilot entry names a model and dataset of the config, and a bin its dataset has."""
+    problems = []
+    models, datasets = config.get("models", {}), config.get("datasets", {})
+    for index, entry in enumerate(config.get("pilot") or []):
+        where = f"pilot[{index}]"
+        if entry.get("model") and entry["model"] not in models:
+            problems.append(f"{where}.model: {entry['model']!r} is not in models; fix: name one of {sorted(models)}")
+        if entry.get("dataset") and entry["dataset"] not in datasets:
+            problems.append(
+                f"{where}.dataset: {entry['dataset']!r} is not in datasets; fix: name one of {sorted(datasets)}"
+            )
+        elif entry.get("dataset"):
+            n_bins = datasets[entry["dataset"]].get("n_bins", config["n_bins"])
+            if entry["train_bin"] >= n_bins:
+                problems.append(
+                    f"{where}.train_bin: {entry['train_bin']} but {entry['dataset']} has {n_bins} bins; fix: use 0 "
+                    f"to {n_bins - 1}"
+                )
+        if entry["memory_probe"] and entry["resume_drill"]:
+            problems.append(
+                f"{where}: a memory probe trains no row to resume; fix: give resume_drill to a row entry instead"
+            )
     return problems
 
 

@@ -7,6 +7,7 @@
     models/{model}/{dataset}/train-{row}/zero|hf    a trained row's ZeRO checkpoint, its HF model
     work/train/{model}/{dataset}/train-{row}        trainer checkpoints for resuming
     pilot/resume_drill/{model}/{dataset}/train-{row}/zero   the pilot's resume drill (work/pilot/... beside)
+    pilot/memory_probe/{model}/{dataset}.json      the pilot's memory probe (peak memory at max_length)
     raw/{model}/{dataset}/train-{row}/test-{bin}.json     a row's prompts and responses on one bin (generate)
     cells/{model}/{dataset}/train-{row}/test-{bin}.json   one cell, its .samples.jsonl beside it (score)
     tables/{model}/{dataset}.csv, tables/{cells,seeds}.{csv,parquet}   per-pair and whole-run tables
@@ -31,6 +32,7 @@ from workflow_scripts import cell_names
 SAMPLES_SUFFIX = ".samples.jsonl"
 LOCK_NAME = ".run.lock"
 RESUME_DRILL = os.path.join("pilot", "resume_drill")  # under results_dir, logs/, benchmarks/ and work/
+MEMORY_PROBE = os.path.join("pilot", "memory_probe")  # likewise
 
 
 def _join(results, *parts) -> str:
@@ -142,6 +144,17 @@ def resume_drill_dir(results, model, dataset, row) -> str:
 
 def resume_drill_work_dir(results, model, dataset, row) -> str:
     return row_dir(results, os.path.join("work", RESUME_DRILL), model, dataset, row)
+
+
+def memory_probe(results, model, dataset) -> str:
+    """The pilot's memory probe of a model with a dataset's training settings (rules/pilot.smk)."""
+    return _join(results, MEMORY_PROBE, model, f"{dataset}.json")
+
+
+def memory_probe_part(results, kind: str, model, dataset) -> str:
+    """The probe's log (kind "logs"), benchmark ("benchmarks") or work folder ("work")."""
+    suffix = {"logs": ".log", "benchmarks": ".tsv", "work": ""}[kind]
+    return _join(results, kind, MEMORY_PROBE, model, f"{dataset}{suffix}")
 
 
 # ---- cells --------------------------------------------------------------------------------------

@@ -343,10 +343,12 @@ def build_trainer(
     history: list | None = None,
     deadline: Deadline | None = None,
     wall_clock=time.time,
+    memory_probe_steps: int = 0,
 ):
     """The SFTTrainer of one job. ``output_dir`` receives a Trainer checkpoint every ``checkpoint_minutes``
     of training and one before the ``deadline`` (``clock``, ``wall_clock``: where the time comes from;
-    a test passes its own)."""
+    a test passes its own). With ``memory_probe_steps``, the pilot's memory probe instead: that many
+    optimizer steps on the bin's longest example stretched to max_length tokens (memory_probe_examples)."""
     import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -360,13 +362,17 @@ def build_trainer(
         if "<|finetune_right_pad_id|>" in tokenizer.get_vocab():
             tokenizer.pad_token = "<|finetune_right_pad_id|>"
     table = pd.read_parquet(train_file)
-    train_dataset = datasets.Dataset.from_list(
-        conversations(table, prompt_format, settings.system_prompt, settings.chat_template_date)
-    )
+    examples = conversations(table, prompt_format, settings.system_prompt, settings.chat_template_date)
+    if memory_probe_steps:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        per_step = settings.per_device_batch_size * settings.gradient_accumulation_steps * world
+        examples = memory_probe_examples(examples, tokenizer, settings, memory_probe_steps * per_step)
+    train_dataset = datasets.Dataset.from_list(examples)
     args = SFTConfig(
         output_dir=output_dir,
         learning_rate=settings.learning_rate,
         num_train_epochs=settings.epochs,
+        max_steps=memory_probe_steps or -1,
         per_device_train_batch_size=settings.per_device_batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         activation_checkpointing=settings.gradient_checkpointing,
@@ -402,6 +408,37 @@ def build_trainer(
     return trainer
 
 
+def memory_probe_examples(examples: list[dict], tokenizer, settings: TrainSettings, count: int) -> list[dict]:
+    """`count` copies of the example with the longest user turn, that turn repeated until prompt and
+    answer fill max_length tokens (the prompt staying under it: TRL drops a row whose prompt alone fills
+    it). Every batch of the probe then holds the longest sequences any job of these settings can see."""
+    longest = max(examples, key=lambda example: len(example["prompt"][-1]["content"]))
+    kwargs = longest.get("chat_template_kwargs", {})
+
+    def tokens(prompt: list[dict], completion: list[dict] = ()) -> int:
+        text = tokenizer.apply_chat_template(
+            [*prompt, *completion], tokenize=False, add_generation_prompt=not completion, **kwargs
+        )
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    base = longest["prompt"][-1]["content"]
+    answer = tokens(longest["prompt"], longest["completion"]) - tokens(longest["prompt"])
+    prompt = [dict(turn) for turn in longest["prompt"]]
+    while True:
+        grown = [*prompt[:-1], {**prompt[-1], "content": prompt[-1]["content"] + "\n" + base}]
+        if tokens(grown) + answer >= settings.max_length or tokens(grown) >= settings.max_length - 1:
+            break
+        prompt = grown
+    # Repeat whole turns while they fit, then words of the user turn up to the limit.
+    words = base.split()
+    while words and tokens(prompt) + answer < settings.max_length:
+        grown = [*prompt[:-1], {**prompt[-1], "content": prompt[-1]["content"] + " " + words.pop(0)}]
+        if tokens(grown) >= settings.max_length - 1:
+            break
+        prompt = grown
+    return [{**longest, "prompt": prompt} for _ in range(count)]
+
+
 def probe_input_ids(tokenizer, chat_template_date: str | None = None):
     import torch
 
@@ -433,7 +470,11 @@ def train(args) -> None:
         bool(args.stop_halfway),
         history=checkpoint_history(resume_from),
         deadline=Deadline(args.deadline or None, args.checkpoint_seconds),
+        memory_probe_steps=args.memory_probe_steps,
     )
+    if args.memory_probe_steps:
+        run_memory_probe(trainer, settings, args.probe_out, work_dir)
+        return
     if resume_from and trainer.is_world_process_zero():
         print(f"resuming from {resume_from} (a previous attempt of this job was stopped)", flush=True)
     rows_given = pyarrow.parquet.read_metadata(args.train_file).num_rows
@@ -488,6 +529,40 @@ def train(args) -> None:
             **peaks,
         )
         (output / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+        shutil.rmtree(work_dir, ignore_errors=True)
+    end_ranks(trainer)
+
+
+def run_memory_probe(trainer, settings: TrainSettings, out: str, work_dir: Path) -> None:
+    """The pilot's memory probe: the steps of build_trainer(memory_probe_steps=...), then what they held
+    at their peak (GPU memory of the most loaded rank, its host RSS) beside the GPU's size, written to
+    `out` (no model is saved: the probe answers whether the grid's worst batch fits)."""
+    import torch
+
+    from workflow_scripts.io_utils import atomic_write_json
+
+    started = time.time()
+    trainer.train()
+    seconds = time.time() - started
+    peaks = peak_memory(trainer.args.device)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        record = {
+            "steps": trainer.state.global_step,
+            "sequence_tokens": len(trainer.train_dataset[0]["input_ids"]),
+            "max_length": settings.max_length,
+            "per_device_batch_size": settings.per_device_batch_size,
+            "gradient_accumulation_steps": settings.gradient_accumulation_steps,
+            "gradient_checkpointing": settings.gradient_checkpointing,
+            "world_size": trainer.args.world_size,
+            "seconds_per_step": round(seconds / max(trainer.state.global_step, 1), 3),
+            "gpu_memory_bytes": torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None,
+            "parameters": sum(getattr(p, "ds_numel", p.numel()) for p in trainer.model.parameters()),
+            "optimizer_class": innermost_optimizer(trainer.optimizer),
+            **peaks,
+        }
+        atomic_write_json(record, out)
+        print(json.dumps(record), flush=True)
         shutil.rmtree(work_dir, ignore_errors=True)
     end_ranks(trainer)
 
@@ -601,6 +676,9 @@ def launch_command(args) -> list[str]:
         str(args.deadline),
         "--checkpoint-seconds",
         str(args.checkpoint_seconds),
+        "--memory-probe-steps",
+        str(args.memory_probe_steps),
+        *(["--probe-out", args.probe_out] if args.probe_out else []),
         "--settings",
         args.settings,
     ]
@@ -675,6 +753,10 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--checkpoint-seconds", type=float, default=0, help="expected seconds to write one checkpoint (the estimate)"
     )
+    parser.add_argument(
+        "--memory-probe-steps", type=int, default=0, help="the pilot's memory probe: this many steps at max_length"
+    )
+    parser.add_argument("--probe-out", help="the memory probe's report (JSON)")
     parser.add_argument("--settings", required=True, help="JSON of TrainSettings fields")
     parser.add_argument("--accelerate-config", help="accelerate/DeepSpeed yaml (launch mode)")
     parser.add_argument("--num-processes", type=int, default=1, help="ranks to start (launch mode)")

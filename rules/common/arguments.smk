@@ -179,71 +179,189 @@ def scoring_arguments(wildcards):
     return shlex.join(args)
 
 
-def pilot_job():
-    """The pilot's row: config `pilot` (default: the smallest model, the first dataset, bin 0), trained
-    with the first seed in this eval_split and evaluated on its own bin, beside the base model there."""
-    entry = config["pilot"]
-    model = entry.get("model") or min(MODELS, key=model_parameters)
-    dataset = entry.get("dataset") or DATASETS[0]
-    train_bin = entry["train_bin"]
-    test_bin = str(train_bin)
-    row = cell_names.bin_name(train_bin, eval_split(), seeds()[0])
+# The pilot's memory probe: the first optimizer step allocates the optimizer state, the next two show
+# the steady peak.
+MEMORY_PROBE_STEPS = 3
+
+
+def pilot_entries():
+    """Config `pilot` with its defaults resolved (model: the smallest, dataset: the first) and each row's
+    name: the first seed, in this eval_split."""
+    entries = []
+    for entry in config["pilot"]:
+        model = entry.get("model") or min(MODELS, key=model_parameters)
+        dataset = entry.get("dataset") or DATASETS[0]
+        row = cell_names.bin_name(entry["train_bin"], eval_split(), seeds()[0])
+        entries.append({**entry, "model": model, "dataset": dataset, "row": row})
+    return entries
+
+
+def tied_embeddings(model):
+    """Whether the model's head is its input embedding (config.json once on disk; None before)."""
+    path = os.path.join(base_model(model), "config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        model_config = json.load(handle)
+    return bool(model_config.get("tie_word_embeddings", model_config.get("text_config", {}).get("tie_word_embeddings")))
+
+
+def training_paths(model, dataset):
+    """The GPU paths a train job of (model, dataset) takes, as the pilot's report names them."""
+    checkpointing = merged_training(model, dataset)["gradient_checkpointing"]
+    return [
+        f"training on {train_processes(model)} rank(s)",
+        "gradient checkpointing" if checkpointing else "no gradient checkpointing",
+    ]
+
+
+def conversion_path(model):
+    tied = tied_embeddings(model)
+    if tied is None:
+        return f"conversion of {model} (tied embeddings or not: unknown until fetch_model has run)"
+    return "conversion of a model with tied embeddings" if tied else "conversion of a model with an untied head"
+
+
+def evaluation_path(dataset):
+    kind = task_output(config["datasets"][dataset]["task"])[0]
+    what = "generation" if kind == "generate_until" else "log-likelihoods"
+    return f"{what} on {evaluation_settings(dataset)['backend']} ({kind})"
+
+
+def resume_path(ranks):
+    return "checkpoint and resume across ranks" if ranks > 1 else "checkpoint and resume"
+
+
+def memory_path(model, dataset):
+    settings = merged_training(model, dataset)
+    checkpointing = ", gradient checkpointing" if settings["gradient_checkpointing"] else ""
+    return (
+        f"memory of {model} at {settings['max_length']} tokens x batch {settings['per_device_batch_size']}"
+        f"{checkpointing}"
+    )
+
+
+def known_parameters(model):
+    """The model's parameter count, or None before the model exists or says it (a local model built by
+    the workflow, like the demo's, during a dry-run)."""
+    try:
+        return model_parameters(model)
+    except ValueError:
+        return None
+
+
+def grid_paths():
+    """Every path the grid's jobs take: each train job's, each model's conversion, each dataset's
+    evaluation, resuming, and the memory of the largest model with the settings that hold the most
+    activations (the largest batch without gradient checkpointing, else with it)."""
+    paths = set()
+    for model in MODELS:
+        paths.add(conversion_path(model))
+        for dataset in DATASETS:
+            paths.update(training_paths(model, dataset))
+    paths.update(evaluation_path(dataset) for dataset in DATASETS)
+    paths.add(resume_path(max(train_processes(model) for model in MODELS)))
+    largest = max(MODELS, key=lambda model: known_parameters(model) or 0)
+
+    def activations(dataset):
+        settings = merged_training(largest, dataset)
+        return (not settings["gradient_checkpointing"], settings["per_device_batch_size"], settings["max_length"])
+
+    paths.add(memory_path(largest, max(DATASETS, key=activations)))
+    return sorted(paths)
+
+
+def pilot_expectations(model, dataset):
+    """What the pilot asserts a trained row's outputs show: the grid's GPU paths as configured."""
+    settings = train_settings(model, dataset)
+    gpus = rule_gpus("train", model)
     return {
-        "model": model,
-        "dataset": dataset,
-        "row": row,
-        "test_bin": test_bin,
+        "ranks": train_processes(model),
+        "backend": "nccl" if gpus else "gloo",
+        "mixed_precision": "bf16" if settings["bf16"] else "no",
+        "optimizer": settings["optim"] if gpus else settings["cpu_optim"],
+        "use_liger_kernel": settings["use_liger_kernel"],
+        "evaluation_backend": evaluation_settings(dataset)["backend"],
+    }
+
+
+def pilot_row(index, entry):
+    """One trained row of the pilot: where its outputs are and what they must show."""
+    model, dataset, row = entry["model"], entry["dataset"], entry["row"]
+    test_bin = str(entry["train_bin"])
+    heldout = eval_split() == "heldout"
+    base = cell_names.base_name(eval_split())
+    benchmarks = {
+        "train": layout.row_benchmark(RESULTS, "train", model, dataset, row),
+        "convert": layout.row_benchmark(RESULTS, "convert", model, dataset, row),
+        "generate": layout.row_benchmark(RESULTS, "generate", model, dataset, row),
+        "generate_base": layout.row_benchmark(RESULTS, "generate", model, dataset, base),
+    }
+    paths = [*training_paths(model, dataset), conversion_path(model), evaluation_path(dataset)]
+    drill = None
+    if entry["resume_drill"]:
+        drill = layout.resume_drill_dir(RESULTS, model, dataset, row)
+        benchmarks["resume_drill"] = layout.row_benchmark(RESULTS, layout.RESUME_DRILL, model, dataset, row)
+        paths.append(resume_path(train_processes(model)))
+    return {
+        "name": f"{model} on {dataset} bin {test_bin}",
         "model_dir": trained_model_dir(model, dataset, row),
         "cell": cell_path(model, dataset, row, test_bin),
-        "base_cell": cell_path(model, dataset, cell_names.base_name(eval_split()), test_bin),
-        "test_file": test_file(dataset, test_bin, eval_split() == "heldout"),
-        "drill": layout.resume_drill_dir(RESULTS, model, dataset, row),
+        "base_cell": cell_path(model, dataset, base, test_bin),
+        "test_file": test_file(dataset, test_bin, heldout),
+        "drill": drill,
+        "expect": pilot_expectations(model, dataset),
+        "paths": paths,
+        "benchmarks": benchmarks,
     }
 
 
-def pilot_inputs(wildcards):
-    job = pilot_job()
+def pilot_probe(entry):
+    model, dataset = entry["model"], entry["dataset"]
+    settings = train_settings(model, dataset)
     return {
-        "model": job["model_dir"],
-        "cell": job["cell"],
-        "base_cell": job["base_cell"],
-        "drill": job["drill"],
-        "bins": bins_dir(job["dataset"]),
+        "name": f"memory probe of {model} with {dataset}'s settings",
+        "report": layout.memory_probe(RESULTS, model, dataset),
+        "expect": {
+            "steps": MEMORY_PROBE_STEPS,
+            "ranks": train_processes(model),
+            "max_length": settings["max_length"],
+            "gpu": bool(rule_gpus("train", model)),
+        },
+        "gpu_memory_gb": config["cluster"]["gpu_memory_gb"],
+        "paths": [*training_paths(model, dataset), memory_path(model, dataset)],
+        "benchmark": layout.memory_probe_part(RESULTS, "benchmarks", model, dataset),
     }
 
 
-def pilot_expectations():
-    """What the pilot asserts its outputs show: the grid's GPU paths as configured."""
-    job = pilot_job()
-    settings = train_settings(job["model"], job["dataset"])
-    gpus = rule_gpus("train", job["model"])
+def pilot_spec():
+    """Everything the pilot step checks, as JSON: its rows, its probes and the grid's paths."""
+    entries = pilot_entries()
     return json.dumps(
         {
-            "ranks": train_processes(job["model"]),
-            "backend": "nccl" if gpus else "gloo",
-            "mixed_precision": "bf16" if settings["bf16"] else "no",
-            "optimizer": settings["optim"] if gpus else settings["cpu_optim"],
-            "use_liger_kernel": settings["use_liger_kernel"],
-            "evaluation_backend": evaluation_settings(job["dataset"])["backend"],
+            "rows": [pilot_row(i, e) for i, e in enumerate(entries) if not e["memory_probe"]],
+            "probes": [pilot_probe(e) for e in entries if e["memory_probe"]],
+            "grid_paths": grid_paths(),
         },
         sort_keys=True,
     )
 
 
-def pilot_benchmarks():
-    """The benchmark files of the pilot's jobs: read for the report where they exist."""
-    job = pilot_job()
-    model, dataset, row = job["model"], job["dataset"], job["row"]
-    base = cell_names.base_name(eval_split())
-    return json.dumps(
-        {
-            "train": layout.row_benchmark(RESULTS, "train", model, dataset, row),
-            "resume_drill": layout.row_benchmark(RESULTS, layout.RESUME_DRILL, model, dataset, row),
-            "convert": layout.row_benchmark(RESULTS, "convert", model, dataset, row),
-            "generate": layout.row_benchmark(RESULTS, "generate", model, dataset, row),
-            "generate_base": layout.row_benchmark(RESULTS, "generate", model, dataset, base),
-        }
-    )
+def pilot_inputs(wildcards):
+    """The pilot's rows (converted model, its cell and the base model's there, the bins), its resume
+    drills and its probes' reports."""
+    inputs = {}
+    for i, entry in enumerate(pilot_entries()):
+        model, dataset, row = entry["model"], entry["dataset"], entry["row"]
+        if entry["memory_probe"]:
+            inputs[f"probe_{i}"] = layout.memory_probe(RESULTS, model, dataset)
+            continue
+        spec = pilot_row(i, entry)
+        inputs.update({f"model_{i}": spec["model_dir"], f"cell_{i}": spec["cell"], f"base_cell_{i}": spec["base_cell"]})
+        inputs[f"bins_{i}"] = bins_dir(dataset)
+        if spec["drill"]:
+            inputs[f"drill_{i}"] = spec["drill"]
+    return inputs
 
 
 def bootstrap_arguments():

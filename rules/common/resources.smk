@@ -7,11 +7,11 @@ import os
 from workflow_scripts import cell_names, sizing
 
 # The config's key for a rule's resources where it is not the rule's name: `evaluate` is the GPU job
-# of evaluation, the generate rule since issue 16.
-RESOURCE_KEYS = {"generate": "evaluate"}
+# of evaluation, the generate rule since issue 16; the pilot's memory probe is a train job.
+RESOURCE_KEYS = {"generate": "evaluate", "memory_probe": "train"}
 # Rules whose time and memory follow from each job's work (workflow_scripts/sizing.py), unless the
 # config gives them a fixed `runtime` / `mem_mb`.
-SIZED_RULES = ("train", "convert", "generate")
+SIZED_RULES = ("train", "convert", "generate", "memory_probe")
 
 
 def resource_entry(rule_name):
@@ -82,8 +82,10 @@ def rule_resources(rule_name):
         resources["expected_s"] = lambda wildcards: on_main_process(
             lambda: round(job_estimate(rule_name, wildcards).seconds)
         )
+        # The memory probe saves no model: it leaves a small report, whatever a train job would write.
+        writes = rule_name != "memory_probe"
         resources["output_mb"] = lambda wildcards: on_main_process(
-            lambda: math.ceil(job_estimate(rule_name, wildcards).output_bytes / 1e6)
+            lambda: math.ceil(job_estimate(rule_name, wildcards).output_bytes / 1e6) if writes else 0
         )
     return resources
 
@@ -160,6 +162,22 @@ def job_work(rule_name, wildcards):
     entry = config["datasets"][dataset]
     prompt_format, n_bins = entry["prompt_format"], dataset_setting(dataset, "n_bins")
     heldout_share = config["heldout_fraction"]
+    if rule_name == "memory_probe":  # a few steps of max_length sequences
+        settings = train_settings(model, dataset)
+        ranks = train_processes(model)
+        per_step = settings["per_device_batch_size"] * ranks * settings["gradient_accumulation_steps"]
+        work = sizing.TrainWork(
+            parameters,
+            MEMORY_PROBE_STEPS * per_step,
+            1,
+            settings["per_device_batch_size"],
+            settings["gradient_accumulation_steps"],
+            settings["gradient_checkpointing"],
+            ranks,
+            settings["max_length"],
+            0,
+        )
+        return work, (model_config,)
     if rule_name == "train":
         labels = cell_names.labels(wildcards.trained_row)
         heldout = labels["eval_split"] == "heldout"
@@ -209,7 +227,7 @@ def job_work(rule_name, wildcards):
 @functools.cache
 def _estimate(rule_name, work):
     rates = measured_rates()
-    if rule_name == "train":
+    if rule_name in ("train", "memory_probe"):
         return sizing.train_estimate(work, rates)
     if rule_name == "convert":
         return sizing.convert_estimate(*work, rates)
