@@ -35,6 +35,7 @@ include: "rules/pilot.smk"
 
 
 onstart:
+    check_cluster_account()  # the executor is known only now (rules/checks.smk)
     take_results_lock()
 
 

@@ -312,4 +312,22 @@ def check_config(config):
         raise WorkflowError("invalid config, nothing was run:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+def check_cluster_account():
+    """With the SLURM executor, every job needs cluster.account (or --slurm-no-account, a cluster
+    without accounts). Without one, snakemake-executor-plugin-slurm 2.8.0 guesses from the last line of
+    a `sacct` query of your recent jobs (accounts.py), which may be an allocation without B200 access.
+    Called when the run starts (the Snakefile's onstart): only then is the executor known."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.name != "slurm" or config["cluster"]["account"]:
+        return
+    if getattr(workflow.executor_settings, "no_account", False):
+        return
+    raise WorkflowError(
+        "invalid config, nothing was run:\n  - cluster.account is not set: the SLURM executor would guess an "
+        "account from your last sacct line, which may not reach the GPU partition; fix: set cluster.account "
+        "(`sacctmgr -nP show assoc user=$USER format=account,partition` lists yours), or pass "
+        "--slurm-no-account on a cluster without accounts"
+    )
+
+
 check_config(config)

@@ -344,3 +344,30 @@ def test_a_train_job_killed_at_its_time_limit_resumes_from_the_checkpoint_it_wro
         and f"resuming from results/demo/work/train/tiny-qwen2/arc/train-0/checkpoint-{record['resumed_from_step']}"
         in log
     )
+
+
+def test_the_slurm_executor_needs_an_account_before_any_job(tmp_path):
+    """Without cluster.account the plugin would guess one from the last sacct line: refused when the
+    run starts, before any job or lock, nothing written."""
+    finished = tmp_path / "results/demo/cells/x.json"
+    finished.parent.mkdir(parents=True)
+    finished.write_text("{}")
+    result = snakemake(
+        "--configfile",
+        str(REPO / "config/demo.yaml"),
+        "--executor",
+        "slurm",
+        "--jobs",
+        "1",
+        workdir=tmp_path,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if "cluster.account is not set" in line]
+    assert result.returncode != 0 and len(lines) == 1 and "fix: set cluster.account" in lines[0]
+    assert "sbatch" not in output and "Submitted" not in output
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "results").rglob("*")) == [
+        "results/demo",
+        "results/demo/cells",
+        "results/demo/cells/x.json",
+    ]

@@ -37,6 +37,17 @@ def test_paper_grid_asks_for_at_most_three_times_what_it_is_expected_to_use(tmp_
     printed = capsys.readouterr().out
     assert "| train | 560 | 1-4 |" in printed and "| generate | 616 | 1 |" in printed
     assert "every rate is an assumption" in printed
+    # The pilot's own cost, from its own dry-run: a small fraction of the grid's.
+    assert (
+        0
+        < summary["pilot"]["expected_gpu_h"]
+        <= summary["pilot"]["requested_gpu_h"]
+        < 0.05 * summary["requested_gpu_h"]
+    )
+    assert f"{summary['pilot']['requested_gpu_h']:,.1f} GPU-h requested" in printed and "The pilot (" in printed
+    # What the engine starts cost the generate jobs: each compiles afresh.
+    share = rules["generate"]["startup_gpu_h"] / rules["generate"]["expected_gpu_h"]
+    assert 0.2 < share < 0.8 and "no row reuses another row's compile" in printed
 
 
 def test_no_attempt_asks_for_more_than_the_partition_limit(tmp_path):

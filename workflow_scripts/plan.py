@@ -32,7 +32,11 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPORARY_OUTPUTS = {"train", "resume_drill"}
 # Rules with a `retries:` of their own (train's from config resources.train.retries); every other rule
 # retries as often as the profile says.
-OWN_RETRIES = {"train": lambda retries: retries, "resume_drill": lambda retries: max(1, retries)}
+OWN_RETRIES = {
+    "train": lambda retries: retries,
+    "resume_drill": lambda retries: max(1, retries),
+    "memory_probe": lambda retries: 0,
+}
 
 
 def dry_run(configfiles: list[str], directory: str, targets: list[str]) -> str:
@@ -106,6 +110,7 @@ def summarise(jobs: list[dict], config: dict, default_retries: int) -> dict:
                 "expected_h": None,
                 "output_gb": 0.0,
                 "largest_output_gb": 0.0,
+                "startup_gpu_h": None,  # generate: the engine starts within expected_gpu_h
             },
         )
         row["jobs"] += 1
@@ -123,6 +128,8 @@ def summarise(jobs: list[dict], config: dict, default_retries: int) -> dict:
             row["expected_gpu_h"] = (row["expected_gpu_h"] or 0) + gpus * res["expected_s"] / 3600
             row["output_gb"] += res.get("output_mb", 0) / 1000
             row["largest_output_gb"] = max(row["largest_output_gb"], res.get("output_mb", 0) / 1000)
+        if "expected_startup_s" in res:
+            row["startup_gpu_h"] = (row["startup_gpu_h"] or 0) + gpus * res["expected_startup_s"] / 3600
     for name, row in rules.items():
         row["gpu_counts"] = sorted(row["gpu_counts"])
         retries = OWN_RETRIES[name](config["resources"]["train"]["retries"]) if name in OWN_RETRIES else default_retries
@@ -220,6 +227,18 @@ def render(summary: dict, header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def engine_starts(generate: dict) -> str:
+    """What starting an engine costs the generate jobs: each loads its model and compiles afresh."""
+    share = generate["startup_gpu_h"] / generate["expected_gpu_h"]
+    per_job = 3600 * generate["startup_gpu_h"] / generate["jobs"] / max(generate["gpu"], 1)
+    return (
+        f"Engine starts: each generate job starts one engine (~{per_job:.0f} s: imports, weights, torch.compile, "
+        f"CUDA graphs), {generate['startup_gpu_h']:,.1f} of its {generate['expected_gpu_h']:,.1f} expected GPU-h "
+        f"({share:.0%}). vLLM keys its torch.compile cache by the model's path, so no row reuses another row's "
+        "compile; only Triton's kernels are shared (TRITON_CACHE_DIR under cache_dir)."
+    )
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -249,7 +268,22 @@ def main(argv=None) -> None:
             " ones; they are kept (re-making one needs its ZeRO state: re-train it with --forcerun train), e.g."
             f" {stale[0]}"
         )
-    print(render(summary, header))
+    lines = [render(summary, header)]
+    generate = summary["rules"].get("generate")
+    if generate and generate["startup_gpu_h"] is not None and generate["expected_gpu_h"]:
+        lines.append(engine_starts(generate))
+    if not args.targets:  # the whole grid: what its pilot, run first, costs on its own
+        pilot = summarise(
+            planned_jobs(dry_run(configfiles, args.directory, ["pilot"])), config, profile_retries(Path(args.profile))
+        )
+        summary["pilot"] = {key: pilot[key] for key in ("requested_gpu_h", "expected_gpu_h")}
+        jobs = sum(row["jobs"] for name, row in pilot["rules"].items() if row["gpu"])
+        lines.append(
+            f"The pilot (`snakemake --profile slurm-b200 pilot`, config `pilot`: {len(config['pilot'])} entries): {jobs} GPU "
+            f"job(s), {pilot['requested_gpu_h']:,.1f} GPU-h requested, {pilot['expected_gpu_h']:,.1f} expected; the grid "
+            "reuses its rows' train, convert, generate and score jobs."
+        )
+    print("\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps({**summary, "stale_conversions": stale}, indent=2, default=str) + "\n")
 

@@ -82,6 +82,10 @@ def rule_resources(rule_name):
         resources["expected_s"] = lambda wildcards: on_main_process(
             lambda: round(job_estimate(rule_name, wildcards).seconds)
         )
+        if rule_name == "generate":  # the engine start within it: what `make plan` says a start costs
+            resources["expected_startup_s"] = lambda wildcards: on_main_process(
+                lambda: round(job_estimate(rule_name, wildcards).parts["startup_s"])
+            )
         # The memory probe saves no model: it leaves a small report, whatever a train job would write.
         writes = rule_name != "memory_probe"
         resources["output_mb"] = lambda wildcards: on_main_process(
