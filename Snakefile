@@ -34,6 +34,10 @@ include: "rules/cluster.smk"
 include: "rules/pilot.smk"
 
 
+# Paths the config names that exist nowhere and no rule above makes (rules/checks.smk).
+check_inputs_exist()
+
+
 onstart:
     check_cluster_account()  # the executor is known only now (rules/checks.smk)
     take_results_lock()

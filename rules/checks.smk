@@ -4,6 +4,7 @@
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -13,7 +14,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
-from workflow_scripts import batch, config_files, sizing, task_files
+from workflow_scripts import batch, config_files, layout, sizing, task_files
 
 KEY_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
 
@@ -84,13 +85,6 @@ def _semantic_problems(config):
                     f"datasets.{name}.headline_metric = {dataset['headline_metric']!r} is not a score "
                     f"tasks/{task}.yaml declares; fix: use one of {declared}"
                 )
-        responses = (dataset.get("irt") or {}).get("responses")
-        # resources/ holds what the workflow itself makes (the demo's synthetic responses): not yet there is fine.
-        if responses and not os.path.exists(responses) and not responses.startswith("resources/"):
-            problems.append(
-                f"datasets.{name}.irt.responses: {responses} does not exist; fix: point it at a "
-                ".parquet/.csv table (subject, item_id, correct) or a folder of lm-eval sample logs"
-            )
         backend = dataset.get("evaluation", {}).get("backend", evaluation.get("backend"))
         if backend == "vllm" and not gpus and not _jobs_have_cpu_vllm():
             problems.append(
@@ -100,6 +94,9 @@ def _semantic_problems(config):
             )
     problems += _path_problems(config)
     problems += _train_job_problems(config)
+    problems += _resource_limit_problems(config)
+    problems += _data_problems(config)
+    problems += _model_problems(config)
     # Only train, convert and evaluate are sized from their work (rules/common/resources.smk SIZED_RULES).
     for rule_name, entry in config.get("resources", {}).items():
         missing = [key for key in ("runtime", "mem_mb") if key not in (entry or {})]
@@ -236,6 +233,151 @@ def _pilot_problems(config):
                 f"{where}: a memory probe trains no row to resume; fix: give resume_drill to a row entry instead"
             )
     return problems
+
+
+def _resource_limit_problems(config):
+    """A fixed runtime or memory beyond the partition's limits: SLURM would refuse the job (or a cap
+    would silently give it less than the config says)."""
+    problems, cluster = [], config["cluster"]
+    for rule_name, entry in config["resources"].items():
+        for key, limit in (("runtime", "max_runtime"), ("mem_mb", "max_mem_mb")):
+            if key in entry and entry[key] > cluster[limit]:
+                problems.append(
+                    f"resources.{rule_name}.{key} = {entry[key]} is more than cluster.{limit} = {cluster[limit]} "
+                    f"(the partition's limit); fix: ask for at most {cluster[limit]}, or correct cluster.{limit}"
+                )
+    batch_size = str(config["evaluation"]["batch_size"])
+    sizes = [str(d.get("evaluation", {}).get("batch_size", batch_size)) for d in config["datasets"].values()]
+    for value in {batch_size, *sizes}:
+        if not re.fullmatch(r"auto(:\d+)?|[1-9]\d*", value):
+            problems.append(
+                f"evaluation.batch_size = {value!r} is not a batch size lm-eval takes; fix: a positive integer, "
+                "`auto` or `auto:N`"
+            )
+    return problems
+
+
+def _bin_sizes(config, name, dataset):
+    """{bin: rows} of a dataset from what exists (its bins, its downloaded table, its local source), or
+    None before any of them does (a hub dataset not downloaded yet: the bin step checks then)."""
+    import pandas
+
+    from workflow_scripts import binning
+
+    n_bins = dataset.get("n_bins", config["n_bins"])
+    bins_manifest = os.path.join(layout.bins_dir(config["results_dir"], name), "manifest.json")
+    if os.path.isfile(bins_manifest):
+        try:
+            manifest = json.load(open(bins_manifest))
+            if manifest.get("n_bins") == n_bins:
+                return {int(k): int(v) for k, v in manifest["counts"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # the bin step re-makes a broken manifest and names it
+    if dataset.get("irt"):
+        return None  # bins come from a fit that has not run
+    key = dataset.get("quantile_key") or config["quantile_key"]
+    table = layout.normalized_table(config["results_dir"], name)
+    source = dataset["source"].get("path")
+    try:
+        if os.path.isfile(table):
+            quantiles = pandas.read_parquet(table, columns=[key])[key]
+        elif source and os.path.isfile(source) and source.endswith(".parquet"):
+            quantiles = pandas.read_parquet(source, columns=[key])[key]
+        elif source and os.path.isfile(source) and source.endswith((".jsonl", ".json")):
+            quantiles = pandas.read_json(source, lines=source.endswith(".jsonl"))[key]
+        else:
+            return None
+        assigned = binning.assign_bins(quantiles, n_bins)
+    except (ValueError, KeyError, OSError):
+        return None  # a missing column or bad values: download and bin refuse them with their own lines
+    return {k: int((assigned == k).sum()) for k in range(n_bins)}
+
+
+def _data_problems(config):
+    """Training rows and in-context pools against the data on disk: enough items for min_train_rows
+    and for in_context.k."""
+    from workflow_scripts import binning, heldout_split
+
+    problems = []
+    heldout = config["eval_split"] == "heldout"
+    k = config["in_context"]["k"]
+    for name, dataset in config["datasets"].items():
+        sizes = _bin_sizes(config, name, dataset)
+        if sizes is None:
+            continue
+        train = heldout_split.training_sizes(sizes, config["heldout_fraction"]) if heldout else sizes
+        problem = binning.too_few_rows(train, config["min_train_rows"])
+        if problem:
+            held = f" after holding out heldout_fraction = {config['heldout_fraction']}" if heldout else ""
+            problems.append(
+                f"datasets.{name}: {problem}{held}; fix: lower n_bins{' or heldout_fraction' if heldout else ''}, "
+                "add data, or lower min_train_rows"
+            )
+        if k and min(train.values()) <= k:
+            problems.append(
+                f"in_context.k = {k} but {name}'s smallest source pool holds {min(train.values())} item(s) (each "
+                "test item is left out of its own prompt); fix: lower in_context.k"
+            )
+    return problems
+
+
+def _model_problems(config):
+    """A local model folder that is not a model, and a max_length beyond a model's context."""
+    problems = []
+    for name, model in config["models"].items():
+        folder = model.get("path") or os.path.join(config["model_cache"], name)
+        config_json = os.path.join(folder, "config.json")
+        if model.get("path") and os.path.isdir(folder) and not os.path.isfile(config_json):
+            problems.append(
+                f"models.{name}.path: {folder} has no config.json: not a Hugging Face model folder; fix: point "
+                "it at the folder save_pretrained wrote"
+            )
+            continue
+        if not os.path.isfile(config_json):
+            continue
+        try:
+            model_config = json.load(open(config_json))
+        except ValueError:
+            problems.append(f"models.{name}: {config_json} is not JSON; fix: re-fetch or re-save the model")
+            continue
+        context = model_config.get("max_position_embeddings") or model_config.get("text_config", {}).get(
+            "max_position_embeddings"
+        )
+        for dataset, entry in config["datasets"].items():
+            length = {**config["training"], **entry.get("training", {}), **model.get("training", {})}["max_length"]
+            if context and length > context:
+                problems.append(
+                    f"training.max_length = {length} ({name} on {dataset}) is more than {name}'s context "
+                    f"({context} tokens, max_position_embeddings); fix: lower max_length"
+                )
+                break
+    return problems
+
+
+def check_inputs_exist():
+    """Files and folders the config names that neither exist nor are made by a rule of the workflow:
+    a local model, a dataset's local source, IRT responses. Called at the end of the Snakefile, once
+    every rule is defined (a path the workflow builds, like the demo's tiny model, is no problem).
+    Without it, a missing local model plans nothing on a finished results folder and says nothing."""
+    if not workflow.is_main_process:
+        return
+    named = [(f"models.{n}.path", m["path"]) for n, m in config["models"].items() if m.get("path")]
+    named += [
+        (f"datasets.{n}.source.path", d["source"]["path"])
+        for n, d in config["datasets"].items()
+        if "path" in d["source"]
+    ]
+    named += [
+        (f"datasets.{n}.irt.responses", d["irt"]["responses"]) for n, d in config["datasets"].items() if d.get("irt")
+    ]
+    problems = [
+        f"{field}: {path} does not exist and no rule of the workflow makes it; fix: correct the path, or make "
+        "the file there"
+        for field, path in named
+        if not os.path.exists(path) and not any(rule.is_producer(path) for rule in workflow.rules)
+    ]
+    if problems:
+        raise WorkflowError("invalid config, nothing was run:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def _uses_conda():

@@ -75,12 +75,15 @@ rule bin:
     threads: rule_threads("bin")
     resources:
         **rule_resources("bin"),
+        # A check, not a param: changing the minimum must not re-make bins (and everything after them).
+        min_train_rows=setting("min_train_rows"),
     params:
         n_bins=lambda wc: dataset_setting(wc.dataset, "n_bins"),
         quantile_key=lambda wc: binning_quantile_key(wc.dataset),
     shell:
         "python -m workflow_scripts.binning --data {input.data:q} --n-bins {params.n_bins}"
-        " --quantile-key {params.quantile_key:q} --out-dir {output:q} > {log:q} 2>&1"
+        " --quantile-key {params.quantile_key:q} --min-rows {resources.min_train_rows}"
+        " --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule heldout_split:
@@ -96,9 +99,10 @@ rule heldout_split:
     threads: rule_threads("bin")
     resources:
         **rule_resources("bin"),
+        min_train_rows=setting("min_train_rows"),
     params:
         fraction=setting("heldout_fraction"),
         seed=setting("heldout_seed"),
     shell:
         "python -m workflow_scripts.heldout_split --bins-dir {input.bins:q} --fraction {params.fraction}"
-        " --seed {params.seed} --out-dir {output:q} > {log:q} 2>&1"
+        " --seed {params.seed} --min-train-rows {resources.min_train_rows} --out-dir {output:q} > {log:q} 2>&1"

@@ -107,9 +107,61 @@ CONFIG_CASES = [
         [("resources.train.runtime", DELETE), ("models.tiny-qwen2.path", "not-built-yet")],
         "models.tiny-qwen2: no `parameters` and no not-built-yet/config.json",
     ),
-    ("pilot naming an unknown model", [("pilot.model", "nope")], "pilot.model: 'nope' is not in models"),
-    ("pilot bin beyond the dataset's bins", [("pilot.train_bin", 7)], "pilot.train_bin: 7 but arc has 3 bins"),
+    ("pilot naming an unknown model", [("pilot", [{"model": "nope"}])], "pilot[0].model: 'nope' is not in models"),
+    (
+        "pilot bin beyond the dataset's bins",
+        [("pilot", [{"dataset": "arc", "train_bin": 7}])],
+        "pilot[0].train_bin: 7 but arc has 3 bins",
+    ),
     ("the old checkpoint setting", [("launch.save_steps", 250)], "launch: unknown key(s) ['save_steps']"),
+    # Issue 23: values that name a file, folder, model, bin or count, or size a batch, a prompt or a job,
+    # checked against what exists and what the step will need (config/README.md lists them).
+    (
+        "a local model path that does not exist",
+        [("models.tiny-qwen2.path", "models/nowhere")],
+        "models.tiny-qwen2.path: models/nowhere does not exist and no rule of the workflow makes it",
+    ),
+    (
+        "a local data source that does not exist",
+        [("datasets.arc.source", {"path": "data/nowhere.jsonl"})],
+        "datasets.arc.source.path: data/nowhere.jsonl does not exist and no rule of the workflow makes it",
+    ),
+    (
+        "max_length beyond the model's context",
+        [("training.max_length", 100000)],
+        "training.max_length = 100000 (tiny-qwen2 on arc) is more than tiny-qwen2's context (4096 tokens",
+    ),
+    (
+        "a fixed runtime beyond the partition's limit",
+        [("resources.bin.runtime", 5000)],
+        "resources.bin.runtime = 5000 is more than cluster.max_runtime = 1440",
+    ),
+    (
+        "fixed memory beyond the partition's limit",
+        [("resources.convert.mem_mb", 900000)],
+        "resources.convert.mem_mb = 900000 is more than cluster.max_mem_mb = 500000",
+    ),
+    (
+        "more GPUs than a node has",
+        [("resources.evaluate.gpu", 16)],
+        "resources.evaluate: gpu 16 is more than cluster.gpus_per_node = 8",
+    ),
+    ("a batch size lm-eval does not take", [("evaluation.batch_size", "large")], "evaluation.batch_size = 'large'"),
+    (
+        "the old single-row pilot",
+        [("pilot", {"model": "tiny-qwen2", "dataset": "arc"})],
+        "pilot is a list of entries now (one per GPU path to prove); fix: write it as pilot: [",
+    ),
+    (
+        "a memory probe with a resume drill",
+        [("pilot", [{"model": "tiny-qwen2", "dataset": "arc", "memory_probe": True, "resume_drill": True}])],
+        "pilot[0]: a memory probe trains no row to resume",
+    ),
+    (
+        "pilot naming an unknown dataset",
+        [("pilot", [{"dataset": "nope"}])],
+        "pilot[0].dataset: 'nope' is not in datasets",
+    ),
 ]
 
 
@@ -245,15 +297,103 @@ def test_bad_data(tiny_model, tmp_path, case, rule, message):
         assert not (tmp_path / f"results/demo/logs/{stage}").exists(), f"a {stage} job ran"
 
 
-def test_missing_local_file_is_named_before_any_job(tiny_model, tmp_path):
+# Data on disk sizes the training rows at plan time: 30 arc rows in 3 bins of 10 (the sample's spread).
+DATA_SIZE_CASES = [
+    (
+        "too few items per training row",
+        {"min_train_rows": 11},
+        "datasets.arc: training rows with fewer than min_train_rows = 11 items (bin 0: 10, bin 1: 10, bin 2: 10)",
+    ),
+    (
+        "a held-out fraction that leaves one question per training row",
+        {"eval_split": "heldout", "heldout_fraction": 0.9},
+        "datasets.arc: training rows with fewer than min_train_rows = 8 items (bin 0: 1, bin 1: 1, bin 2: 1) after holding out heldout_fraction = 0.9",
+    ),
+    (
+        "an in-context k the pools cannot give",
+        {"in_context": {"k": 10}},
+        "in_context.k = 10 but arc's smallest source pool holds 10 item(s)",
+    ),
+]
+
+
+@pytest.mark.parametrize("changes, message", [c[1:] for c in DATA_SIZE_CASES], ids=[c[0] for c in DATA_SIZE_CASES])
+def test_data_too_small_for_the_config_is_refused_before_any_job(tiny_model, tmp_path, changes, message):
     config = demo_config(tiny_model)
-    config["datasets"]["arc"]["source"] = {"path": str(tmp_path / "nowhere/arc.jsonl")}
+    config["datasets"] = {"arc": config["datasets"]["arc"]}
+    source = tmp_path / "data/arc.jsonl"
+    write_rows(source, arc_rows())
+    config["datasets"]["arc"]["source"] = {"path": str(source)}
+    config["pilot"] = [{"dataset": "arc"}]
+    config.update(changes)
     sentinel = finished_result(tmp_path)
-    result, output = run(tmp_path, config, dry_run=False)
-    # Snakemake itself refuses: the file is a declared input of `download`.
-    assert result.returncode != 0
-    assert "Missing input files for rule download" in output and str(tmp_path / "nowhere/arc.jsonl") in output
+    for dry_run in (True, False):
+        result, output = run(tmp_path, config, dry_run=dry_run)
+        lines = [line for line in output.splitlines() if message in line]
+        assert result.returncode != 0 and lines and "fix:" in lines[0], output[-3000:]
+        assert "invalid config, nothing was run" in output
     assert sentinel.read_text() == '{"finished": true}' and not (tmp_path / "results/demo/logs").exists()
+
+
+def test_the_steps_refuse_too_few_rows_when_the_data_comes_later(tmp_path, capsys):
+    """A hub dataset is downloaded by the run itself: then bin and heldout_split refuse, before training."""
+    from workflow_scripts import binning, heldout_split
+
+    table = tmp_path / "table.parquet"
+    import pandas as pd
+
+    pd.DataFrame(arc_rows()).assign(item_id=lambda t: t["id"]).to_parquet(table)
+    args = [
+        "--data",
+        str(table),
+        "--n-bins",
+        "3",
+        "--quantile-key",
+        "1pl_quantile",
+        "--out-dir",
+        str(tmp_path / "bins"),
+    ]
+    with pytest.raises(SystemExit):
+        binning.main([*args, "--min-rows", "11"])
+    assert (
+        "error: training rows with fewer than min_train_rows = 11 items (bin 0: 10, bin 1: 10, bin 2: 10); fix:"
+        in capsys.readouterr().err
+    )
+    assert not (tmp_path / "bins").exists()
+    binning.main([*args, "--min-rows", "8"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        heldout_split.main(
+            [
+                "--bins-dir",
+                str(tmp_path / "bins"),
+                "--fraction",
+                "0.9",
+                "--seed",
+                "42",
+                "--min-train-rows",
+                "8",
+                "--out-dir",
+                str(tmp_path / "split"),
+            ]
+        )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "error: training rows with fewer than min_train_rows = 8 items (bin 0: 1"
+    )
+    assert not (tmp_path / "split").exists()
+
+
+def test_a_local_model_folder_without_config_json_is_refused(tiny_model, tmp_path):
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    config = demo_config(tiny_model)
+    config["models"]["tiny-qwen2"]["path"] = str(folder)
+    sentinel = finished_result(tmp_path)
+    result, output = run(tmp_path, config, dry_run=True)
+    assert result.returncode != 0
+    assert f"models.tiny-qwen2.path: {folder} has no config.json: not a Hugging Face model folder; fix:" in output
+    assert sentinel.read_text() == '{"finished": true}'
 
 
 def test_musr_options_malformed_string(tmp_path):

@@ -36,6 +36,17 @@ def assign_bins(quantiles, n_bins: int, ids=None) -> np.ndarray:
     return np.minimum(bins, n_bins - 1)
 
 
+def too_few_rows(sizes: dict, minimum: int) -> str | None:
+    """What is wrong with bins (or their training parts) of `sizes` ({bin: rows}) holding fewer than
+    `minimum` rows each (config min_train_rows), or None. A training row with a handful of questions
+    trains on them silently: a few optimizer steps, a figure cell that looks like any other."""
+    small = {k: n for k, n in sizes.items() if n < minimum}
+    if not small:
+        return None
+    listed = ", ".join(f"bin {k}: {n}" for k, n in sorted(small.items(), key=lambda item: int(item[0])))
+    return f"training rows with fewer than min_train_rows = {minimum} items ({listed})"
+
+
 def split_into_bins(table: pd.DataFrame, n_bins: int, quantile_key: str) -> list[pd.DataFrame]:
     if quantile_key not in table.columns:
         raise ValueError(
@@ -58,10 +69,14 @@ def main(argv=None) -> None:
     parser.add_argument("--n-bins", type=int, required=True)
     parser.add_argument("--quantile-key", required=True)
     parser.add_argument("--out-dir", required=True, help="bin-<k>.parquet and manifest.json go here")
+    parser.add_argument("--min-rows", type=int, default=1, help="each bin trains a model: its fewest rows")
     args = parser.parse_args(argv)
 
     table = read_parquet(args.data, "dataset table")
     parts = split_into_bins(table, args.n_bins, args.quantile_key)
+    problem = too_few_rows({k: len(part) for k, part in enumerate(parts)}, args.min_rows)
+    if problem:
+        raise ValueError(f"{problem}; fix: lower n_bins, add data, or lower min_train_rows")
     out = Path(args.out_dir)
     for k, part in enumerate(parts):
         atomic_write_parquet(part, out / layout.bin_file_name(k))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow_scripts import layout
+from workflow_scripts import binning, layout
 from workflow_scripts.io_utils import (
     atomic_write_json,
     atomic_write_parquet,
@@ -38,6 +38,11 @@ def heldout_count(size: int, fraction: float) -> int:
     if size < 2:
         raise ValueError(f"a bin of {size} item(s) cannot be split into a training and a held-out part")
     return min(max(round(size * fraction), 1), size - 1)
+
+
+def training_sizes(sizes: dict, fraction: float) -> dict:
+    """The training part of each bin of `sizes` ({bin: rows}) once split (0 where a bin cannot be)."""
+    return {k: n - heldout_count(n, fraction) if n >= 2 else 0 for k, n in sizes.items()}
 
 
 def split_bin(table: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -65,6 +70,7 @@ def main(argv=None) -> None:
     parser.add_argument("--fraction", type=float, required=True, help="share of each bin held out")
     parser.add_argument("--seed", type=int, required=True, help="keys the hash that orders the items")
     parser.add_argument("--out-dir", required=True, help="train-<k>.parquet, heldout-<k>.parquet, manifest.json")
+    parser.add_argument("--min-train-rows", type=int, default=1, help="each training part trains a model")
     args = parser.parse_args(argv)
 
     bins_dir, out = Path(args.bins_dir), Path(args.out_dir)
@@ -75,6 +81,12 @@ def main(argv=None) -> None:
             parts[k] = split_bin(table, args.fraction, args.seed)
         except ValueError as error:
             raise ValueError(f"bin {k}: {error}; fix: lower n_bins, add data, or set eval_split: all") from None
+    problem = binning.too_few_rows({k: len(train) for k, (train, _) in parts.items()}, args.min_train_rows)
+    if problem:
+        raise ValueError(
+            f"{problem} after holding out {args.fraction:g} of each bin; fix: lower heldout_fraction or n_bins, "
+            "add data, or lower min_train_rows"
+        )
     # Written once every bin is read and split: a broken bin leaves no half-made split behind.
     manifest = {"fraction": args.fraction, "seed": args.seed, "bins": {}}
     for k, (train, heldout) in parts.items():
