@@ -305,6 +305,12 @@ def _data_problems(config):
         sizes = _bin_sizes(config, name, dataset)
         if sizes is None:
             continue
+        empty = [k for k, n in sorted(sizes.items()) if n == 0]
+        if empty:
+            problems.append(
+                f"datasets.{name}: difficulty bins {empty} of {len(sizes)} are empty; fix: lower n_bins or add data"
+            )
+            continue
         train = heldout_split.training_sizes(sizes, config["heldout_fraction"]) if heldout else sizes
         problem = binning.too_few_rows(train, config["min_train_rows"])
         if problem:

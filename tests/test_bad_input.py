@@ -265,7 +265,8 @@ DATA_CASES = [
         "bin",
         "quantile values must lie in [0, 1]: 1 of 30 rows are NaN or outside (e.g. Synthetic_ARC_0003 (1.7))",
     ),
-    ("empty bin", "bin", "difficulty bins [2] of 3 are empty"),
+    # A local source on disk is binned at plan time: refused before any job (rule "config").
+    ("empty bin", "config", "datasets.arc: difficulty bins [2] of 3 are empty; fix: lower n_bins or add data"),
     ("duplicate item ids", "download", "duplicate item ids"),
     ("choices not label/text", "download", "does not fit prompt_format 'arc'"),
     ("corrupt local file", "download", "could not be read as parquet"),
@@ -289,6 +290,10 @@ def test_bad_data(tiny_model, tmp_path, case, rule, message):
     sentinel = finished_result(tmp_path)
     result, output = run(tmp_path, config, dry_run=False)
     assert result.returncode != 0
+    if rule == "config":
+        assert message in output and "invalid config, nothing was run" in output, output[-2000:]
+        assert sentinel.read_text() == '{"finished": true}' and not (tmp_path / "results/demo/logs").exists()
+        return
     log = (tmp_path / f"results/demo/logs/{rule}/arc.log").read_text()
     errors = [line for line in log.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in log, log[-2000:]

@@ -131,3 +131,23 @@ def test_the_old_accumulation_key_names_its_successor(tmp_path):
     assert (
         "training.gradient_accumulation_steps is no setting any more; fix: set effective_batch_size instead" in lines[0]
     )
+
+
+def test_a_model_whose_training_state_would_not_fit_its_gpus_is_refused(tmp_path):
+    """~10 bytes/param of ZeRO-3 state (8-bit Adam) spread over the job's GPUs, against 80% of
+    cluster.gpu_memory_gb: with 40 GB GPUs the 14B (4 GPUs, ~37 GB each) and 7B/8B (2 GPUs) rows do not fit."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["cluster"]["gpu_memory_gb"] = 40
+    path = tmp_path / "small_gpus.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(path), workdir=tmp_path, check=False)
+    lines = [
+        line for line in (result.stdout + result.stderr).splitlines() if "of ZeRO-3 training state per GPU" in line
+    ]
+    assert result.returncode != 0
+    assert sorted(line.split("resources.train: ")[1].split(" (")[0] for line in lines) == [
+        "llama-3.1-8b-instruct",
+        "qwen2.5-14b-instruct",
+        "qwen2.5-7b-instruct",
+    ]
+    assert "qwen2.5-14b-instruct (14.8B parameters) on 4 GPU(s) holds ~37 GB" in "\n".join(lines)
