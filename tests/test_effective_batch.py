@@ -135,7 +135,8 @@ def test_the_old_accumulation_key_names_its_successor(tmp_path):
 
 def test_a_model_whose_training_state_would_not_fit_its_gpus_is_refused(tmp_path):
     """~10 bytes/param of ZeRO-3 state (8-bit Adam) spread over the job's GPUs, against 80% of
-    cluster.gpu_memory_gb: with 40 GB GPUs the 14B (4 GPUs, ~37 GB each) and 7B/8B (2 GPUs) rows do not fit."""
+    cluster.gpu_memory_gb: with 40 GB GPUs the 14B (4 GPUs, ~37 GB each), 7B/8B (2 GPUs) and Llama 3.2 3B
+    (1 GPU, 32.1 GB) rows do not fit."""
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["cluster"]["gpu_memory_gb"] = 40
     path = tmp_path / "small_gpus.yaml"
@@ -147,6 +148,7 @@ def test_a_model_whose_training_state_would_not_fit_its_gpus_is_refused(tmp_path
     assert result.returncode != 0
     assert sorted(line.split("resources.train: ")[1].split(" (")[0] for line in lines) == [
         "llama-3.1-8b-instruct",
+        "llama-3.2-3b-instruct",  # 3.2B on 1 GPU: 32.1 GB, just over 32
         "qwen2.5-14b-instruct",
         "qwen2.5-7b-instruct",
     ]
