@@ -239,7 +239,10 @@ def _resource_limit_problems(config):
     """A fixed runtime or memory beyond the partition's limits: SLURM would refuse the job (or a cap
     would silently give it less than the config says)."""
     problems, cluster = [], config["cluster"]
+    fits_irt = any(d.get("irt") for d in config["datasets"].values())
     for rule_name, entry in config["resources"].items():
+        if rule_name == "irt" and not fits_irt:
+            continue  # its defaults apply only to configs that fit IRT
         for key, limit in (("runtime", "max_runtime"), ("mem_mb", "max_mem_mb")):
             if key in entry and entry[key] > cluster[limit]:
                 problems.append(

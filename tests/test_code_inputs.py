@@ -48,7 +48,7 @@ def test_every_jobs_code_inputs_are_its_import_closure(case):
             expected |= set(code_inputs.task_inputs(re.search(r"--task (\S+)", job["shell"]).group(1)))
         if job["rule"] in ("generate", "score") and "--in-context-k" in job["shell"]:
             expected |= set(code_inputs.closure("workflow_scripts.in_context"))
-        if job["rule"] in ("train", "resume_drill"):
+        if job["rule"] in ("train", "resume_drill", "memory_probe"):
             expected.add(re.search(r"--accelerate-config <repo>/(\S+)", job["shell"]).group(1))
         assert set(job["code"]) == expected, key
         checked.add(job["rule"])
