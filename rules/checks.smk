@@ -364,8 +364,8 @@ def _model_problems(config):
 
 
 def check_inputs_exist():
-    """Files and folders the config names that neither exist nor are made by a rule of the workflow:
-    a local model, a dataset's local source, IRT responses. Called at the end of the Snakefile, once
+    """Files and folders the config names that neither exist nor are made by the workflow's rules (a
+    local model, a dataset's local source, IRT responses). Called at the end of the Snakefile, once
     every rule is defined (a path the workflow builds, like the demo's tiny model, is no problem).
     Without it, a missing local model plans nothing on a finished results folder and says nothing."""
     if not workflow.is_main_process:
@@ -380,7 +380,7 @@ def check_inputs_exist():
         (f"datasets.{n}.irt.responses", d["irt"]["responses"]) for n, d in config["datasets"].items() if d.get("irt")
     ]
     problems = [
-        f"{field}: {path} does not exist and no rule of the workflow makes it; fix: correct the path, or make "
+        f"{field}: {path} does not exist and none of the workflow's rules makes it; fix: correct the path, or make "
         "the file there"
         for field, path in named
         if not os.path.exists(path) and not any(rule.is_producer(path) for rule in workflow.rules)

@@ -54,7 +54,8 @@ rule fetch_nltk_data:
     conda:
         "../envs/eval.yaml"
     params:
-        folder=setting("nltk_data"),
+        # The NLTK data folder: the output is <folder>/tokenizers/<package>.
+        folder=lambda wc, output: os.path.dirname(os.path.dirname(output[0])),
     shell:
         "python -m workflow_scripts.fetch_nltk_data --package {wildcards.package:q} --out-dir {params.folder:q}"
         " > {log:q} 2>&1"

@@ -119,12 +119,12 @@ CONFIG_CASES = [
     (
         "a local model path that does not exist",
         [("models.tiny-qwen2.path", "models/nowhere")],
-        "models.tiny-qwen2.path: models/nowhere does not exist and no rule of the workflow makes it",
+        "models.tiny-qwen2.path: models/nowhere does not exist and none of the workflow's rules makes it",
     ),
     (
         "a local data source that does not exist",
         [("datasets.arc.source", {"path": "data/nowhere.jsonl"})],
-        "datasets.arc.source.path: data/nowhere.jsonl does not exist and no rule of the workflow makes it",
+        "datasets.arc.source.path: data/nowhere.jsonl does not exist and none of the workflow's rules makes it",
     ),
     (
         "max_length beyond the model's context",

@@ -232,7 +232,7 @@ def test_demo_bins_from_a_fitted_response_table(tmp_path):
     [
         (
             {"responses": "no/such/table.parquet"},
-            "datasets.arc.irt.responses: no/such/table.parquet does not exist; fix:",
+            "datasets.arc.irt.responses: no/such/table.parquet does not exist and none of the workflow's rules makes it; fix:",
         ),
         (
             {"responses": "resources/demo/sample_responses/arc.parquet", "model": "3pl"},

@@ -31,7 +31,7 @@ def base_config() -> dict:
     config["n_bins"] = 2
     model = config["models"].pop("tiny-qwen2")
     config["models"] = {name: dict(model) for name in MODELS}
-    config["pilot"]["model"] = MODELS[0]
+    config["pilot"] = [{**entry, "model": MODELS[0]} for entry in config["pilot"]]
     return config
 
 
@@ -257,11 +257,15 @@ def test_conversion_code_or_setting_changed_plans_nothing(checkout):
 
 
 def test_how_jobs_run_plans_nothing(checkout):
-    """The checkpoint interval and the SLURM requests say how a job runs, not what it makes."""
+    """The checkpoint interval, the SLURM requests, the minimum of training items (a check), where the
+    NLTK data lives and the pilot's entries say how a job runs or what is checked, not what it makes."""
     config = base_config()
     config["launch"]["checkpoint_minutes"] = 5
     config["cluster"] = {"max_runtime": 60}
     config["resources"]["train"] = {"gpu": 0, "threads": 2}  # sized from its work instead of fixed
+    config["min_train_rows"] = 3
+    config["nltk_data"] = "elsewhere/nltk_data"
+    config["pilot"] = [{"model": "tiny-b", "dataset": "gsm8k", "memory_probe": True}]
     assert planned(checkout, write_config(checkout, config, "case")) == set()
 
 

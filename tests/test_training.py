@@ -147,6 +147,26 @@ class OneMinutePerStep(TrainerCallback):
         self.clock.now += 60
 
 
+def trained_a_minute_a_step(tiny_model, arc_bins, tmp_path, epochs, minutes, deadline=None):
+    """A trainer of bin 0 whose clocks (interval and deadline alike) advance a minute a step, run."""
+    clock = FakeClock()
+    settings = TrainSettings.from_json(json.dumps({**CPU_SETTINGS, "epochs": epochs}))
+    trainer = build_trainer(
+        str(tiny_model),
+        str(arc_bins / "bin-0.parquet"),
+        "arc",
+        str(tmp_path / "work"),
+        settings,
+        checkpoint_minutes=minutes,
+        clock=clock,
+        deadline=deadline,
+        wall_clock=clock,
+    )
+    trainer.add_callback(OneMinutePerStep(clock))
+    trainer.train()
+    return trainer
+
+
 @pytest.mark.parametrize(
     "epochs, minutes, expected",
     [
@@ -159,19 +179,7 @@ class OneMinutePerStep(TrainerCallback):
 def test_checkpoints_follow_the_wall_clock_and_never_the_final_step(
     tiny_model, arc_bins, tmp_path, epochs, minutes, expected
 ):
-    clock = FakeClock()
-    settings = TrainSettings.from_json(json.dumps({**CPU_SETTINGS, "epochs": epochs}))
-    trainer = build_trainer(
-        str(tiny_model),
-        str(arc_bins / "bin-0.parquet"),
-        "arc",
-        str(tmp_path / "work"),
-        settings,
-        checkpoint_minutes=minutes,
-        clock=clock,
-    )
-    trainer.add_callback(OneMinutePerStep(clock))
-    trainer.train()
+    trainer = trained_a_minute_a_step(tiny_model, arc_bins, tmp_path, epochs, minutes)
     assert trainer.state.global_step == 10 * epochs  # 20 rows, batch 2, one process
     assert [c["step"] for c in trainer.checkpoints.history] == expected
     kept = complete_checkpoints(tmp_path / "work")
@@ -198,21 +206,7 @@ def test_checkpoints_follow_the_wall_clock_and_never_the_final_step(
 def test_a_checkpoint_is_written_before_the_time_limit(
     tiny_model, arc_bins, tmp_path, epochs, minutes, deadline_s, write_s, expected
 ):
-    clock = FakeClock()
-    settings = TrainSettings.from_json(json.dumps({**CPU_SETTINGS, "epochs": epochs}))
-    trainer = build_trainer(
-        str(tiny_model),
-        str(arc_bins / "bin-0.parquet"),
-        "arc",
-        str(tmp_path / "work"),
-        settings,
-        checkpoint_minutes=minutes,
-        clock=clock,
-        deadline=Deadline(deadline_s, write_s),
-        wall_clock=clock,
-    )
-    trainer.add_callback(OneMinutePerStep(clock))
-    trainer.train()
+    trainer = trained_a_minute_a_step(tiny_model, arc_bins, tmp_path, epochs, minutes, Deadline(deadline_s, write_s))
     assert trainer.state.global_step == 10 * epochs
     assert [(c["step"], c["reason"]) for c in trainer.checkpoints.history] == expected
 

@@ -51,7 +51,7 @@ def placement(rule_name, model=None):
 
 def per_model_placement(rule_name):
     """placement() with the GPU count a function of each job's model, for a rule whose entry has
-    by_model_size (the config check keeps every class of a GPU rule on GPUs: same partition, one node)."""
+    by_model_size (the config check keeps every class of a GPU rule on GPUs, so partition and node stay)."""
     return {**placement(rule_name), "gpu": lambda wildcards: rule_gpus(rule_name, wildcards.model)}
 
 
