@@ -299,7 +299,7 @@ def _bin_sizes(config, name, dataset):
 def _data_problems(config):
     """Training rows and in-context pools against the data on disk: enough items for min_train_rows
     and for in_context.k."""
-    from workflow_scripts import binning, heldout_split
+    from workflow_scripts import heldout_split
 
     problems = []
     heldout = config["eval_split"] == "heldout"
@@ -315,7 +315,7 @@ def _data_problems(config):
             )
             continue
         train = heldout_split.training_sizes(sizes, config["heldout_fraction"]) if heldout else sizes
-        problem = binning.too_few_rows(train, config["min_train_rows"])
+        problem = heldout_split.too_few_rows(train, config["min_train_rows"])
         if problem:
             held = f" after holding out heldout_fraction = {config['heldout_fraction']}" if heldout else ""
             problems.append(

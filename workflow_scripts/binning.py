@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from workflow_scripts import layout
+from workflow_scripts.heldout_split import too_few_rows
 from workflow_scripts.io_utils import atomic_write_json, atomic_write_parquet, one_line_errors, read_parquet
 
 
@@ -34,17 +35,6 @@ def assign_bins(quantiles, n_bins: int, ids=None) -> np.ndarray:
         )
     bins = np.searchsorted(bin_edges(n_bins), q, side="right") - 1
     return np.minimum(bins, n_bins - 1)
-
-
-def too_few_rows(sizes: dict, minimum: int) -> str | None:
-    """What is wrong with bins (or their training parts) of `sizes` ({bin: rows}) holding fewer than
-    `minimum` rows each (config min_train_rows), or None. A training row with a handful of questions
-    trains on them silently: a few optimizer steps, a figure cell that looks like any other."""
-    small = {k: n for k, n in sizes.items() if n < minimum}
-    if not small:
-        return None
-    listed = ", ".join(f"bin {k}: {n}" for k, n in sorted(small.items(), key=lambda item: int(item[0])))
-    return f"training rows with fewer than min_train_rows = {minimum} items ({listed})"
 
 
 def split_into_bins(table: pd.DataFrame, n_bins: int, quantile_key: str) -> list[pd.DataFrame]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workflow_scripts import binning, layout
+from workflow_scripts import layout
 from workflow_scripts.io_utils import (
     atomic_write_json,
     atomic_write_parquet,
@@ -38,6 +38,17 @@ def heldout_count(size: int, fraction: float) -> int:
     if size < 2:
         raise ValueError(f"a bin of {size} item(s) cannot be split into a training and a held-out part")
     return min(max(round(size * fraction), 1), size - 1)
+
+
+def too_few_rows(sizes: dict, minimum: int) -> str | None:
+    """What is wrong with bins (or their training parts) of `sizes` ({bin: rows}) holding fewer than
+    `minimum` rows each (config min_train_rows), or None. A training row with a handful of questions
+    trains on them silently: a few optimizer steps, a figure cell that looks like any other."""
+    small = {k: n for k, n in sizes.items() if n < minimum}
+    if not small:
+        return None
+    listed = ", ".join(f"bin {k}: {n}" for k, n in sorted(small.items(), key=lambda item: int(item[0])))
+    return f"training rows with fewer than min_train_rows = {minimum} items ({listed})"
 
 
 def training_sizes(sizes: dict, fraction: float) -> dict:
@@ -81,7 +92,7 @@ def main(argv=None) -> None:
             parts[k] = split_bin(table, args.fraction, args.seed)
         except ValueError as error:
             raise ValueError(f"bin {k}: {error}; fix: lower n_bins, add data, or set eval_split: all") from None
-    problem = binning.too_few_rows({k: len(train) for k, (train, _) in parts.items()}, args.min_train_rows)
+    problem = too_few_rows({k: len(train) for k, (train, _) in parts.items()}, args.min_train_rows)
     if problem:
         raise ValueError(
             f"{problem} after holding out {args.fraction:g} of each bin; fix: lower heldout_fraction or n_bins, "
