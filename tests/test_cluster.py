@@ -139,7 +139,10 @@ def test_conda_envs_are_built_under_the_profiles_prefix(tmp_path):
     result = snakemake("--profile", "slurm-b200", "--list-conda-envs", env_extra=with_fake_conda(tmp_path / "scratch"))
     locations = re.findall(r"^envs/(\w+)\.yaml\s+(\S+)$", result.stdout, re.M)
     assert {name for name, _ in locations} == {"data", "train", "eval", "report"}
-    assert all(Path(where).parent == tmp_path / "scratch/cross-difficulty/conda-envs" for _, where in locations)
+    # Snakemake prints a location relative to the working directory where that is shorter (a checkout
+    # beside the temporary folder, say): resolved from there.
+    prefix = (tmp_path / "scratch/cross-difficulty/conda-envs").resolve()
+    assert all((REPO / where).resolve().parent == prefix for _, where in locations), locations
     unset = {k: v for k, v in with_fake_conda(tmp_path).items() if k != "SCRATCH"}
     env = {k: v for k, v in os.environ.items() if k != "SCRATCH"}
     result = subprocess.run(
