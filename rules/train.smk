@@ -67,6 +67,11 @@ rule convert:
         **rule_resources("convert"),
         dtype=section("conversion")["dtype"],
         max_shard_size=section("conversion")["max_shard_size"],
+    params:
+        # The train job's checkpoints: kept until now, so that a train job killed after its final save
+        # resumes on its retry instead of starting over.
+        training_work_dir=lambda wc: training_work_dir(wc.model, wc.dataset, wc.trained_row),
     shell:
         "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.conversion --zero-dir {input.zero:q} --out-dir {output:q}"
-        " --dtype {resources.dtype} --max-shard-size {resources.max_shard_size:q} > {log:q} 2>&1"
+        " --dtype {resources.dtype} --max-shard-size {resources.max_shard_size:q}"
+        " --training-work-dir {params.training_work_dir:q} > {log:q} 2>&1"

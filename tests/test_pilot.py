@@ -109,6 +109,9 @@ def test_pilot_checks_every_path_and_reports_what_it_measured(pilot_run):
     drill_log = (root / "logs/pilot/resume_drill/tiny-qwen2/arc/train-0.log").read_text()
     assert "resuming from results/demo/work/pilot/resume_drill/tiny-qwen2/arc/train-0/checkpoint-3" in drill_log
     assert not (root / "pilot/resume_drill").exists() or not any((root / "pilot/resume_drill").rglob("global_step*"))
+    assert not (root / "work/pilot/resume_drill/tiny-qwen2/arc/train-0").exists(), (
+        "the drill's checkpoints outlived the pilot"
+    )
     measured = row["measured"]
     assert measured["train_tokens_per_second"] > 0 and measured["train_tokens_per_second_per_gpu"] > 0
     assert measured["engine_start_s"] > 0 and measured["row_generation_s"] > 0 and measured["cell_score_s"] > 0

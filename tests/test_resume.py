@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import psutil
 import yaml
@@ -70,6 +71,34 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     assert record["checkpoint_bytes_written"] == sum(c["bytes_written"] for c in record["checkpoints"]) > 0
     log = (tmp_path / "results/demo/logs/train/tiny-qwen2/arc/train-0.log").read_text()
     assert f"checkpoint-{record['resumed_from_step']}" in log
-    assert not work.exists(), "the work folder outlived the final model"
+    assert not work.exists(), "the work folder outlived the converted model"
     assert not (tmp_path / "results/demo/models/tiny-qwen2/arc/train-0/zero").exists()
     assert not list(tmp_path.rglob("global_step*"))
+
+
+def test_checkpoints_of_other_settings_are_not_resumed(tmp_path, capsys):
+    """The work folder outlives a finished train job until its convert job runs: after a config edit in
+    between, the re-run starts over instead of resuming (and finishing) the old training."""
+    from workflow_scripts import training
+
+    work = tmp_path / "work"
+    settings = json.dumps({"learning_rate": 1e-5, "num_train_epochs": 3})
+    args = SimpleNamespace(
+        model="m", train_file="t.parquet", prompt_format="arc", num_processes=2, settings=settings, work_dir=str(work)
+    )
+    training.claim_work_dir(args)
+    (work / "checkpoint-4").mkdir()
+    (work / "checkpoint-4" / training.COMPLETE_MARKER).touch()
+    training.claim_work_dir(args)  # a retry of the same training resumes
+    assert [p.name for p in training.complete_checkpoints(work)] == ["checkpoint-4"]
+    assert capsys.readouterr().out == ""
+    args.settings = json.dumps({"learning_rate": 2e-5, "num_train_epochs": 3})
+    training.claim_work_dir(args)
+    assert training.complete_checkpoints(work) == []
+    assert f"removed the checkpoints in {work}: another training" in capsys.readouterr().out
+    assert json.loads((work / "job.json").read_text())["settings"]["learning_rate"] == 2e-5
+    args.num_processes = 4  # ZeRO-3 shards of two ranks cannot resume on four
+    (work / "checkpoint-8").mkdir()
+    (work / "checkpoint-8" / training.COMPLETE_MARKER).touch()
+    training.claim_work_dir(args)
+    assert training.complete_checkpoints(work) == []

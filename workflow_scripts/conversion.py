@@ -135,10 +135,17 @@ def main(argv=None) -> None:
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--dtype", required=True, choices=["float32", "bfloat16"])
     parser.add_argument("--max-shard-size", required=True)
+    parser.add_argument(
+        "--training-work-dir", help="the train job's checkpoints for resuming, removed once the model is converted"
+    )
     args = parser.parse_args(argv)
     check_checkpoint(Path(args.zero_dir))
     report = convert(args.zero_dir, args.out_dir, args.dtype, args.max_shard_size)
     print(json.dumps(report))
+    if args.training_work_dir:
+        # Kept by the train job until now: a job killed after its final save but before it exited is
+        # re-run by Snakemake, and resumes from its last checkpoint instead of step 0.
+        shutil.rmtree(args.training_work_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -228,6 +229,9 @@ def main(argv=None) -> None:
         print(f"error: the pilot failed {len(failed)} check(s): {'; '.join(failed)}", file=sys.stderr)
         raise SystemExit(1)
     atomic_write_json({"entries": entries, "proved": sorted(proved), "not_proved": not_proved}, args.out)
+    for row in spec["rows"]:  # the drills' checkpoints, kept by their jobs for a retry, are done with
+        if row.get("drill_work_dir"):
+            shutil.rmtree(row["drill_work_dir"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -222,7 +222,7 @@ def render(summary: dict, header: list[str]) -> str:
         + f"; every other rule up to attempt {summary['default_attempts']} of its fixed minutes (partition limit cluster.max_runtime = {summary['max_runtime']} min).",
         f"Disk: the planned jobs leave {size(summary['kept_output_gb'])} of results (converted models, cells);"
         f" a train job's ZeRO state, up to {size(summary['temporary_output_gb_per_job'])}, lives until its convert"
-        " job has run, beside at most one checkpoint of the same size while it trains.",
+        " job has run, beside at most one checkpoint of the same size (kept until then, for a retry to resume).",
     ]
     return "\n".join(lines)
 

@@ -9,7 +9,7 @@ Resume: a Trainer checkpoint is written every ``--checkpoint-minutes`` of traini
 at the final step, whose save follows anyway) to a work folder that is not a Snakemake output
 (Snakemake deletes a failed job's outputs). A checkpoint counts once every rank has finished writing
 it (a ``COMPLETE`` marker); a job killed by a preemption, a time limit or SIGKILL resumes from the
-newest complete one when it runs again. The work folder is removed once the final model is saved.
+newest complete one when it runs again. The work folder is removed once the model is converted.
 Under ZeRO-3 each checkpoint writes the ZeRO state once (the Trainer would write it twice). The
 ``training.json`` beside the model lists every checkpoint taken (step, seconds, bytes written).
 """
@@ -424,12 +424,12 @@ def memory_probe_examples(examples: list[dict], tokenizer, settings: TrainSettin
     base = longest["prompt"][-1]["content"]
     answer = tokens(longest["prompt"], longest["completion"]) - tokens(longest["prompt"])
     prompt = [dict(turn) for turn in longest["prompt"]]
+    # Repeat the whole user turn while prompt and answer fit, then its words up to the limit.
     while True:
         grown = [*prompt[:-1], {**prompt[-1], "content": prompt[-1]["content"] + "\n" + base}]
-        if tokens(grown) + answer >= settings.max_length or tokens(grown) >= settings.max_length - 1:
+        if tokens(grown) + answer >= settings.max_length - 1:
             break
         prompt = grown
-    # Repeat whole turns while they fit, then words of the user turn up to the limit.
     words = base.split()
     while words and tokens(prompt) + answer < settings.max_length:
         grown = [*prompt[:-1], {**prompt[-1], "content": prompt[-1]["content"] + " " + words.pop(0)}]
@@ -529,7 +529,9 @@ def train(args) -> None:
             **peaks,
         )
         (output / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-        shutil.rmtree(work_dir, ignore_errors=True)
+    # The work folder stays: the job may still be killed (a time limit) before it exits, and Snakemake
+    # then deletes its output; the retry must resume from the last checkpoint, not from step 0. The
+    # convert job removes it once the model is converted (conversion.py --training-work-dir).
     end_ranks(trainer)
 
 
@@ -696,6 +698,30 @@ def checkpoint_estimate(model_dir: str) -> float:
         return 0.0
 
 
+def claim_work_dir(args) -> None:
+    """Checkpoints in the work folder resume this job only if an attempt of the same training wrote them:
+    the folder outlives a finished job until its convert job runs, so a config edit in between (a new
+    learning rate, another GPU count) would otherwise resume the old run and finish it as the new one."""
+    identity = {
+        "model": args.model,
+        "train_file": args.train_file,
+        "prompt_format": args.prompt_format,
+        "num_processes": args.num_processes,
+        "settings": json.loads(args.settings),
+    }
+    work_dir, record = Path(args.work_dir), Path(args.work_dir) / "job.json"
+    try:
+        same = json.loads(record.read_text()) == identity
+    except (OSError, ValueError):
+        same = False
+    if not same and complete_checkpoints(work_dir):
+        print(f"removed the checkpoints in {work_dir}: another training (its settings differ) wrote them", flush=True)
+    if not same:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(identity, indent=2) + "\n")
+
+
 def launch(args) -> None:
     from workflow_scripts import runtime
 
@@ -707,6 +733,8 @@ def launch(args) -> None:
     print(runtime.describe_caches(), file=sys.stderr)
     for lock in runtime.clear_stale_build_locks():
         print(f"removed {lock}: a build lock left by a job killed while building (older than 15 min)", file=sys.stderr)
+    if not args.memory_probe_steps:
+        claim_work_dir(args)
     args.deadline, how = job_deadline.deadline(args.time_limit_minutes, started=time.time())
     args.deadline = args.deadline or 0
     args.checkpoint_seconds = args.checkpoint_seconds or checkpoint_estimate(args.model)

@@ -298,9 +298,10 @@ def pilot_row(index, entry):
         "generate_base": layout.row_benchmark(RESULTS, "generate", model, dataset, base),
     }
     paths = [*training_paths(model, dataset), conversion_path(model), evaluation_path(dataset)]
-    drill = None
+    drill = drill_work_dir = None
     if entry["resume_drill"]:
         drill = layout.resume_drill_dir(RESULTS, model, dataset, row)
+        drill_work_dir = layout.resume_drill_work_dir(RESULTS, model, dataset, row)
         benchmarks["resume_drill"] = layout.row_benchmark(RESULTS, layout.RESUME_DRILL, model, dataset, row)
         paths.append(resume_path(train_processes(model)))
     return {
@@ -310,6 +311,7 @@ def pilot_row(index, entry):
         "base_cell": cell_path(model, dataset, base, test_bin),
         "test_file": test_file(dataset, test_bin, heldout),
         "drill": drill,
+        "drill_work_dir": drill_work_dir,  # its checkpoints: the pilot removes them once checked
         "expect": pilot_expectations(model, dataset),
         "paths": paths,
         "benchmarks": benchmarks,
