@@ -339,7 +339,9 @@ def test_a_train_job_killed_at_its_time_limit_resumes_from_the_checkpoint_it_wro
     ]
     record = json.loads((tmp_path / target / "training.json").read_text())
     before_limit = [c for c in record["checkpoints"] if c["reason"] == "time limit"]
-    assert before_limit and record["resumed_from_step"] == before_limit[-1]["step"] > 0
+    # The attempt that finished may have written a checkpoint before its own limit too (it could not
+    # know it would finish in time): it resumed from one an earlier attempt wrote before the kill.
+    assert record["resumed_from_step"] in [c["step"] for c in before_limit] and record["resumed_from_step"] > 0
     assert record["global_step"] == 40 * 8  # the whole schedule, continued across attempts
     log = (tmp_path / "results/demo/logs/train/tiny-qwen2/arc/train-0.log").read_text()
     assert (
