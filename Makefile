@@ -51,12 +51,12 @@ benchmark: $(VENV)/installed.stamp
 	$(BIN)/python benchmarks/aggregate_grid.py
 
 status:
-	$(BIN)/python -m workflow_scripts.grid_status --configfile $(CONFIG)
+	$(BIN)/python -m workflow_scripts.tools.grid_status --configfile $(CONFIG)
 
 # What the grid (or what is left of it) will ask SLURM for and use: jobs x GPUs x time per rule,
 # GPU-hours requested and expected, retries against cluster.max_runtime, disk. ~20 s (a dry-run).
 plan: $(VENV)/installed.stamp
-	$(BIN)/python -m workflow_scripts.plan --configfile $(CONFIG) --directory $(DIR)
+	$(BIN)/python -m workflow_scripts.tools.plan --configfile $(CONFIG) --directory $(DIR)
 
 clean-demo:
 	rm -rf results/demo resources/demo

@@ -2,7 +2,7 @@
 # download -> bin -> train -> convert -> evaluate (+ the zero-shot base model) -> tables and figures.
 import os
 
-from snakemake.utils import min_version, validate  # validate: used by rules/checks.smk
+from snakemake.utils import min_version, validate  # validate: used by rules/common/checks.smk
 
 min_version("9.0")
 
@@ -15,8 +15,8 @@ if not workflow.overwrite_configfiles:
 
 
 # One readable line per config problem, before anything reads the config; the schema's defaults
-# (config/schema.yaml, their only home) are filled in there too (rules/checks.smk).
-include: "rules/checks.smk"
+# (config/schema.yaml, their only home) are filled in there too (rules/common/checks.smk).
+include: "rules/common/checks.smk"
 
 
 # The `snakemake --report report.html` front page; figure captions live in rules/captions/.
@@ -28,18 +28,19 @@ include: "rules/demo.smk"
 include: "rules/data.smk"
 include: "rules/irt.smk"
 include: "rules/train.smk"
-include: "rules/evaluate.smk"
+include: "rules/generate.smk"
+include: "rules/score.smk"
 include: "rules/report.smk"
 include: "rules/cluster.smk"
 include: "rules/pilot.smk"
 
 
-# Paths the config names that exist nowhere and no rule above makes (rules/checks.smk).
+# Paths the config names that exist nowhere and no rule above makes (rules/common/checks.smk).
 check_inputs_exist()
 
 
 onstart:
-    check_cluster_account()  # the executor is known only now (rules/checks.smk)
+    check_cluster_account()  # the executor is known only now (rules/common/checks.smk)
     take_results_lock()
 
 

@@ -18,7 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workflow_scripts import aggregation, config_files, synthetic_cells  # noqa: E402  (first: it sets BLAS threads)
+from workflow_scripts.steps import aggregation  # noqa: E402  (first: it sets BLAS threads)
+from tests.support import synthetic_cells  # noqa: E402
+from workflow_scripts.lib import config_files  # noqa: E402
 
 import pandas as pd  # noqa: E402
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/convert_memory.py [--hidden 768 --layers 20 --ranks 4]
 
 Trains a random Qwen2-style model of ~120M parameters for one step with real DeepSpeed ZeRO-3 on CPU
-ranks (gloo), then converts its ZeRO checkpoint to bf16 with workflow_scripts.conversion in a fresh
+ranks (gloo), then converts its ZeRO checkpoint to bf16 with workflow_scripts.steps.conversion in a fresh
 process, and a 2-layer model the same way for the fixed cost (interpreter, torch, transformers,
 DeepSpeed). Prints the peak RSS of both and (big - small) / (parameters big - small): bytes per
 parameter. Expected ~6 (the fp32 masters zero_to_fp32 holds, 4 B/param, while each tensor is cast to
@@ -25,7 +25,8 @@ sys.path.insert(0, str(REPO))
 
 CONVERT = r"""
 import json, resource, sys
-from workflow_scripts import config_files, conversion
+from workflow_scripts.lib import config_files
+from workflow_scripts.steps import conversion
 settings = config_files.schema_defaults("conversion")  # the study's: bf16, the default shard size
 report = conversion.convert(sys.argv[1], sys.argv[2], settings["dtype"], settings["max_shard_size"])
 print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
@@ -33,7 +34,8 @@ print(json.dumps({"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_
 
 
 def zero_checkpoint(folder: Path, hidden: int, layers: int, ranks: int) -> tuple[Path, int]:
-    from workflow_scripts import binning, data, sample_data, tiny_model
+    from workflow_scripts.demo import sample_data, tiny_model
+    from workflow_scripts.steps import binning, data
 
     model = tiny_model.build(folder / "model", hidden_size=hidden, layers=layers)
     sample_data.arc_rows(8 * ranks).to_json(folder / "arc.jsonl", orient="records", lines=True)
@@ -51,7 +53,7 @@ def zero_checkpoint(folder: Path, hidden: int, layers: int, ranks: int) -> tuple
         [
             sys.executable,
             "-m",
-            "workflow_scripts.training",
+            "workflow_scripts.steps.training",
             "launch",
             "--model",
             str(model),

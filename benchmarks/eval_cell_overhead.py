@@ -4,7 +4,7 @@ evaluation itself, on the tiny model and a 20-question arc bin. Goal: fixed cost
     .venv/bin/python benchmarks/eval_cell_overhead.py
 
 Phases are timed inside a fresh interpreter, as a cell job starts one; the whole `python -m
-workflow_scripts.evaluation` command is timed too, from outside.
+tests.support.one_cell` command (one cell outside the workflow) is timed too, from outside.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from workflow_scripts import evaluation  # noqa: E402  (imports no torch)
+from tests.support import one_cell  # noqa: E402  (imports no torch)
 
 PHASES = r"""
 import json, sys, time, tempfile
@@ -27,7 +27,7 @@ t0 = time.perf_counter()
 from lm_eval import simple_evaluate
 from lm_eval.tasks import TaskManager
 from lm_eval.models.huggingface import HFLM
-from workflow_scripts import evaluation, task_files
+from workflow_scripts.lib import evaluation, task_files
 t1 = time.perf_counter()
 ours = TaskManager(include_path=str(task_files.TASKS_DIR), include_defaults=False)
 t2 = time.perf_counter()
@@ -46,7 +46,8 @@ print(json.dumps({"imports": t1 - t0, "index_our_tasks": t2 - t1, "index_all_bui
 
 
 def main() -> None:
-    from workflow_scripts import binning, data, sample_data, tiny_model
+    from workflow_scripts.demo import sample_data, tiny_model
+    from workflow_scripts.steps import binning, data
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -71,7 +72,7 @@ def main() -> None:
 
         started = time.perf_counter()
         subprocess.run(
-            evaluation.cell_command(
+            one_cell.cell_command(
                 "cross_difficulty_arc",
                 tmp / "bin-0.parquet",
                 model,
@@ -96,7 +97,7 @@ def main() -> None:
     print(f"  model load                   {phases['model_load']:6.2f} s")
     print(f"  fixed cost                   {fixed:6.2f} s   (goal <= 4 s)")
     print(f"  evaluation itself            {phases['evaluation']:6.2f} s")
-    print(f"  whole `python -m workflow_scripts.evaluation` {whole_cell:6.2f} s")
+    print(f"  whole `python -m workflow_scripts.lib.evaluation` {whole_cell:6.2f} s")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """CPU cost of evaluating one row of the grid (one model on every test bin of a dataset) two ways,
 side by side in one run on the same machine:
 
-- per cell: one `python -m workflow_scripts.evaluation` process per bin, as the workflow ran before
+- per cell: one `python -m workflow_scripts.lib.evaluation` process per bin, as the workflow ran before
   issue 16 (the `evaluate` rule);
-- per row: one `python -m workflow_scripts.generation` process for all bins, then one
-  `python -m workflow_scripts.scoring` process that scores every cell from the raw outputs, as the
+- per row: one `python -m workflow_scripts.steps.generation` process for all bins, then one
+  `python -m workflow_scripts.steps.scoring` process that scores every cell from the raw outputs, as the
   `generate` and `score` rules run them now.
 
 Both on the same bins and model; the cell files of the two ways are compared too (with the HF backend
@@ -55,7 +55,7 @@ def per_cell(args, task, bins, model, folder, env) -> dict:
         command = [
             args.python,
             "-m",
-            "workflow_scripts.evaluation",
+            "workflow_scripts.lib.evaluation",
             "--task",
             task,
             "--bin-file",
@@ -74,9 +74,18 @@ def per_cell(args, task, bins, model, folder, env) -> dict:
 
 
 def per_row(args, task, bins, model, folder, env) -> dict:
-    generate = [args.python, "-m", "workflow_scripts.generation", "--task", task, "--model", model, *settings(args)]
+    generate = [
+        args.python,
+        "-m",
+        "workflow_scripts.steps.generation",
+        "--task",
+        task,
+        "--model",
+        model,
+        *settings(args),
+    ]
     # Scoring needs no vLLM: it runs where the workflow's score jobs run (the eval env; here this python).
-    score = [sys.executable, "-m", "workflow_scripts.scoring", "--task", task]
+    score = [sys.executable, "-m", "workflow_scripts.steps.scoring", "--task", task]
     for k, path in bins.items():
         generate += ["--bin", str(k), path, str(folder / f"raw-{k}.json")]
         score += ["--cell", str(k), path, str(folder / f"raw-{k}.json"), str(folder / f"cell-{k}.json")]
@@ -124,7 +133,8 @@ def main() -> None:
     parser.add_argument("--hidden-size", type=int, default=64, help="of the tiny model (vLLM on CPU: 256)")
     args = parser.parse_args()
 
-    from workflow_scripts import binning, data, sample_data, tiny_model
+    from workflow_scripts.demo import sample_data, tiny_model
+    from workflow_scripts.steps import binning, data
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

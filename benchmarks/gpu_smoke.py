@@ -10,18 +10,18 @@ the grid's jobs get (config/config.yaml's settings; only epochs, sequence and ge
                bitsandbytes, datasets, lm-eval) at the env files' pins, ahead of the machine's own
                (FAIL if one is shadowed); torch, triton, accelerate and vLLM as the machine has them;
                the C compiler Triton will build its launcher stubs with.
-  3. train     `workflow_scripts.training launch` as rule train runs it: accelerate + DeepSpeed ZeRO-3
+  3. train     `workflow_scripts.steps.training launch` as rule train runs it: accelerate + DeepSpeed ZeRO-3
                over NCCL, bf16, Liger kernels, paged 8-bit AdamW. Two ranks (`--gpus 2
                --num-processes 2`) when two or more CUDA devices are visible, else one: decided at run
                time and printed (`--gpus 1|2` fixes it). Twice: a Llama-3-style model (untied head, like
                the 7B/8B/14B models) and a Qwen2-style one (tied embeddings, like Qwen2.5-1.5B/3B).
-  4. convert   `workflow_scripts.conversion` of each ZeRO checkpoint to bf16 (it checks the probe
+  4. convert   `workflow_scripts.steps.conversion` of each ZeRO checkpoint to bf16 (it checks the probe
                logits), with no GPU visible, as on the grid's CPU nodes (resources.convert.gpu: 0).
-  5. generate  `workflow_scripts.generation` as rule generate runs it: the trained Llama-3-style model on
+  5. generate  `workflow_scripts.steps.generation` as rule generate runs it: the trained Llama-3-style model on
                every test bin of arc and of gsm8k, one run per dataset, the hf backend on the GPU
-               (resources.evaluate.gpu devices visible). Its arguments come from
-               workflow_scripts/row_arguments.py, the function rules/common/arguments.smk builds them with.
-  6. score     `workflow_scripts.scoring` as rule score runs it, with no GPU visible: the raw responses
+               (resources.generate.gpu devices visible). Its arguments come from
+               workflow_scripts/lib/row_arguments.py, the function rules/common/arguments.smk builds them with.
+  6. score     `workflow_scripts.steps.scoring` as rule score runs it, with no GPU visible: the raw responses
                through lm-eval's filters and metrics into cell files, the base model's tokenizer
                rendering the prompts again.
   7. vllm      5 and 6 with the vllm backend and config's attention backend, where vLLM is installed
@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import gpu_smoke_wheels  # noqa: E402  (beside this file: the carried pins)
-from workflow_scripts import cell_names, layout, row_arguments, runtime  # noqa: E402  (no torch at import)
+from workflow_scripts.lib import cell_names, layout, row_arguments, runtime  # noqa: E402  (no torch at import)
 
 # What the versions step imports and reports; the carried ones must be at their pins.
 IMPORTS = {
@@ -148,7 +148,7 @@ def load_config() -> dict:
 def train_settings(config: dict, model: str, dataset: str, ranks: int) -> dict:
     """rules/common/settings.smk's train_settings for (model, dataset) on `ranks` ranks (the accumulation
     steps that keep the study's effective batch), cut to one epoch of short examples."""
-    from workflow_scripts import batch
+    from workflow_scripts.lib import batch
 
     merged = {
         **config["training"],
@@ -171,7 +171,8 @@ def rule_gpus(config: dict, rule: str) -> int:
 
 def build_inputs(out: Path) -> dict:
     """Tiny models (head_dim 64, which vLLM's kernels accept) and arc / gsm8k bins where the grid keeps them."""
-    from workflow_scripts import binning, data, sample_data, tiny_model
+    from workflow_scripts.demo import sample_data, tiny_model
+    from workflow_scripts.steps import binning, data
 
     inputs = {"models": {}, "bins": {}}
     for style in STYLES:
@@ -191,8 +192,8 @@ def build_inputs(out: Path) -> dict:
 
 
 def row_steps(out: Path, inputs: dict, config: dict, engine: str, python: str) -> list[dict]:
-    """generate + score of the evaluated model's row on every bin of each dataset, as rules/evaluate.smk runs them."""
-    from workflow_scripts import task_parts
+    """generate + score of the trained model's row on every bin of each dataset, as rules/generate.smk and rules/score.smk run them."""
+    from workflow_scripts.lib import task_parts
 
     results = out / engine  # each engine's raw and cell files apart
     model = f"tiny-{EVALUATED}"
@@ -229,16 +230,16 @@ def row_steps(out: Path, inputs: dict, config: dict, engine: str, python: str) -
         steps.append(
             {
                 "name": f"generate-{engine}-{dataset}",
-                "command": [python, "-m", "workflow_scripts.generation", *generate],
+                "command": [python, "-m", "workflow_scripts.steps.generation", *generate],
                 "outputs": list(raws.values()),
-                "gpus": rule_gpus(config, "evaluate"),
+                "gpus": rule_gpus(config, "generate"),
                 "needs": needs,
             }
         )
         steps.append(
             {
                 "name": f"score-{engine}-{dataset}",
-                "command": [python, "-m", "workflow_scripts.scoring", *score],
+                "command": [python, "-m", "workflow_scripts.steps.scoring", *score],
                 "outputs": list(cells.values()),
                 "gpus": rule_gpus(config, "score"),
                 "needs": needs,
@@ -272,7 +273,7 @@ def plan(out: Path, inputs: dict, ranks: int) -> list[dict]:
                 "command": [
                     python,
                     "-m",
-                    "workflow_scripts.training",
+                    "workflow_scripts.steps.training",
                     "launch",
                     "--model",
                     inputs["models"][style],
@@ -307,7 +308,7 @@ def plan(out: Path, inputs: dict, ranks: int) -> list[dict]:
                 "command": [
                     python,
                     "-m",
-                    "workflow_scripts.conversion",
+                    "workflow_scripts.steps.conversion",
                     "--zero-dir",
                     str(zero),
                     "--out-dir",

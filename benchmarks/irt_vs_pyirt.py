@@ -1,4 +1,4 @@
-"""Our IRT fit (workflow_scripts/irt.py) against py-irt on the same synthetic matrices with known parameters.
+"""Our IRT fit (workflow_scripts/steps/irt.py) against py-irt on the same synthetic matrices with known parameters.
 
 Per case (1PL/2PL x sizes x missing share) it prints, and appends as one JSON line to --results:
 wall time of each fit, the speed ratio, Spearman and Pearson correlation of the recovered difficulties
@@ -22,7 +22,7 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from workflow_scripts import irt  # noqa: E402
+from workflow_scripts.steps import irt  # noqa: E402
 
 N_BINS = 10
 

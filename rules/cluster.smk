@@ -1,12 +1,12 @@
 # cluster_check (opt-in target): one SLURM job per GPU rule, with that rule's resources and conda env,
 # that reports the GPUs, CPUs and node it got. Run it once on a new cluster before the grid:
 #   snakemake --profile slurm-b200 cluster_check
-CHECKED_RULES = {"train": "../envs/train.yaml", "evaluate": "../envs/eval.yaml"}
+CHECKED_RULES = {"train": "../envs/train.yaml", "generate": "../envs/eval.yaml"}
 
 
 rule cluster_check:
     input:
-        [results(f"cluster_check/{name}.json") for name in CHECKED_RULES],
+        [layout.cluster_check_report(RESULTS, name) for name in CHECKED_RULES],
     localrule: True
 
 
@@ -16,11 +16,11 @@ for checked_rule, conda_env in CHECKED_RULES.items():
         name:
             f"cluster_check_{checked_rule}"
         input:
-            code=step_code("workflow_scripts.cluster_check"),
+            code=step_code("workflow_scripts.steps.cluster_check"),
         output:
-            results(f"cluster_check/{checked_rule}.json"),
+            layout.cluster_check_report(RESULTS, checked_rule),
         log:
-            results(f"logs/cluster_check/{checked_rule}.log"),
+            layout.job_log(RESULTS, "cluster_check", checked_rule),
         conda:
             conda_env
         threads: resource_entry(checked_rule)["threads"]
@@ -30,5 +30,5 @@ for checked_rule, conda_env in CHECKED_RULES.items():
             rule=checked_rule,
             gpus=rule_gpus(checked_rule),
         shell:
-            "python -m workflow_scripts.cluster_check --rule {params.rule} --expected-gpus {params.gpus}"
+            "python -m workflow_scripts.steps.cluster_check --rule {params.rule} --expected-gpus {params.gpus}"
             " --out {output:q} > {log:q} 2>&1"

@@ -8,11 +8,11 @@
 rule download:
     input:
         source=local_source,
-        code=step_code("workflow_scripts.data"),
+        code=step_code("workflow_scripts.steps.data"),
     output:
         layout.normalized_table(RESULTS, "{dataset}"),
     log:
-        results("logs/download/{dataset}.log"),
+        layout.job_log(RESULTS, "download", "{dataset}"),
     # Compute nodes are often offline: fetch on the machine that runs Snakemake.
     localrule: True
     conda:
@@ -21,13 +21,13 @@ rule download:
         source=lambda wc: json.dumps(dataset_entry(wc.dataset)["source"]),
         prompt_format=lambda wc: dataset_entry(wc.dataset)["prompt_format"],
     shell:
-        "python -m workflow_scripts.data --source {params.source:q} --prompt-format {params.prompt_format}"
+        "python -m workflow_scripts.steps.data --source {params.source:q} --prompt-format {params.prompt_format}"
         " --out {output:q} > {log:q} 2>&1"
 
 
 rule fetch_model:
     input:
-        code=step_code("workflow_scripts.fetch_model"),
+        code=step_code("workflow_scripts.steps.fetch_model"),
     output:
         directory(os.path.join(setting("model_cache"), "{model}")),
     log:
@@ -39,13 +39,13 @@ rule fetch_model:
         repo=lambda wc: model_entry(wc.model)["hub"],
         revision=lambda wc: model_entry(wc.model)["revision"],
     shell:
-        "python -m workflow_scripts.fetch_model --repo {params.repo:q} --revision {params.revision:q}"
+        "python -m workflow_scripts.steps.fetch_model --repo {params.repo:q} --revision {params.revision:q}"
         " --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule fetch_nltk_data:
     input:
-        code=step_code("workflow_scripts.fetch_nltk_data"),
+        code=step_code("workflow_scripts.steps.fetch_nltk_data"),
     output:
         directory(os.path.join(setting("nltk_data"), "tokenizers", "{package}")),
     log:
@@ -57,7 +57,7 @@ rule fetch_nltk_data:
         # The NLTK data folder: the output is <folder>/tokenizers/<package>.
         folder=lambda wc, output: os.path.dirname(os.path.dirname(output[0])),
     shell:
-        "python -m workflow_scripts.fetch_nltk_data --package {wildcards.package:q} --out-dir {params.folder:q}"
+        "python -m workflow_scripts.steps.fetch_nltk_data --package {wildcards.package:q} --out-dir {params.folder:q}"
         " > {log:q} 2>&1"
 
 
@@ -65,12 +65,12 @@ rule bin:
     input:
         # The normalized table, or that table joined with IRT difficulties (rules/irt.smk).
         data=binning_data,
-        code=step_code("workflow_scripts.binning"),
+        code=step_code("workflow_scripts.steps.binning"),
     output:
         # A folder, because the number of bin files is a per-dataset setting.
-        directory(bins_dir("{dataset}")),
+        directory(layout.bins_dir(RESULTS, "{dataset}")),
     log:
-        results("logs/bin/{dataset}.log"),
+        layout.job_log(RESULTS, "bin", "{dataset}"),
     conda:
         "../envs/data.yaml"
     threads: rule_threads("bin")
@@ -82,7 +82,7 @@ rule bin:
         n_bins=lambda wc: dataset_setting(wc.dataset, "n_bins"),
         quantile_key=lambda wc: binning_quantile_key(wc.dataset),
     shell:
-        "python -m workflow_scripts.binning --data {input.data:q} --n-bins {params.n_bins}"
+        "python -m workflow_scripts.steps.binning --data {input.data:q} --n-bins {params.n_bins}"
         " --quantile-key {params.quantile_key:q} --min-rows {resources.min_train_rows}"
         " --out-dir {output:q} > {log:q} 2>&1"
 
@@ -90,11 +90,11 @@ rule bin:
 rule heldout_split:
     input:
         bins=rules.bin.output[0],
-        code=step_code("workflow_scripts.heldout_split"),
+        code=step_code("workflow_scripts.steps.heldout_split"),
     output:
-        directory(heldout_dir("{dataset}")),
+        directory(layout.heldout_dir(RESULTS, "{dataset}")),
     log:
-        results("logs/heldout_split/{dataset}.log"),
+        layout.job_log(RESULTS, "heldout_split", "{dataset}"),
     conda:
         "../envs/data.yaml"
     threads: rule_threads("bin")
@@ -105,5 +105,5 @@ rule heldout_split:
         fraction=setting("heldout_fraction"),
         seed=setting("heldout_seed"),
     shell:
-        "python -m workflow_scripts.heldout_split --bins-dir {input.bins:q} --fraction {params.fraction}"
+        "python -m workflow_scripts.steps.heldout_split --bins-dir {input.bins:q} --fraction {params.fraction}"
         " --seed {params.seed} --min-train-rows {resources.min_train_rows} --out-dir {output:q} > {log:q} 2>&1"

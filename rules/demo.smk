@@ -4,7 +4,7 @@
 
 rule sample_data:
     input:
-        code=step_code("workflow_scripts.sample_data"),
+        code=step_code("workflow_scripts.demo.sample_data"),
     output:
         "resources/demo/sample_data/{sample}.jsonl",
     log:
@@ -15,13 +15,13 @@ rule sample_data:
     params:
         rows=60,
     shell:
-        "python -m workflow_scripts.sample_data --dataset {wildcards.sample:q} --rows {params.rows}"
+        "python -m workflow_scripts.demo.sample_data --dataset {wildcards.sample:q} --rows {params.rows}"
         " --out {output:q} > {log:q} 2>&1"
 
 
 rule tiny_model:
     input:
-        code=step_code("workflow_scripts.tiny_model"),
+        code=step_code("workflow_scripts.demo.tiny_model"),
     output:
         directory("resources/demo/tiny-qwen2"),
     log:
@@ -30,13 +30,13 @@ rule tiny_model:
     conda:
         "../envs/train.yaml"
     shell:
-        "python -m workflow_scripts.tiny_model --out-dir {output:q} > {log:q} 2>&1"
+        "python -m workflow_scripts.demo.tiny_model --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule sample_responses:
     input:
         sample="resources/demo/sample_data/{sample}.jsonl",
-        code=step_code("workflow_scripts.sample_data"),
+        code=step_code("workflow_scripts.demo.sample_data"),
     # A synthetic response table for a sample's items (1PL, known difficulties): config/demo_irt.yaml
     # fits IRT on it instead of using the shipped quantile column.
     output:
@@ -47,13 +47,13 @@ rule sample_responses:
     conda:
         "../envs/data.yaml"
     shell:
-        "python -m workflow_scripts.sample_data --dataset {wildcards.sample:q} --responses-for {input.sample:q}"
+        "python -m workflow_scripts.demo.sample_data --dataset {wildcards.sample:q} --responses-for {input.sample:q}"
         " --out {output:q} > {log:q} 2>&1"
 
 
 rule punkt_model:
     input:
-        code=step_code("workflow_scripts.punkt_model"),
+        code=step_code("workflow_scripts.demo.punkt_model"),
     # IFEval's Punkt model for the demo: learnt here from a little text (NLTK's data host is out of
     # reach offline), in NLTK's own layout, where config/demo.yaml's nltk_data points.
     output:
@@ -64,7 +64,7 @@ rule punkt_model:
     conda:
         "../envs/eval.yaml"
     shell:
-        "python -m workflow_scripts.punkt_model --out-dir resources/demo/nltk_data > {log:q} 2>&1"
+        "python -m workflow_scripts.demo.punkt_model --out-dir resources/demo/nltk_data > {log:q} 2>&1"
 
 
 # With nltk_data pointing at the demo's folder both rules could make the model: the demo builds it.

@@ -7,11 +7,11 @@
 rule responses_from_logs:
     input:
         logs=lambda wc: irt_settings(wc.dataset)["responses"],
-        code=step_code("workflow_scripts.responses"),
+        code=step_code("workflow_scripts.steps.responses"),
     output:
         layout.irt_file(RESULTS, "{dataset}", "responses.parquet"),
     log:
-        results("logs/responses/{dataset}.log"),
+        layout.job_log(RESULTS, "responses", "{dataset}"),
     conda:
         "../envs/data.yaml"
     resources:
@@ -20,7 +20,7 @@ rule responses_from_logs:
         metric=lambda wc: irt_settings(wc.dataset)["metric"],
         task=lambda wc: f"--task {irt_settings(wc.dataset)['task']}" if irt_settings(wc.dataset).get("task") else "",
     shell:
-        "python -m workflow_scripts.responses --logs {input.logs:q} --metric {params.metric:q} {params.task}"
+        "python -m workflow_scripts.steps.responses --logs {input.logs:q} --metric {params.metric:q} {params.task}"
         " --out {output:q} > {log:q} 2>&1"
 
 
@@ -28,15 +28,15 @@ rule irt:
     input:
         data=rules.download.output[0],
         responses=irt_responses,
-        code=step_code("workflow_scripts.irt"),
+        code=step_code("workflow_scripts.steps.irt"),
     output:
         data=layout.irt_file(RESULTS, "{dataset}", "with_difficulty.parquet"),
         item_table=layout.irt_file(RESULTS, "{dataset}", "items.parquet"),
         report=layout.irt_file(RESULTS, "{dataset}", "report.json"),
     log:
-        results("logs/irt/{dataset}.log"),
+        layout.job_log(RESULTS, "irt", "{dataset}"),
     benchmark:
-        results("benchmarks/irt/{dataset}.tsv")
+        layout.job_benchmark(RESULTS, "irt", "{dataset}")
     conda:
         "../envs/data.yaml"
     threads: rule_threads("irt")
@@ -48,6 +48,6 @@ rule irt:
         # Bin stability needs the bin count; without bootstrap rounds n_bins is no input of this job.
         bootstrap=lambda wc: irt_bootstrap_arguments(wc.dataset),
     shell:
-        "python -m workflow_scripts.irt --responses {input.responses:q} --data {input.data:q}"
+        "python -m workflow_scripts.steps.irt --responses {input.responses:q} --data {input.data:q}"
         " --model {params.model} --min-responses {params.min_responses} {params.bootstrap}"
         " --out {output.data:q} --items-out {output.item_table:q} --report {output.report:q} > {log:q} 2>&1"

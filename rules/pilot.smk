@@ -35,7 +35,7 @@ rule memory_probe:
         bins=rules.bin.output[0],
         base_model=local_base_model,
         accelerate_config=code(section("launch")["accelerate_config"]),
-        code=step_code("workflow_scripts.training"),
+        code=step_code("workflow_scripts.steps.training"),
     output:
         layout.memory_probe(RESULTS, "{model}", "{dataset}"),
     log:
@@ -57,7 +57,7 @@ rule memory_probe:
         work_dir=lambda wc: layout.memory_probe_part(RESULTS, "work", wc.model, wc.dataset),
         steps=MEMORY_PROBE_STEPS,
     shell:
-        "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.training launch --model {params.base_model:q}"
+        "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.steps.training launch --model {params.base_model:q}"
         " --train-file {params.train_file:q} --prompt-format {params.prompt_format}"
         " --output-dir {params.work_dir:q}/zero --work-dir {params.work_dir:q}"
         " --memory-probe-steps {params.steps} --probe-out {output:q}"
@@ -70,15 +70,15 @@ rule pilot:
     input:
         # Functions: the pilot's entries are worked out only when the pilot is asked for.
         unpack(pilot_inputs),
-        code=step_code("workflow_scripts.pilot"),
+        code=step_code("workflow_scripts.steps.pilot"),
     output:
-        results("pilot/report.json"),
+        layout.pilot_report(RESULTS),
     log:
-        results("logs/pilot/report.log"),
+        layout.job_log(RESULTS, "pilot", "report"),
     localrule: True
     conda:
         "../envs/data.yaml"
     params:
         spec=lambda wc: pilot_spec(),
     shell:
-        "python -m workflow_scripts.pilot --spec {params.spec:q} --out {output:q} 2>&1 | tee {log:q}"
+        "python -m workflow_scripts.steps.pilot --spec {params.spec:q} --out {output:q} 2>&1 | tee {log:q}"

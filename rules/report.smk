@@ -10,11 +10,11 @@ rule aggregate:
     input:
         cells=lambda wc: every_cell_of(wc.model, wc.dataset),
         samples=lambda wc: samples_of(wc.model, wc.dataset),
-        code=step_code("workflow_scripts.aggregation"),
+        code=step_code("workflow_scripts.steps.aggregation"),
     output:
         layout.pair_table(RESULTS, "{model}", "{dataset}"),
     log:
-        results("logs/aggregate/{model}/{dataset}.log"),
+        layout.job_log(RESULTS, "aggregate", "{model}", "{dataset}"),
     conda:
         "../envs/report.yaml"
     threads: rule_threads("aggregate")
@@ -24,14 +24,14 @@ rule aggregate:
         headline=lambda wc: f"{wc.dataset}={dataset_entry(wc.dataset)['headline_metric']}",
         bootstrap=bootstrap_arguments(),
     shell:
-        "python -m workflow_scripts.aggregation --cells {input.cells:q} --headline-metric {params.headline:q}"
+        "python -m workflow_scripts.steps.aggregation --cells {input.cells:q} --headline-metric {params.headline:q}"
         " {params.bootstrap} --csv {output:q} > {log:q} 2>&1"
 
 
 rule cell_table:
     input:
         tables=[layout.pair_table(RESULTS, model, dataset) for model in MODELS for dataset in DATASETS],
-        code=step_code("workflow_scripts.aggregation"),
+        code=step_code("workflow_scripts.steps.aggregation"),
     output:
         csv=report(
             layout.run_table(RESULTS, "cells", "csv"),
@@ -41,21 +41,21 @@ rule cell_table:
         ),
         parquet=layout.run_table(RESULTS, "cells", "parquet"),
     log:
-        results("logs/cell_table.log"),
+        layout.job_log(RESULTS, "cell_table"),
     conda:
         "../envs/report.yaml"
     threads: rule_threads("aggregate")
     resources:
         **rule_resources("aggregate"),
     shell:
-        "python -m workflow_scripts.aggregation --tables {input.tables:q} --csv {output.csv:q}"
+        "python -m workflow_scripts.steps.aggregation --tables {input.tables:q} --csv {output.csv:q}"
         " --parquet {output.parquet:q} > {log:q} 2>&1"
 
 
 rule seed_table:
     input:
         table=rules.cell_table.output.parquet,
-        code=step_code("workflow_scripts.seed_summary"),
+        code=step_code("workflow_scripts.steps.seed_summary"),
     output:
         csv=report(
             layout.run_table(RESULTS, "seeds", "csv"),
@@ -65,21 +65,21 @@ rule seed_table:
         ),
         parquet=layout.run_table(RESULTS, "seeds", "parquet"),
     log:
-        results("logs/seed_table.log"),
+        layout.job_log(RESULTS, "seed_table"),
     conda:
         "../envs/report.yaml"
     threads: rule_threads("aggregate")
     resources:
         **rule_resources("aggregate"),
     shell:
-        "python -m workflow_scripts.seed_summary --table {input.table:q} --csv {output.csv:q}"
+        "python -m workflow_scripts.steps.seed_summary --table {input.table:q} --csv {output.csv:q}"
         " --parquet {output.parquet:q} > {log:q} 2>&1"
 
 
 rule heatmaps:
     input:
         table=rules.aggregate.output[0],
-        code=step_code("workflow_scripts.plots"),
+        code=step_code("workflow_scripts.steps.plots"),
     output:
         change=report(
             layout.pair_figure(RESULTS, "{model}", "{dataset}", "change_vs_base", "png"),
@@ -98,26 +98,25 @@ rule heatmaps:
         ),
         accuracy_pdf=layout.pair_figure(RESULTS, "{model}", "{dataset}", "accuracy", "pdf"),
     log:
-        results("logs/heatmaps/{model}/{dataset}.log"),
+        layout.job_log(RESULTS, "heatmaps", "{model}", "{dataset}"),
     conda:
         "../envs/report.yaml"
     threads: rule_threads("aggregate")
     resources:
         **rule_resources("aggregate"),
     params:
-        headline_metric=lambda wc: dataset_entry(wc.dataset)["headline_metric"],
         figure=figure_arguments(),
     shell:
-        "python -m workflow_scripts.plots {params.figure} pair --table {input.table:q}"
+        # The headline metric comes with the table (its `headline` column), from the aggregate job.
+        "python -m workflow_scripts.steps.plots {params.figure} pair --table {input.table:q}"
         " --model {wildcards.model:q} --dataset {wildcards.dataset:q}"
-        " --headline-metric {params.headline_metric:q}"
         " --change-png {output.change:q} --accuracy-png {output.accuracy:q} > {log:q} 2>&1"
 
 
 rule change_by_distance:
     input:
         tables=lambda wc: [layout.pair_table(RESULTS, model, wc.dataset) for model in MODELS],
-        code=step_code("workflow_scripts.plots"),
+        code=step_code("workflow_scripts.steps.plots"),
     output:
         png=report(
             layout.summary_figure(RESULTS, "change_by_distance", "{dataset}", "png"),
@@ -128,26 +127,25 @@ rule change_by_distance:
         ),
         pdf=layout.summary_figure(RESULTS, "change_by_distance", "{dataset}", "pdf"),
     log:
-        results("logs/change_by_distance/{dataset}.log"),
+        layout.job_log(RESULTS, "change_by_distance", "{dataset}"),
     conda:
         "../envs/report.yaml"
     threads: rule_threads("aggregate")
     resources:
         **rule_resources("aggregate"),
     params:
-        headline_metric=lambda wc: dataset_entry(wc.dataset)["headline_metric"],
         seed=section("statistics")["seed"],
         dpi=section("report")["figure_dpi"],
     shell:
-        "python -m workflow_scripts.plots --dpi {params.dpi} distance --tables {input.tables:q}"
-        " --dataset {wildcards.dataset:q} --headline-metric {params.headline_metric:q}"
+        "python -m workflow_scripts.steps.plots --dpi {params.dpi} distance --tables {input.tables:q}"
+        " --dataset {wildcards.dataset:q}"
         " --seed {params.seed} --png {output.png:q} > {log:q} 2>&1"
 
 
 rule change_grid:
     input:
         tables=lambda wc: [layout.pair_table(RESULTS, wc.model, dataset) for dataset in DATASETS],
-        code=step_code("workflow_scripts.plots"),
+        code=step_code("workflow_scripts.steps.plots"),
     output:
         png=report(
             layout.summary_figure(RESULTS, "change_grid", "{model}", "png"),
@@ -158,7 +156,7 @@ rule change_grid:
         ),
         pdf=layout.summary_figure(RESULTS, "change_grid", "{model}", "pdf"),
     log:
-        results("logs/change_grid/{model}.log"),
+        layout.job_log(RESULTS, "change_grid", "{model}"),
     conda:
         "../envs/report.yaml"
     threads: rule_threads("aggregate")
@@ -166,17 +164,18 @@ rule change_grid:
         **rule_resources("aggregate"),
     params:
         tables=lambda wc, input: " ".join(f"--table {d} {shlex.quote(t)}" for d, t in zip(DATASETS, input.tables)),
-        headline=" ".join(shlex.quote(f"--headline-metric={d}={dataset_entry(d)['headline_metric']}") for d in DATASETS),
         figure=figure_arguments(),
     shell:
-        "python -m workflow_scripts.plots {params.figure} model-grid {params.tables} {params.headline}"
+        "python -m workflow_scripts.steps.plots {params.figure} model-grid {params.tables}"
         " --model {wildcards.model:q} --png {output.png:q} > {log:q} 2>&1"
 
 
 rule training_loss:
     input:
-        models=lambda wc: [trained_model_dir(wc.model, wc.dataset, row) for row in loss_rows(wc.dataset)],
-        code=step_code("workflow_scripts.plots"),
+        models=lambda wc: [
+            layout.trained_model_dir(RESULTS, wc.model, wc.dataset, row) for row in loss_rows(wc.dataset)
+        ],
+        code=step_code("workflow_scripts.steps.plots"),
     output:
         png=report(
             layout.pair_figure(RESULTS, "{model}", "{dataset}", "training_loss", "png"),
@@ -187,7 +186,7 @@ rule training_loss:
         ),
         pdf=layout.pair_figure(RESULTS, "{model}", "{dataset}", "training_loss", "pdf"),
     log:
-        results("logs/training_loss/{model}/{dataset}.log"),
+        layout.job_log(RESULTS, "training_loss", "{model}", "{dataset}"),
     conda:
         "../envs/report.yaml"
     threads: rule_threads("aggregate")
@@ -200,6 +199,6 @@ rule training_loss:
         dpi=section("report")["figure_dpi"],
         eval_split=eval_split(),
     shell:
-        "python -m workflow_scripts.plots --dpi {params.dpi} loss {params.models}"
+        "python -m workflow_scripts.steps.plots --dpi {params.dpi} loss {params.models}"
         " --model {wildcards.model:q} --dataset {wildcards.dataset:q} --eval-split {params.eval_split}"
         " --png {output.png:q} > {log:q} 2>&1"

@@ -1,5 +1,5 @@
 # train: full fine-tuning of one base model on one difficulty bin (TRL + accelerate + DeepSpeed ZeRO-3).
-# {trained_row} is the row's name, a bin with its tags (workflow_scripts/cell_names.py): `3`, or
+# {trained_row} is the row's name, a bin with its tags (workflow_scripts/lib/cell_names.py): `3`, or
 # `3-heldout-seed43` for the training part of bin 3 with seed 43.
 # convert: that ZeRO checkpoint -> a Hugging Face model folder; the ZeRO state is then deleted (temp).
 # What the conversion code and settings were is recorded in the model's conversion.json; changing them
@@ -14,7 +14,7 @@ rule train:
         split=heldout_split_input,
         base_model=local_base_model,
         accelerate_config=code(section("launch")["accelerate_config"]),
-        code=step_code("workflow_scripts.training"),
+        code=step_code("workflow_scripts.steps.training"),
     output:
         temp(directory(row_pattern(layout.zero_checkpoint_dir, row="{trained_row}"))),
     log:
@@ -37,9 +37,9 @@ rule train:
         prompt_format=lambda wc: dataset_entry(wc.dataset)["prompt_format"],
         settings=training_settings,
         processes=lambda wc: train_processes(wc.model),
-        work_dir=lambda wc: training_work_dir(wc.model, wc.dataset, wc.trained_row),
+        work_dir=lambda wc: layout.training_work_dir(RESULTS, wc.model, wc.dataset, wc.trained_row),
     shell:
-        "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.training launch --model {params.base_model:q}"
+        "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.steps.training launch --model {params.base_model:q}"
         " --train-file {params.train_file:q} --prompt-format {params.prompt_format}"
         " --output-dir {output:q} --work-dir {params.work_dir:q}"
         " --checkpoint-minutes {resources.checkpoint_minutes} --stop-halfway {resources.stop_halfway}"
@@ -70,8 +70,8 @@ rule convert:
     params:
         # The train job's checkpoints: kept until now, so that a train job killed after its final save
         # resumes on its retry instead of starting over.
-        training_work_dir=lambda wc: training_work_dir(wc.model, wc.dataset, wc.trained_row),
+        training_work_dir=lambda wc: layout.training_work_dir(RESULTS, wc.model, wc.dataset, wc.trained_row),
     shell:
-        "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.conversion --zero-dir {input.zero:q} --out-dir {output:q}"
+        "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.steps.conversion --zero-dir {input.zero:q} --out-dir {output:q}"
         " --dtype {resources.dtype} --max-shard-size {resources.max_shard_size:q}"
         " --training-work-dir {params.training_work_dir:q} > {log:q} 2>&1"

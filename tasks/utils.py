@@ -1,7 +1,7 @@
 """Hooks (``!function utils.x``) for the cross-difficulty lm-eval tasks.
 
 The prompt text is the training prompt's user turn, so a model is evaluated on the layout it was
-trained on; both come from workflow_scripts/prompts.py where possible.
+trained on; both come from workflow_scripts/lib/prompts.py where possible.
 """
 
 import re
@@ -15,7 +15,7 @@ from lm_eval.tasks.bbh.zeroshot import utils as bbh_filters
 # The task folder sits beside workflow_scripts/ in the repository.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workflow_scripts import prompts  # noqa: E402
+from workflow_scripts.lib import prompts  # noqa: E402
 
 
 def arc_doc_to_text(doc) -> str:

@@ -61,7 +61,7 @@ def training_settings(**changes) -> dict:
     then the changes."""
     from snakemake.utils import validate
 
-    from workflow_scripts import batch
+    from workflow_scripts.lib import batch
 
     config = demo_config(training={"effective_batch_size": 4})
     validate(config, str(REPO / "config/schema.yaml"))
@@ -123,14 +123,14 @@ def job(rule: str, **wildcards) -> tuple[str, frozenset]:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from workflow_scripts import tiny_model
+    from workflow_scripts.demo import tiny_model
 
     return tiny_model.build(tmp_path_factory.mktemp("model") / "tiny-qwen2")
 
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
-    from workflow_scripts import tiny_model
+    from workflow_scripts.demo import tiny_model
 
     return tiny_model.build(tmp_path_factory.mktemp("model") / "tiny-llama3", style="llama3")
 
@@ -138,7 +138,8 @@ def tiny_llama(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def arc_bins(tmp_path_factory) -> Path:
     """The synthetic arc sample, normalized and split into 3 bins, as the workflow does it."""
-    from workflow_scripts import binning, data, sample_data
+    from workflow_scripts.demo import sample_data
+    from workflow_scripts.steps import binning, data
 
     folder = tmp_path_factory.mktemp("arc")
     sample_data.arc_rows(60).to_json(folder / "arc.jsonl", orient="records", lines=True)

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts import aggregation, config_files, plots, synthetic_cells
+from tests.support import synthetic_cells
+from workflow_scripts.lib import cell_table, config_files
+from workflow_scripts.steps import aggregation, plots
 
 
 def bootstrap(**changes) -> aggregation.Bootstrap:
@@ -145,18 +147,21 @@ def grid_table(tmp_path, models=("m1", "m2"), dataset="d", n_bins=4):
 
 def test_heatmap_matrices_are_exact(tmp_path):
     cells = write_bin(tmp_path, 0) + write_bin(tmp_path, 1, answers={k: v[::-1] for k, v in ANSWERS.items()})
-    found = plots.matrices(aggregation.tidy_table(cells, bootstrap(resamples=300)), "acc,none")
+    found = plots.matrices(aggregation.tidy_table(cells, bootstrap(resamples=300), {"d": "acc,none"}))
     assert found.accuracy.index.tolist() == ["base", "0", "1", "2"] and found.accuracy.columns.tolist() == [0, 1]
     np.testing.assert_allclose(found.accuracy.to_numpy(), [[0.4, 0.4], [0.8, 0.8], [0.4, 0.4], [0.1, 0.1]])
     np.testing.assert_allclose(found.change.to_numpy(), [[0.4, 0.4], [0.0, 0.0], [-0.3, -0.3]])
     assert found.significant.to_numpy()[1].tolist() == [False, False]
-    with pytest.raises(ValueError, match="acc,none"):
-        plots.matrices(aggregation.tidy_table(cells, bootstrap()), "exact_match,none")
+    # The figures draw what the table marks as the headline metric (from the config, via aggregate).
+    with pytest.raises(
+        ValueError, match=r"no row of the table is marked as the headline metric \(it has \['acc,none'\]\)"
+    ):
+        plots.matrices(aggregation.tidy_table(cells, bootstrap(), {"d": "exact_match,none"}))
 
 
 def test_distance_rows_average_over_train_bins(tmp_path):
     table = grid_table(tmp_path)
-    rows = plots.distance_rows([table], "acc,none")
+    rows = plots.distance_rows([table])
     assert sorted(rows["distance"].unique()) == [-3, -2, -1, 0, 1, 2, 3]
     m1 = rows[rows.model == "m1"]
     assert len(m1[m1.distance == 0]) == 4 and len(m1[m1.distance == 3]) == 1
@@ -180,17 +185,16 @@ def assert_image(path, min_bytes=10_000, min_size=(400, 300)):
 def test_every_figure_is_a_sensible_image(tmp_path):
     tables = {d: grid_table(tmp_path, dataset=d) for d in ("arc", "gsm8k")}
     one = tables["arc"][tables["arc"].model == "m1"]
-    plots.draw_pair(one, "m1", "arc", "acc,none", tmp_path / "change", tmp_path / "accuracy", dpi=80, annotate=True)
-    plots.draw_distance([tables["arc"]], "arc", "acc,none", tmp_path / "distance", dpi=80, seed=0)
-    headline = {"arc": "acc,none", "gsm8k": "acc,none"}
+    plots.draw_pair(one, "m1", "arc", tmp_path / "change", tmp_path / "accuracy", dpi=80, annotate=True)
+    plots.draw_distance([tables["arc"]], "arc", tmp_path / "distance", dpi=80, seed=0)
     limit = plots.draw_model_grid(
-        {d: t[t.model == "m1"] for d, t in tables.items()}, headline, "m1", tmp_path / "grid", dpi=80, annotate=True
+        {d: t[t.model == "m1"] for d, t in tables.items()}, "m1", tmp_path / "grid", dpi=80, annotate=True
     )
     records = {str(b): {"loss_per_step": [{"step": s, "loss": 2.0 / (s + b)} for s in range(1, 11)]} for b in range(4)}
     plots.draw_loss(records, "m1", "arc", tmp_path / "loss", dpi=80, eval_split="all")
     for name in ("change", "accuracy", "distance", "grid", "loss"):
         assert_image(tmp_path / f"{name}.png")
-    changes = [plots.matrices(t[t.model == "m1"], "acc,none").change for t in tables.values()]
+    changes = [plots.matrices(t[t.model == "m1"]).change for t in tables.values()]
     assert limit == pytest.approx(max(np.abs(c.to_numpy()).max() for c in changes))  # one shared scale
 
 
@@ -278,13 +282,13 @@ def test_heldout_and_whole_bin_cells_are_never_paired(tmp_path):
 def test_csv_round_trip_keeps_the_labels(tmp_path):
     table = seeded_table(tmp_path, resamples=100)
     table.to_csv(tmp_path / "t.csv", index=False)
-    again = aggregation.read_table(tmp_path / "t.csv")
+    again = cell_table.read_table(tmp_path / "t.csv")
     pd.testing.assert_frame_equal(table, again, check_dtype=False)
     assert str(again["seed"].dtype) == "Int64" and again["row_label"].tolist() == table["row_label"].tolist()
 
 
 def test_seed_table_has_exact_means_spreads_and_averaged_intervals(tmp_path):
-    from workflow_scripts import seed_summary
+    from workflow_scripts.steps import seed_summary
 
     table = seeded_table(tmp_path, resamples=500)
     seeds = seed_summary.seed_table(table)
@@ -305,7 +309,7 @@ def test_seed_table_has_exact_means_spreads_and_averaged_intervals(tmp_path):
 
 
 def test_seed_table_of_one_seed_is_the_tidy_table(tmp_path):
-    from workflow_scripts import seed_summary
+    from workflow_scripts.steps import seed_summary
 
     table = aggregation.tidy_table(write_bin(tmp_path), bootstrap(resamples=200))
     seeds = seed_summary.seed_table(table)
@@ -321,7 +325,7 @@ def test_seed_table_of_one_seed_is_the_tidy_table(tmp_path):
 
 
 def test_heatmaps_average_seeds_and_add_in_context_rows(tmp_path):
-    found = plots.matrices(seeded_table(tmp_path, resamples=200), "acc,none")
+    found = plots.matrices(seeded_table(tmp_path, resamples=200))
     assert found.accuracy.index.tolist() == ["base", "0", "icl2-bin0"] and found.n_seeds == 3
     np.testing.assert_allclose(found.accuracy[0].to_numpy(), [0.4, 0.7, 0.5])
     np.testing.assert_allclose(found.change[0].to_numpy(), [0.3, 0.1])
@@ -332,7 +336,7 @@ def test_heatmap_marks_come_from_the_label_columns(tmp_path):
     rows' label columns, not their names."""
     import matplotlib.pyplot as plt
 
-    found = plots.matrices(seeded_table(tmp_path, resamples=100), "acc,none")
+    found = plots.matrices(seeded_table(tmp_path, resamples=100))
     assert found.rows.loc[["0", "icl2-bin0"], "train_kind"].tolist() == ["bin", "in_context"]
 
     def marks(rows):
@@ -361,15 +365,13 @@ def png_title(path):
 )
 def test_every_figure_names_its_evaluation_mode(tmp_path, eval_split, mode):
     table = seeded_table(tmp_path, resamples=100).assign(eval_split=eval_split)
-    plots.draw_pair(table, "m", "d", "acc,none", tmp_path / "change", tmp_path / "accuracy", dpi=60, annotate=True)
-    plots.draw_distance([table], "d", "acc,none", tmp_path / "distance", dpi=60, seed=0)
-    plots.draw_model_grid({"d": table}, {"d": "acc,none"}, "m", tmp_path / "grid", dpi=60, annotate=True)
+    plots.draw_pair(table, "m", "d", tmp_path / "change", tmp_path / "accuracy", dpi=60, annotate=True)
+    plots.draw_distance([table], "d", tmp_path / "distance", dpi=60, seed=0)
+    plots.draw_model_grid({"d": table}, "m", tmp_path / "grid", dpi=60, annotate=True)
     plots.draw_loss({"0": {"loss_per_step": [{"step": 1, "loss": 1.0}]}}, "m", "d", tmp_path / "loss", 60, eval_split)
     for name in ("change", "accuracy", "distance", "grid", "loss"):
         assert mode in png_title(tmp_path / f"{name}.png"), name
         assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
     assert "mean over 3 seeds" in png_title(tmp_path / "change.png")
     with pytest.raises(ValueError, match="mixes"):
-        plots.matrices(
-            pd.concat([table, table.assign(eval_split="all" if eval_split == "heldout" else "heldout")]), "acc,none"
-        )
+        plots.matrices(pd.concat([table, table.assign(eval_split="all" if eval_split == "heldout" else "heldout")]))

@@ -12,7 +12,8 @@ import yaml
 
 import conftest
 from conftest import REPO, snakemake
-from workflow_scripts import data, sample_data
+from workflow_scripts.demo import sample_data
+from workflow_scripts.steps import data
 
 SENTINEL = "results/demo/cells/tiny-qwen2/arc/train-base/test-0.json"
 
@@ -201,7 +202,7 @@ def test_key_given_twice_in_a_config_file(tiny_model, tmp_path):
 
 
 def test_nested_keys_given_twice_are_named_with_their_path(tmp_path):
-    from workflow_scripts import config_files
+    from workflow_scripts.lib import config_files
 
     path = tmp_path / "c.yaml"
     path.write_text("training:\n  epochs: 1\n  seed: 1\n  epochs: 2\nmodels:\n  a: {path: x}\n  b: {path: y}\n")
@@ -342,7 +343,7 @@ def test_data_too_small_for_the_config_is_refused_before_any_job(tiny_model, tmp
 
 def test_the_steps_refuse_too_few_rows_when_the_data_comes_later(tmp_path, capsys):
     """A hub dataset is downloaded by the run itself: then bin and heldout_split refuse, before training."""
-    from workflow_scripts import binning, heldout_split
+    from workflow_scripts.steps import binning, heldout_split
 
     table = tmp_path / "table.parquet"
     import pandas as pd

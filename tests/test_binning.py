@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts.binning import assign_bins, bin_edges, split_into_bins
+from workflow_scripts.steps.binning import assign_bins, bin_edges, split_into_bins
 
 
 def test_edges_follow_the_definition():

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake
-from workflow_scripts import runtime
+from workflow_scripts.lib import runtime
 
 GPU_RULES = {"train", "generate"}
 CPU_RULES = {

@@ -8,19 +8,19 @@ import re
 import pytest
 
 import plan_golden
-from workflow_scripts import code_inputs
+from workflow_scripts.lib import code_inputs
 
 # convert: its code is recorded in the model's conversion.json instead (rules/train.smk explains why).
 NO_CODE_INPUTS = {"convert", "all"}
 
 
 def test_closure_follows_imports_anywhere_in_a_module():
-    # seed_summary imports aggregation inside functions; aggregation imports cell_names, layout, io_utils.
-    assert set(code_inputs.closure("workflow_scripts.seed_summary")) == {
-        f"workflow_scripts/{name}.py" for name in ("seed_summary", "aggregation", "cell_names", "io_utils", "layout")
+    # seed_summary imports the cell table's library inside functions; cell_table imports io_utils.
+    assert set(code_inputs.closure("workflow_scripts.steps.seed_summary")) == {
+        f"workflow_scripts/{name}.py" for name in ("steps/seed_summary", "lib/cell_table", "lib/io_utils")
     }
     # evaluation imports in_context for in-context cells only: those cells list it, no other cell does.
-    assert "workflow_scripts/in_context.py" not in code_inputs.closure("workflow_scripts.evaluation")
+    assert "workflow_scripts/lib/in_context.py" not in code_inputs.closure("workflow_scripts.lib.evaluation")
 
 
 def test_a_group_task_lists_its_sub_tasks_and_templates():
@@ -30,7 +30,7 @@ def test_a_group_task_lists_its_sub_tasks_and_templates():
         "tasks/_cross_difficulty_bbh_template_yaml",
         "tasks/_cross_difficulty_template_yaml",
         "tasks/utils.py",
-        "workflow_scripts/prompts.py",
+        "workflow_scripts/lib/prompts.py",
     } <= set(files)
 
 
@@ -47,7 +47,7 @@ def test_every_jobs_code_inputs_are_its_import_closure(case):
         if job["rule"] == "score":  # generate reads no task file: what shapes its requests is an argument
             expected |= set(code_inputs.task_inputs(re.search(r"--task (\S+)", job["shell"]).group(1)))
         if job["rule"] in ("generate", "score") and "--in-context-k" in job["shell"]:
-            expected |= set(code_inputs.closure("workflow_scripts.in_context"))
+            expected |= set(code_inputs.closure("workflow_scripts.lib.in_context"))
         if job["rule"] in ("train", "resume_drill", "memory_probe"):
             expected.add(re.search(r"--accelerate-config <repo>/(\S+)", job["shell"]).group(1))
         assert set(job["code"]) == expected, key

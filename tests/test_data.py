@@ -6,7 +6,8 @@ import datasets
 import pandas as pd
 import pytest
 
-from workflow_scripts import data, sample_data
+from workflow_scripts.demo import sample_data
+from workflow_scripts.steps import data
 
 
 def test_local_jsonl_keeps_the_schema_and_adds_ids(tmp_path):

@@ -1,6 +1,6 @@
 """The study's effective batch whatever the GPU count: config `training.effective_batch_size` (8; 4 for
 the datasets with gradient checkpointing) is what every train job gets, its accumulation steps derived
-from its ranks (workflow_scripts/batch.py); train GPUs follow the model's size; a combination that
+from its ranks (workflow_scripts/lib/batch.py); train GPUs follow the model's size; a combination that
 cannot reach the effective batch is refused before any job, one line, nothing touched."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import REPO, snakemake
 
-from workflow_scripts import batch
+from workflow_scripts.lib import batch
 
 STUDY_EFFECTIVE = {"ifeval": 4, "mmlu_pro": 4, "musr": 4}  # batch 1 + gradient checkpointing on 4 GPUs
 
@@ -25,7 +25,7 @@ def train_commands(output: str) -> dict[tuple[str, str], dict]:
         wildcards = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"wildcards: (.*)", block).group(1)))
         if wildcards["trained_row"] != "0":
             continue
-        command = shlex.split(block[block.index("python -m workflow_scripts.training") :].split(" > ")[0])
+        command = shlex.split(block[block.index("python -m workflow_scripts.steps.training") :].split(" > ")[0])
         found[wildcards["model"], wildcards["dataset"]] = {
             "ranks": int(command[command.index("--num-processes") + 1]),
             "gpus": int(command[command.index("--gpus") + 1]),

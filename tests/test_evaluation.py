@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from workflow_scripts import evaluation
+from tests.support import one_cell
+from workflow_scripts.lib import evaluation
 
 
 def test_cell_yaml_includes_the_task_and_points_at_the_bin(tmp_path):
@@ -65,7 +66,7 @@ def test_per_question_rows_merge_filters():
 def test_real_cell_counts_only_the_bin(tiny_model, arc_bins, tmp_path):
     out = tmp_path / "cell.json"
     subprocess.run(
-        evaluation.cell_command(
+        one_cell.cell_command(
             "cross_difficulty_arc",
             arc_bins / "bin-2.parquet",
             tiny_model,

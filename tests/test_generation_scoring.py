@@ -1,6 +1,6 @@
 """Generation of a whole row in one lm-eval run, then scoring by replay, against per-cell evaluation.
 
-The reference is today's evaluation.evaluate_cell, run at test time (so task edits change both sides
+The reference is today's evaluation.run_lm_eval, run at test time (so task edits change both sides
 alike): on the sample data with the tiny model (HF backend, fp32, CPU), every dataset's cells and
 per-question rows must come out exactly equal, for plain, held-out and in-context rows. A replay that
 is asked a request other than the generated one must stop with one line naming the cell.
@@ -17,7 +17,9 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from workflow_scripts import evaluation, generation, heldout_split, in_context, sample_data, task_files, task_parts
+from workflow_scripts.demo import sample_data
+from workflow_scripts.lib import evaluation, in_context, task_files, task_parts
+from workflow_scripts.steps import generation, heldout_split
 
 DATASETS = ["arc", "gsm8k", "mmlu_pro", "gpqa_extended", "bbh", "musr", "math", "ifeval"]
 # Keys whose values a scored cell shares with the per-cell one (the rest: timings and versions).
@@ -28,7 +30,7 @@ BATCH, MAX_GEN_TOKS = "4", 8
 
 def write_bins(dataset: str, rows: int, folder) -> dict[int, str]:
     """The dataset's sample rows cut into 3 bins as the workflow cuts them: {bin: parquet}."""
-    from workflow_scripts import binning, data
+    from workflow_scripts.steps import binning, data
 
     sample_data.GENERATORS[dataset](rows).to_json(folder / "rows.jsonl", orient="records", lines=True)
     table = data.normalize(data.load_source({"path": str(folder / "rows.jsonl")}))
@@ -65,7 +67,7 @@ class CountingCalls:
 
 @pytest.mark.parametrize("dataset, in_context_k", [(d, 0) for d in DATASETS] + [("bbh", 2)])
 def test_generate_then_score_equals_per_cell_evaluation(dataset, in_context_k, tiny_model, tmp_path):
-    from workflow_scripts import scoring
+    from workflow_scripts.steps import scoring
 
     task = f"cross_difficulty_{dataset}"
     files, overrides = write_bins(dataset, 15, tmp_path), {}
@@ -78,7 +80,7 @@ def test_generate_then_score_equals_per_cell_evaluation(dataset, in_context_k, t
     # One model load for the whole test: the per-cell runs and the row's run share it.
     lm, model_args = generation.load_model("hf", str(tiny_model), "float32", BATCH, False, 42)
     reference = {
-        k: evaluation.evaluate_cell(
+        k: evaluation.run_lm_eval(
             task, f, str(tiny_model), "hf", "float32", BATCH, MAX_GEN_TOKS, 42, spec_overrides=overrides.get(k), lm=lm
         )
         for k, f in files.items()
@@ -120,7 +122,7 @@ def test_generate_then_score_equals_per_cell_evaluation(dataset, in_context_k, t
 
 def test_a_row_in_one_model_call_scores_too(tiny_model, tmp_path):
     """vLLM's way: every bin's requests in one call (no exact per-cell equality is claimed there)."""
-    from workflow_scripts import scoring
+    from workflow_scripts.steps import scoring
 
     task, files = "cross_difficulty_gsm8k", write_bins("gsm8k", 15, tmp_path)
     lm, model_args = generation.load_model("hf", str(tiny_model), "float32", BATCH, False, 42)
@@ -289,7 +291,7 @@ def test_a_changed_prompt_stops_scoring_with_one_line_naming_the_cell(heldout_ic
 
 def raw_file(tiny_model, requests) -> dict:
     generation_info = {
-        "format": generation.RAW_FORMAT,
+        "format": evaluation.RAW_FORMAT,
         "task": "t",
         "model_path": str(tiny_model),
         "chat_template_args": {},
@@ -332,7 +334,7 @@ LOGGED = [
 
 
 def test_replay_answers_the_generated_requests(tiny_model):
-    from workflow_scripts.scoring import ReplayLM
+    from workflow_scripts.steps.scoring import ReplayLM
 
     raw = raw_file(tiny_model, LOGGED)
     raw["generation"]["model_path"] = "/deleted/trained/model"  # the base model's tokenizer renders alike
@@ -367,7 +369,7 @@ def test_replay_answers_the_generated_requests(tiny_model):
     ],
 )
 def test_replay_refuses_a_request_other_than_the_generated_one(tiny_model, asked, message):
-    from workflow_scripts.scoring import ReplayLM, StaleGeneration
+    from workflow_scripts.steps.scoring import ReplayLM, StaleGeneration
 
     replay = ReplayLM(raw_file(tiny_model, LOGGED), "cells/m/d/train-3/test-1.json")
     method = replay.generate_until if asked.request_type == "generate_until" else replay.loglikelihood
@@ -379,7 +381,7 @@ def test_replay_refuses_a_request_other_than_the_generated_one(tiny_model, asked
 
 
 def test_replay_refuses_generated_requests_left_unasked(tiny_model):
-    from workflow_scripts.scoring import ReplayLM, StaleGeneration
+    from workflow_scripts.steps.scoring import ReplayLM, StaleGeneration
 
     replay = ReplayLM(raw_file(tiny_model, LOGGED), "cell X")
     replay.loglikelihood([request("loglikelihood", ("Q?", " A"))])
@@ -392,10 +394,10 @@ def test_replay_refuses_generated_requests_left_unasked(tiny_model):
 
 
 def test_replay_refuses_another_raw_format(tiny_model):
-    from workflow_scripts.scoring import ReplayLM
+    from workflow_scripts.steps.scoring import ReplayLM
 
     raw = raw_file(tiny_model, LOGGED)
-    raw["generation"]["format"] = generation.RAW_FORMAT + 1
+    raw["generation"]["format"] = evaluation.RAW_FORMAT + 1
     with pytest.raises(ValueError, match="re-run its generation"):
         ReplayLM(raw, "cell X")
 
@@ -457,4 +459,4 @@ def test_generation_fingerprint_changes_only_with_what_shapes_requests(tmp_path,
 def test_a_prompt_helper_module_is_part_of_the_generation():
     hooks = task_parts.generation_part("cross_difficulty_arc")["hooks"]
     assert "return prompts.arc(doc)[0]" in hooks["utils.arc_doc_to_text"]
-    assert "workflow_scripts.prompts" in hooks["utils.arc_doc_to_text"]  # with the hash of prompts.py
+    assert "workflow_scripts.lib.prompts" in hooks["utils.arc_doc_to_text"]  # with the hash of prompts.py

@@ -24,7 +24,9 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake
-from workflow_scripts import cluster_check, evaluation, runtime
+from tests.support import one_cell
+from workflow_scripts.lib import evaluation, runtime
+from workflow_scripts.steps import cluster_check
 
 DATE = "26 Jul 2024"
 
@@ -58,8 +60,8 @@ def test_evaluation_makes_cuda_detection_fork_safe_before_torch_is_imported(tiny
             sys.executable,
             "-c",
             TORCH_IMPORT_SPY,
-            "workflow_scripts.evaluation",
-            *evaluation.cell_arguments(
+            "tests.support.one_cell",
+            *one_cell.cell_arguments(
                 "cross_difficulty_arc",
                 arc_bins / "bin-0.parquet",
                 tiny_model,
@@ -149,8 +151,8 @@ def test_library_error_keeps_its_traceback_above_one_last_line(failing_jobs):
 def test_own_input_errors_stay_one_line(tmp_path, capsys, arc_bins):
     """Our own checks' messages name the field and the fix: no traceback above them."""
     with pytest.raises(SystemExit):
-        evaluation.main(
-            evaluation.cell_arguments(
+        one_cell.main(
+            one_cell.cell_arguments(
                 "cross_difficulty_nope",
                 str(arc_bins / "bin-0.parquet"),
                 "m",
@@ -273,13 +275,14 @@ def every(command: list[str], name: str, count: int) -> list[list[str]]:
 # The dry-run on this GPU-less machine plans one rank; `--gpus 2` plans what a two-GPU machine runs.
 @pytest.mark.parametrize("gpus, ranks", [(None, 1), ("2", 2)], ids=["auto-here", "two-gpus"])
 def test_gpu_smoke_plans_the_grid_steps_with_the_study_settings(tmp_path, monkeypatch, gpus, ranks):
-    from workflow_scripts import task_parts, training
+    from workflow_scripts.lib import task_parts
+    from workflow_scripts.steps import training
 
     stdout, steps = smoke_dry_run(tmp_path, *(["--gpus", gpus] if gpus else []))
     assert f"training ranks: {ranks} (" in stdout
     assert list(steps) == SMOKE_STEPS
     # The grid's steps only: no per-cell evaluation.
-    assert not any("workflow_scripts.evaluation" in s["command"] for s in steps.values())
+    assert not any("one_cell" in s["command"] for s in steps.values())
     train_options = set(re.findall(r"--[a-z-]+", (REPO / "rules/train.smk").read_text().split("rule convert")[0]))
     for style in ("llama3", "qwen2"):
         step = steps[f"train-{style}"]
@@ -306,7 +309,7 @@ def test_gpu_smoke_plans_the_grid_steps_with_the_study_settings(tmp_path, monkey
             generate = steps[f"generate-{engine}-{dataset}"]
             score = steps[f"score-{engine}-{dataset}"]
             command = generate["command"]
-            assert command[1:3] == ["-m", "workflow_scripts.generation"] and generate["gpus"] == 1
+            assert command[1:3] == ["-m", "workflow_scripts.steps.generation"] and generate["gpus"] == 1
             assert option(command, "--task") == f"cross_difficulty_{dataset}"
             assert option(command, "--task-fingerprint") == task_parts.generation_fingerprint(
                 f"cross_difficulty_{dataset}"
@@ -321,7 +324,7 @@ def test_gpu_smoke_plans_the_grid_steps_with_the_study_settings(tmp_path, monkey
             if engine == "vllm":
                 assert option(command, "--attention-backend") == "TRITON_ATTN"
             command = score["command"]
-            assert command[1:3] == ["-m", "workflow_scripts.scoring"] and score["gpus"] == 0
+            assert command[1:3] == ["-m", "workflow_scripts.steps.scoring"] and score["gpus"] == 0
             cells = every(command, "--cell", 4)
             # Scores exactly what generate wrote, bin by bin, with the base model's tokenizer.
             assert [c[:3] for c in cells] == bins

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from conftest import REPO, demo_config
-from workflow_scripts import grid_status, synthetic_cells
+from tests.support import synthetic_cells
+from workflow_scripts.tools import grid_status
 
 
 def mark_incomplete(workdir, relative_path):
@@ -80,7 +81,7 @@ def test_command_line_prints_the_table(tmp_path):
         [
             sys.executable,
             "-m",
-            "workflow_scripts.grid_status",
+            "workflow_scripts.tools.grid_status",
             "--configfile",
             str(configfile),
             "--directory",
@@ -164,7 +165,7 @@ def test_config_with_a_key_given_twice_is_refused(tmp_path):
     path = tmp_path / "twice.yaml"
     path.write_text((REPO / "config/demo.yaml").read_text() + "n_bins: 4\n")
     result = subprocess.run(
-        [sys.executable, "-m", "workflow_scripts.grid_status", "--configfile", str(path)],
+        [sys.executable, "-m", "workflow_scripts.tools.grid_status", "--configfile", str(path)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from workflow_scripts import cell_names, evaluation, heldout_split, in_context, prompts, task_files
+from workflow_scripts.lib import cell_names, evaluation, in_context, prompts, task_files
+from workflow_scripts.steps import heldout_split
 
 IDS = [f"q{i:02d}" for i in range(20)]
 
@@ -251,7 +252,8 @@ def lm_eval_contexts(task: str, test_file: str, pool_file: str, k: int, prompt_f
 
 @pytest.mark.parametrize("dataset", ["arc", "gsm8k", "bbh"])
 def test_lm_eval_puts_the_examples_before_the_task_prompt(dataset, tmp_path):
-    from workflow_scripts import binning, data, sample_data
+    from workflow_scripts.demo import sample_data
+    from workflow_scripts.steps import binning, data
 
     sample_data.GENERATORS[dataset](60).to_json(tmp_path / "rows.jsonl", orient="records", lines=True)
     table = data.normalize(data.load_source({"path": str(tmp_path / "rows.jsonl")}))

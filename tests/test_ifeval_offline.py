@@ -25,13 +25,14 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake
-from workflow_scripts import punkt_model
+from workflow_scripts.demo import punkt_model
 
 # Scores each sample row's reference answer with lm-eval's own checkers (through our task hook).
 SCORE_EVERY_INSTRUCTION = """
 import json, sys
 sys.path.insert(0, {repo!r})
-from workflow_scripts import sample_data, task_files
+from workflow_scripts.demo import sample_data
+from workflow_scripts.lib import task_files
 from lm_eval.tasks.ifeval import instructions_registry
 result = {{"registry": sorted(instructions_registry.INSTRUCTION_DICT), "scored": {{}}, "errors": {{}}}}
 hook = task_files.hooks().ifeval_process_results

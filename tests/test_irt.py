@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, job_counts, snakemake
-from workflow_scripts import irt, responses
+from workflow_scripts.steps import irt, responses
 
 
 def spearman(a, b) -> float:

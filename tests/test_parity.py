@@ -21,8 +21,10 @@ import yaml
 
 from conftest import REPO, snakemake, training_settings
 from test_tasks import evaluation_utils, score
-from workflow_scripts import data, prompts, sample_data
-from workflow_scripts.training import TrainSettings, build_trainer
+from workflow_scripts.demo import sample_data
+from workflow_scripts.lib import prompts
+from workflow_scripts.steps import data
+from workflow_scripts.steps.training import TrainSettings, build_trainer
 
 CPU_SETTINGS = training_settings(
     epochs=1, bf16=False, optim="adamw_torch", learning_rate=1e-3, max_length=512, use_liger_kernel=False

@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from conftest import REPO, job, planned_jobs, snakemake
-from workflow_scripts import pilot
+from workflow_scripts.steps import pilot
 
 DEMO = str(REPO / "config/demo.yaml")
 
@@ -61,7 +61,7 @@ def test_the_paper_pilot_is_one_entry_per_gpu_path(tmp_path):
         ),
         job("memory_probe", model="qwen2.5-14b-instruct", dataset="gsm8k"),
     }
-    command = next(line for line in result.stdout.splitlines() if "workflow_scripts.pilot --spec" in line)
+    command = next(line for line in result.stdout.splitlines() if "workflow_scripts.steps.pilot --spec" in line)
     words = shlex.split(command)
     spec = json.loads(words[words.index("--spec") + 1])
     proved = {path for item in spec["rows"] + spec["probes"] for path in item["paths"]}

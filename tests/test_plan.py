@@ -9,7 +9,7 @@ import math
 import yaml
 
 from conftest import REPO, snakemake
-from workflow_scripts import plan
+from workflow_scripts.tools import plan
 
 
 def test_paper_grid_asks_for_at_most_three_times_what_it_is_expected_to_use(tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from workflow_scripts.prompts import gsm8k_target, musr_answer_index, render
+from workflow_scripts.lib.prompts import gsm8k_target, musr_answer_index, render
 
 ARC_ROW = {
     "id": "Mercury_7175875",

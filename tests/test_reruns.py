@@ -196,12 +196,12 @@ def edited(path: Path):
 
 
 def test_evaluation_module_edit_reruns_evaluation_only(checkout):
-    with edited(checkout / "workflow_scripts/evaluation.py"):
+    with edited(checkout / "workflow_scripts/lib/evaluation.py"):
         assert planned(checkout, "config/reruns.yaml") == cells() | reports()
 
 
 def test_scoring_module_edit_reruns_scoring_only(checkout):
-    with edited(checkout / "workflow_scripts/scoring.py"):
+    with edited(checkout / "workflow_scripts/steps/scoring.py"):
         assert planned(checkout, "config/reruns.yaml") == scorings() | reports()
 
 
@@ -242,14 +242,14 @@ def test_headline_metric_reruns_tables_and_figures_only(checkout):
 
 
 def test_training_module_edit_spares_base_cells(checkout):
-    with edited(checkout / "workflow_scripts/training.py"):
+    with edited(checkout / "workflow_scripts/steps/training.py"):
         assert planned(checkout, "config/reruns.yaml") == training() | cells(rows=BINS) | reports() | loss_curves()
 
 
 def test_conversion_code_or_setting_changed_plans_nothing(checkout):
     """A converted model is kept: re-making it would need its deleted ZeRO state, i.e. re-training.
     conversion.json records what made it (`make plan` lists the models made otherwise)."""
-    with edited(checkout / "workflow_scripts/conversion.py"):
+    with edited(checkout / "workflow_scripts/steps/conversion.py"):
         assert planned(checkout, "config/reruns.yaml") == set()
     config = base_config()
     config["conversion"]["max_shard_size"] = "1GB"
@@ -282,7 +282,7 @@ def test_n_bins_of_one_dataset(checkout):
     expected = (
         {job("bin", dataset="arc")}
         | training(datasets=["arc"], bins=bins3)
-        # Two bin counts: a pair of evaluation rules per count (rules/evaluate.smk); gsm8k's rows keep
+        # Two bin counts: a pair of evaluation rules per count (rules/generate.smk, rules/score.smk); gsm8k's rows keep
         # their outputs under the renamed rules and re-run nothing.
         | generations(datasets=["arc"], rows=("base", *bins3), rule="generate_3_bins")
         | scorings(datasets=["arc"], rows=("base", *bins3), rule="score_3_bins")

@@ -53,7 +53,7 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     # Preemption: the job's processes (launcher, accelerate, every rank) die at once; Snakemake sees
     # the job fail and deletes its declared outputs, as it does on a cluster.
     job_processes = psutil.Process(first.pid).children(recursive=True)
-    assert any("workflow_scripts.training" in " ".join(p.cmdline()) for p in job_processes)
+    assert any("workflow_scripts.steps.training" in " ".join(p.cmdline()) for p in job_processes)
     for process in job_processes:
         process.send_signal(signal.SIGKILL)
     assert first.wait(timeout=120) != 0
@@ -79,26 +79,27 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path):
 def test_checkpoints_of_other_settings_are_not_resumed(tmp_path, capsys):
     """The work folder outlives a finished train job until its convert job runs: after a config edit in
     between, the re-run starts over instead of resuming (and finishing) the old training."""
-    from workflow_scripts import training
+    from workflow_scripts.lib import checkpoints
+    from workflow_scripts.steps import training
 
     work = tmp_path / "work"
     settings = json.dumps({"learning_rate": 1e-5, "num_train_epochs": 3})
     args = SimpleNamespace(
         model="m", train_file="t.parquet", prompt_format="arc", num_processes=2, settings=settings, work_dir=str(work)
     )
-    training.claim_work_dir(args)
+    checkpoints.claim_work_dir(work, training.job_identity(args))
     (work / "checkpoint-4").mkdir()
-    (work / "checkpoint-4" / training.COMPLETE_MARKER).touch()
-    training.claim_work_dir(args)  # a retry of the same training resumes
-    assert [p.name for p in training.complete_checkpoints(work)] == ["checkpoint-4"]
+    (work / "checkpoint-4" / checkpoints.COMPLETE_MARKER).touch()
+    checkpoints.claim_work_dir(work, training.job_identity(args))  # a retry of the same training resumes
+    assert [p.name for p in checkpoints.complete_checkpoints(work)] == ["checkpoint-4"]
     assert capsys.readouterr().out == ""
     args.settings = json.dumps({"learning_rate": 2e-5, "num_train_epochs": 3})
-    training.claim_work_dir(args)
-    assert training.complete_checkpoints(work) == []
+    checkpoints.claim_work_dir(work, training.job_identity(args))
+    assert checkpoints.complete_checkpoints(work) == []
     assert f"removed the checkpoints in {work}: another training" in capsys.readouterr().out
     assert json.loads((work / "job.json").read_text())["settings"]["learning_rate"] == 2e-5
     args.num_processes = 4  # ZeRO-3 shards of two ranks cannot resume on four
     (work / "checkpoint-8").mkdir()
-    (work / "checkpoint-8" / training.COMPLETE_MARKER).touch()
-    training.claim_work_dir(args)
-    assert training.complete_checkpoints(work) == []
+    (work / "checkpoint-8" / checkpoints.COMPLETE_MARKER).touch()
+    checkpoints.claim_work_dir(work, training.job_identity(args))
+    assert checkpoints.complete_checkpoints(work) == []

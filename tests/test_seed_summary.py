@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from workflow_scripts import seed_summary
+from workflow_scripts.steps import seed_summary
 
 
 def tidy(rows):

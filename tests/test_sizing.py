@@ -1,4 +1,4 @@
-"""Job sizing (workflow_scripts/sizing.py): parameter counts, the work read from disk, the request
+"""Job sizing (workflow_scripts/lib/sizing.py): parameter counts, the work read from disk, the request
 policy, and measured rates replacing the assumptions."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from workflow_scripts import sizing
+from workflow_scripts.lib import sizing
 
 # The architecture of each paper model (its config.json on the hub) and the count on its model card.
 PAPER_MODELS = {
@@ -204,7 +204,7 @@ def test_work_scales_the_estimate():
             max_gen_toks=256,
             trained=True,
         )
-        return sizing.evaluate_estimate(sizing.EvalWork(**{**work, **change}))
+        return sizing.bin_estimate(sizing.EvalWork(**{**work, **change}))
 
     assert cell(questions=1320).parts["generation_s"] > cell().parts["generation_s"]
     assert cell(trained=False).seconds > cell().seconds  # the base model writes longer answers, one to the limit

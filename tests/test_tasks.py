@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from conftest import REPO
-from workflow_scripts import evaluation, prompts, sample_data, task_files
+from workflow_scripts.demo import sample_data
+from tests.support import one_cell
+from workflow_scripts.lib import evaluation, prompts, task_files
 
 DATASETS = ["arc", "gsm8k", "mmlu_pro", "gpqa_extended", "bbh", "musr", "math", "ifeval"]
 
@@ -272,7 +274,7 @@ CELLS = [*DATASETS, "gpqa_extended-(B)"]
 
 @pytest.mark.parametrize("cell_name", CELLS)
 def test_every_task_runs_in_lm_eval(cell_name, tiny_model, tmp_path):
-    from workflow_scripts import binning, data
+    from workflow_scripts.steps import binning, data
 
     dataset, _, answer_form = cell_name.partition("-")
     if answer_form:
@@ -284,7 +286,7 @@ def test_every_task_runs_in_lm_eval(cell_name, tiny_model, tmp_path):
     binning.split_into_bins(table, 3, "1pl_quantile")[1].to_parquet(tmp_path / "bin-1.parquet")
     out = tmp_path / "cell.json"
     run = subprocess.run(
-        evaluation.cell_command(
+        one_cell.cell_command(
             f"cross_difficulty_{dataset}",
             tmp_path / "bin-1.parquet",
             tiny_model,

@@ -12,8 +12,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from conftest import REPO, training_settings
-from workflow_scripts import conversion, job_deadline, prompts
-from workflow_scripts.training import Deadline, TrainSettings, build_trainer, complete_checkpoints
+from workflow_scripts.lib import job_deadline, prompts
+from workflow_scripts.steps import conversion
+from workflow_scripts.lib.checkpoints import Deadline, complete_checkpoints
+from workflow_scripts.steps.training import TrainSettings, build_trainer
 
 CPU_SETTINGS = training_settings(
     epochs=1, bf16=False, optim="adamw_torch", learning_rate=1e-3, max_length=512, use_liger_kernel=False
@@ -67,7 +69,7 @@ def test_zero3_training_converts_to_the_same_logits(tiny_model, arc_bins, tmp_pa
         [
             sys.executable,
             "-m",
-            "workflow_scripts.training",
+            "workflow_scripts.steps.training",
             "launch",
             "--model",
             str(tiny_model),
@@ -213,7 +215,7 @@ def test_a_checkpoint_is_written_before_the_time_limit(
 
 
 def test_a_build_lock_left_by_a_killed_job_is_removed(tmp_path, monkeypatch):
-    from workflow_scripts import runtime
+    from workflow_scripts.lib import runtime
 
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     stale, fresh = tmp_path / "py311_cpu/old_op/lock", tmp_path / "py311_cpu/building_op/lock"
@@ -249,7 +251,7 @@ def test_rows_whose_prompt_fills_max_length_are_counted_as_dropped(tiny_model, a
     """TRL 1.16 drops such rows (the study kept them, fully masked): each job counts them and says so."""
     import pandas as pd
 
-    from workflow_scripts import training
+    from workflow_scripts.steps import training
 
     rows = pd.read_parquet(arc_bins / "bin-0.parquet")
     # Rows 0-2 get long questions with the same choices: row 0's prompt leaves room for one answer token,
@@ -306,3 +308,23 @@ def test_rows_whose_prompt_fills_max_length_are_counted_as_dropped(tiny_model, a
     assert [tokenizer.decode(i) for i, label in zip(kept["input_ids"], kept["labels"]) if label != -100] == [
         rows.loc[0, "answerKey"]
     ]
+
+
+def test_a_training_setting_named_as_sft_config_names_it_reaches_sft_config():
+    """A TRL hyper-parameter is one schema entry: its key passes to SFTConfig under its own name; the
+    study's names go through the one mapping; a name SFTConfig lacks or one the step sets is refused."""
+    from trl import SFTConfig
+
+    settings = TrainSettings.from_json(json.dumps({**CPU_SETTINGS, "neftune_noise_alpha": 5.0}))
+    arguments = settings.sft_arguments(cuda=False)
+    assert arguments["neftune_noise_alpha"] == 5.0
+    assert arguments["num_train_epochs"] == CPU_SETTINGS["epochs"] and "epochs" not in arguments
+    assert arguments["optim"] == CPU_SETTINGS["cpu_optim"] and "cpu_optim" not in arguments
+    assert arguments["data_seed"] == arguments["seed"] == CPU_SETTINGS["seed"]
+    assert "system_prompt" not in arguments and "chat_template_date" not in arguments
+    config = SFTConfig(output_dir="unused", use_cpu=True, **arguments)
+    assert config.neftune_noise_alpha == 5.0 and config.lr_scheduler_type == CPU_SETTINGS["lr_scheduler"]
+    with pytest.raises(ValueError, match=r"\['neftune_noise_alfa'\] are no fields of TRL's SFTConfig"):
+        TrainSettings.from_json(json.dumps({**CPU_SETTINGS, "neftune_noise_alfa": 5.0})).sft_arguments(cuda=False)
+    with pytest.raises(ValueError, match=r"\['save_strategy'\] are set by the training step itself"):
+        TrainSettings.from_json(json.dumps({**CPU_SETTINGS, "save_strategy": "steps"}))

@@ -32,7 +32,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts import (
+from tests.support import synthetic_cells
+from workflow_scripts.demo import sample_data
+from workflow_scripts.lib import evaluation
+from workflow_scripts.steps import (
     aggregation,
     binning,
     conversion,
@@ -42,9 +45,7 @@ from workflow_scripts import (
     irt,
     plots,
     responses,
-    sample_data,
     seed_summary,
-    synthetic_cells,
 )
 
 # ---- small valid inputs, and ways to break them ------------------------------------------------------
@@ -168,7 +169,7 @@ def generation_safetensors(tmp):
 
 
 GENERATION = {
-    "format": generation.RAW_FORMAT,
+    "format": evaluation.RAW_FORMAT,
     "task": "cross_difficulty_arc",
     "model_path": "m",
     "backend": "hf",
@@ -182,7 +183,7 @@ GENERATION = {
 
 
 def scoring_case(tmp, raw=None, test_file=None, pool=None, tokenizer=None):
-    from workflow_scripts import scoring
+    from workflow_scripts.steps import scoring
 
     test_file = test_file or arc_bin(tmp / "bins" / "bin-0.parquet")
     raw_file = tmp / "raw" / "test-0.json"
@@ -256,7 +257,7 @@ def plots_pair(tmp):
     table = written(tmp / "pair.csv", 'model,dataset,row_label\n"m,d,base\n')
     pngs = [tmp / "change.png", tmp / "accuracy.png"]
     argv = ["--dpi", "40", "pair", "--table", str(table), "--model", "m", "--dataset", "d"]
-    argv += ["--headline-metric", "acc,none", "--change-png", str(pngs[0]), "--accuracy-png", str(pngs[1])]
+    argv += ["--change-png", str(pngs[0]), "--accuracy-png", str(pngs[1])]
     return plots.main, argv, table, pngs + [p.with_suffix(".pdf") for p in pngs]
 
 

@@ -2,8 +2,8 @@
 
 The venv (.venv-vllm, ~4 GB, git-ignored) is built by `make .venv-vllm/installed.stamp` in this
 module's setup and kept between runs; where it cannot be installed the module is skipped with the
-reason. Cells run through `python -m workflow_scripts.evaluation --backend vllm`, as the evaluate
-rule runs them: model arguments, chat template, the per-cell task spec and the cell files.
+reason. Cells run through `python -m tests.support.one_cell --backend vllm`, with what the generate
+rule passes: model arguments, chat template, the per-cell task spec and the cell files.
 
 The model: the tiny Llama-3-style model, with head_dim 64 (vLLM's CPU attention refuses 16) and a
 wider initialisation, so that greedy generations differ between questions. Its template prints the
@@ -27,7 +27,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from workflow_scripts import evaluation, runtime
+from tests.support import one_cell
+from workflow_scripts.lib import runtime
 
 VLLM_VENV = REPO / ".venv-vllm"
 DATE = "26 Jul 2024"
@@ -60,7 +61,7 @@ def vllm_python():
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    from workflow_scripts import tiny_model
+    from workflow_scripts.demo import tiny_model
 
     return tiny_model.build(
         tmp_path_factory.mktemp("model") / "llama64", style="llama3", attention_heads=1, initializer_range=0.2
@@ -69,7 +70,8 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gsm8k_bins(tmp_path_factory):
-    from workflow_scripts import binning, data, sample_data
+    from workflow_scripts.demo import sample_data
+    from workflow_scripts.steps import binning, data
 
     folder = tmp_path_factory.mktemp("gsm8k")
     sample_data.gsm8k_rows(60).to_json(folder / "gsm8k.jsonl", orient="records", lines=True)
@@ -106,7 +108,7 @@ def run_cell(python, task, bin_file, model, out, backend, cache) -> tuple[dict, 
         "HF_DATASETS_OFFLINE": "1",
         marker.split("=")[0]: marker.split("=")[1],
     }
-    command = evaluation.cell_command(
+    command = one_cell.cell_command(
         task,
         bin_file,
         model,
@@ -216,4 +218,4 @@ def test_vllm_without_gpu_passes_the_config_check_when_jobs_have_a_cpu_build(vll
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "invalid config" not in result.stdout + result.stderr, result.stdout[-3000:]
     # One generation per row (4 rows x 2 datasets), each on vLLM.
-    assert result.stdout.count("python -m workflow_scripts.generation") == 8 and "--backend vllm" in result.stdout
+    assert result.stdout.count("python -m workflow_scripts.steps.generation") == 8 and "--backend vllm" in result.stdout

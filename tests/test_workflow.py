@@ -155,7 +155,7 @@ def test_all_datasets_and_math_solutions_plan_with_their_settings(tmp_path):
     assert counts["download"] == counts["bin"] == 10
     # The study's per-dataset settings reach the training command: batch 1 and checkpointing for
     # ifeval/mmlu_pro/musr, 5 epochs everywhere (the public scripts silently used 3 for those three).
-    commands = [line for line in output.splitlines() if "workflow_scripts.training launch" in line]
+    commands = [line for line in output.splitlines() if "workflow_scripts.steps.training launch" in line]
     for dataset in ("ifeval", "mmlu_pro", "musr", "arc"):
         settings = [
             json.loads(line.split("--settings '", 1)[1].split("'", 1)[0])
@@ -215,7 +215,9 @@ def test_killed_scoring_leaves_no_cell_and_reruns_only_it(demo_run):
 
     while True:
         evaluating = [
-            p for p in psutil.Process(run.pid).children(recursive=True) if "workflow_scripts.scoring" in command_line(p)
+            p
+            for p in psutil.Process(run.pid).children(recursive=True)
+            if "workflow_scripts.steps.scoring" in command_line(p)
         ]
         if evaluating:
             break

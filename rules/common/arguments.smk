@@ -4,7 +4,7 @@ import json
 import os
 import shlex
 
-from workflow_scripts import cell_names, layout, row_arguments
+from workflow_scripts.lib import cell_names, layout, row_arguments
 
 
 def irt_bootstrap_arguments(dataset):
@@ -40,13 +40,13 @@ def local_base_model(wildcards):
 def heldout_split_input(wildcards):
     """The held-out split, for a training job whose row carries the -heldout tag."""
     heldout = cell_names.labels(wildcards.trained_row)["eval_split"] == "heldout"
-    return [heldout_dir(wildcards.dataset)] if heldout else []
+    return [layout.heldout_dir(RESULTS, wildcards.dataset)] if heldout else []
 
 
 def training_file(wildcards, input):
     labels = cell_names.labels(wildcards.trained_row)
     if labels["eval_split"] == "heldout":
-        return pool_file(wildcards.dataset, labels["train_bin"], True)
+        return layout.pool_file(RESULTS, wildcards.dataset, labels["train_bin"], True)
     return os.path.join(input.bins, layout.bin_file_name(labels["train_bin"]))
 
 
@@ -55,7 +55,7 @@ def training_settings(wildcards):
     return json.dumps(train_settings(wildcards.model, wildcards.dataset, labels["seed"]), sort_keys=True)
 
 
-def evaluation_rule_names():
+def row_rule_names():
     """{n_bins: {"generate": name, "score": name}}: one pair of rules per distinct bin count."""
     counts = sorted({dataset_setting(dataset, "n_bins") for dataset in DATASETS})
     if len(counts) == 1:
@@ -67,11 +67,11 @@ def datasets_with_bins(n_bins):
     return _one_of([dataset for dataset in DATASETS if dataset_setting(dataset, "n_bins") == n_bins])
 
 
-def evaluated_model(model, dataset, row):
+def row_model(model, dataset, row):
     """The folder a row's generation loads: the converted fine-tuned model, or the base model (`base`
     and in-context rows)."""
     if cell_names.labels(row)["train_kind"] == "bin":
-        return trained_model_dir(model, dataset, row)
+        return layout.trained_model_dir(RESULTS, model, dataset, row)
     return base_model(model)
 
 
@@ -80,9 +80,9 @@ def row_extra_inputs(wildcards):
     labels = cell_names.labels(wildcards.row)
     inputs = {}
     if labels["eval_split"] == "heldout":
-        inputs["split"] = heldout_dir(wildcards.dataset)
+        inputs["split"] = layout.heldout_dir(RESULTS, wildcards.dataset)
     if labels["train_kind"] == "in_context":
-        inputs["in_context_code"] = step_code("workflow_scripts.in_context")
+        inputs["in_context_code"] = step_code("workflow_scripts.lib.in_context")
     return inputs
 
 
@@ -90,7 +90,7 @@ def generation_inputs(wildcards):
     """A row's model (the converted fine-tuned one, or a local base model), its held-out split and
     in-context code. Not the task files: what of them shapes the requests is in the arguments."""
     if cell_names.labels(wildcards.row)["train_kind"] == "bin":
-        model = [trained_model_dir(wildcards.model, wildcards.dataset, wildcards.row)]
+        model = [layout.trained_model_dir(RESULTS, wildcards.model, wildcards.dataset, wildcards.row)]
     else:
         model = local_base_model(wildcards)
     return {"model": model, **row_extra_inputs(wildcards)}
@@ -111,10 +111,10 @@ _FINGERPRINTS = {}
 
 
 def generation_fingerprint(task):
-    """The task's generation part, hashed (workflow_scripts/task_parts.py), once per task and run; a
+    """The task's generation part, hashed (workflow_scripts/lib/task_parts.py), once per task and run; a
     task not written yet has none (generation.py names the missing file when the job runs)."""
     if task not in _FINGERPRINTS:
-        from workflow_scripts import task_parts
+        from workflow_scripts.lib import task_parts
 
         exists = os.path.isfile(os.path.join(REPO, "tasks", f"{task}.yaml"))
         _FINGERPRINTS[task] = task_parts.generation_fingerprint(task) if exists else "missing"
@@ -128,7 +128,7 @@ def in_context_arguments(dataset, labels):
         "--in-context-k",
         str(labels["in_context_k"]),
         "--in-context-pool",
-        pool_file(dataset, labels["train_bin"], labels["eval_split"] == "heldout"),
+        layout.pool_file(RESULTS, dataset, labels["train_bin"], labels["eval_split"] == "heldout"),
         "--in-context-seed",
         str(labels["seed"]),
         "--prompt-format",
@@ -139,7 +139,7 @@ def in_context_arguments(dataset, labels):
 def generation_arguments(wildcards):
     """The command-line arguments of a row's generation: everything that shapes its requests and
     responses (so changing any of it re-runs the row), nothing that only scores them. Built by
-    workflow_scripts/row_arguments.py, as the GPU smoke test builds its own."""
+    workflow_scripts/lib/row_arguments.py, as the GPU smoke test builds its own."""
     dataset, model, row = wildcards.dataset, wildcards.model, wildcards.row
     labels = cell_names.labels(row)
     heldout = labels["eval_split"] == "heldout"
@@ -147,8 +147,11 @@ def generation_arguments(wildcards):
     args = row_arguments.generation(
         task,
         generation_fingerprint(task),
-        [(b, test_file(dataset, b, heldout), raw_path(model, dataset, row, b)) for b in bin_ids(dataset)],
-        evaluated_model(model, dataset, row),
+        [
+            (b, layout.test_file(RESULTS, dataset, b, heldout), layout.raw_file(RESULTS, model, dataset, row, b))
+            for b in bin_ids(dataset)
+        ],
+        row_model(model, dataset, row),
         evaluation_settings(dataset),
         chat_template_date=config["chat_template_date"],
         trust_remote_code=config["models"][model]["trust_remote_code"],
@@ -166,7 +169,12 @@ def scoring_arguments(wildcards):
     # The cell file carries every label (row kind, bin learned from, k, seed, eval_split): no table
     # has to parse a path.
     cells = [
-        (b, test_file(dataset, b, heldout), raw_path(model, dataset, row, b), cell_path(model, dataset, row, b))
+        (
+            b,
+            layout.test_file(RESULTS, dataset, b, heldout),
+            layout.raw_file(RESULTS, model, dataset, row, b),
+            layout.cell(RESULTS, model, dataset, row, b),
+        )
         for b in bin_ids(dataset)
     ]
     args = row_arguments.scoring(
@@ -306,10 +314,10 @@ def pilot_row(index, entry):
         paths.append(resume_path(train_processes(model)))
     return {
         "name": f"{model} on {dataset} bin {test_bin}",
-        "model_dir": trained_model_dir(model, dataset, row),
-        "cell": cell_path(model, dataset, row, test_bin),
-        "base_cell": cell_path(model, dataset, base, test_bin),
-        "test_file": test_file(dataset, test_bin, heldout),
+        "model_dir": layout.trained_model_dir(RESULTS, model, dataset, row),
+        "cell": layout.cell(RESULTS, model, dataset, row, test_bin),
+        "base_cell": layout.cell(RESULTS, model, dataset, base, test_bin),
+        "test_file": layout.test_file(RESULTS, dataset, test_bin, heldout),
         "drill": drill,
         "drill_work_dir": drill_work_dir,  # its checkpoints: the pilot removes them once checked
         "expect": pilot_expectations(model, dataset),
@@ -360,7 +368,7 @@ def pilot_inputs(wildcards):
             continue
         spec = pilot_row(i, entry)
         inputs.update({f"model_{i}": spec["model_dir"], f"cell_{i}": spec["cell"], f"base_cell_{i}": spec["base_cell"]})
-        inputs[f"bins_{i}"] = bins_dir(dataset)
+        inputs[f"bins_{i}"] = layout.bins_dir(RESULTS, dataset)
         if spec["drill"]:
             inputs[f"drill_{i}"] = spec["drill"]
     return inputs

@@ -2,8 +2,8 @@
 import os
 import shlex
 
-from workflow_scripts import runtime
-from workflow_scripts.fetch_nltk_data import CATEGORY as NLTK_CATEGORY
+from workflow_scripts.lib import runtime
+from workflow_scripts.steps.fetch_nltk_data import CATEGORY as NLTK_CATEGORY
 
 
 def cache_dir():

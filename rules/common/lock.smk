@@ -5,7 +5,7 @@ import os
 
 from snakemake.exceptions import WorkflowError
 
-from workflow_scripts import layout
+from workflow_scripts.lib import layout
 
 
 def results_lock():

@@ -1,9 +1,9 @@
-# Where results live: the rules' side of workflow_scripts/layout.py (the one spelling of the
-# path grammar), the wildcards' grammar, and the folders under results_dir.
-import os
+# Where results live: the wildcards' grammar, and the patterns of the per-row rules' files. Every
+# results path is spelled once, in workflow_scripts/lib/layout.py; the rules call it as
+# layout.<path>(RESULTS, ...), as the steps, grid_status and the tests do.
 import re
 
-from workflow_scripts import cell_names, layout
+from workflow_scripts.lib import cell_names, layout
 
 
 def _one_of(names):
@@ -16,42 +16,6 @@ wildcard_constraints:
     test_bin=r"\d+",
     row=cell_names.ROW_PATTERN,
     trained_row=cell_names.TRAINED_ROW_PATTERN,
-
-
-def results(*parts):
-    return os.path.join(RESULTS, *parts)
-
-
-def heldout_dir(dataset):
-    return layout.heldout_dir(RESULTS, dataset)
-
-
-def test_file(dataset, test_bin, heldout):
-    return layout.test_file(RESULTS, dataset, test_bin, heldout)
-
-
-def pool_file(dataset, source_bin, heldout):
-    return layout.pool_file(RESULTS, dataset, source_bin, heldout)
-
-
-def bins_dir(dataset):
-    return layout.bins_dir(RESULTS, dataset)
-
-
-def training_work_dir(model, dataset, trained_row):
-    return layout.training_work_dir(RESULTS, model, dataset, trained_row)
-
-
-def trained_model_dir(model, dataset, trained_row):
-    return layout.trained_model_dir(RESULTS, model, dataset, trained_row)
-
-
-def cell_path(model, dataset, row, test_bin):
-    return layout.cell(RESULTS, model, dataset, row, test_bin)
-
-
-def raw_path(model, dataset, row, test_bin):
-    return layout.raw_file(RESULTS, model, dataset, row, test_bin)
 
 
 # Output patterns of the per-row rules: layout's paths with the wildcards in place of the values, so

@@ -1,15 +1,15 @@
 # What each job asks SLURM for: partition, GPUs, threads, and time and memory sized from its
-# work (workflow_scripts/sizing.py), with retries capped at the partition limits.
+# work (workflow_scripts/lib/sizing.py), with retries capped at the partition limits.
 import functools
 import math
 import os
 
-from workflow_scripts import cell_names, sizing
+from workflow_scripts.lib import cell_names, sizing
 
-# The config's key for a rule's resources where it is not the rule's name: `evaluate` is the GPU job
-# of evaluation, the generate rule since issue 16; the pilot's memory probe is a train job.
-RESOURCE_KEYS = {"generate": "evaluate", "memory_probe": "train"}
-# Rules whose time and memory follow from each job's work (workflow_scripts/sizing.py), unless the
+# The config's key for a rule's resources where it is not the rule's name: the pilot's memory probe
+# is a train job.
+RESOURCE_KEYS = {"memory_probe": "train"}
+# Rules whose time and memory follow from each job's work (workflow_scripts/lib/sizing.py), unless the
 # config gives them a fixed `runtime` / `mem_mb`.
 SIZED_RULES = ("train", "convert", "generate", "memory_probe")
 
@@ -185,7 +185,7 @@ def job_work(rule_name, wildcards):
     if rule_name == "train":
         labels = cell_names.labels(wildcards.trained_row)
         heldout = labels["eval_split"] == "heldout"
-        rows_file = pool_file(dataset, labels["train_bin"], heldout)
+        rows_file = layout.pool_file(RESULTS, dataset, labels["train_bin"], heldout)
         rows = sizing.parquet_rows(rows_file) or sizing.expected_rows(
             prompt_format, n_bins, 1 - heldout_share if heldout else 1
         )
@@ -209,7 +209,7 @@ def job_work(rule_name, wildcards):
     output_type, limit = task_output(entry["task"])
     works, files = [], [model_config]
     for test_bin in bin_ids(dataset):
-        rows_file = test_file(dataset, test_bin, heldout)
+        rows_file = layout.test_file(RESULTS, dataset, test_bin, heldout)
         questions = sizing.parquet_rows(rows_file) or sizing.expected_rows(
             prompt_format, n_bins, heldout_share if heldout else 1
         )

@@ -1,10 +1,10 @@
-# A job's settings, resolved from the config (schema defaults filled in by rules/checks.smk):
+# A job's settings, resolved from the config (schema defaults filled in by rules/common/checks.smk):
 # per dataset, per model, the switches beyond the study, and the code a job runs.
 import functools
 import os
 
-from workflow_scripts import batch, code_inputs, layout, sizing
-from workflow_scripts import task_files as task_files_module
+from workflow_scripts.lib import batch, code_inputs, layout, sizing
+from workflow_scripts.lib import task_files as task_files_module
 
 RESULTS = config["results_dir"]
 MODELS = list(config["models"])
@@ -75,7 +75,7 @@ def merged_training(model, dataset):
 
 def train_settings(model, dataset, seed=None):
     """The hyper-parameters one training job gets: merged_training with the accumulation steps derived
-    from the effective batch and the job's ranks (workflow_scripts/batch.py); `seed` (one of `seeds`)
+    from the effective batch and the job's ranks (workflow_scripts/lib/batch.py); `seed` (one of `seeds`)
     is the run's own."""
     settings = batch.job_settings(merged_training(model, dataset), train_processes(model))
     settings["system_prompt"] = config["models"][model]["system_prompt"]
@@ -130,7 +130,7 @@ def in_context_k():
 
 
 def row_names(dataset, every_seed=True):
-    """The rows of a (model, dataset) table in this config (workflow_scripts/layout.py)."""
+    """The rows of a (model, dataset) table in this config (workflow_scripts/lib/layout.py)."""
     return layout.rows_of(config, dataset, every_seed)
 
 

@@ -5,7 +5,11 @@ def every_cell_of(model, dataset):
     """Every cell of a (model, dataset) in this config: the base model, each trained row per seed and,
     with in_context.k, each in-context row per seed. The tables read them all, so adding a seed re-runs
     that seed's jobs and the tables and figures built from them, nothing else."""
-    return [cell_path(model, dataset, row, test_bin) for row in row_names(dataset) for test_bin in bin_ids(dataset)]
+    return [
+        layout.cell(RESULTS, model, dataset, row, test_bin)
+        for row in row_names(dataset)
+        for test_bin in bin_ids(dataset)
+    ]
 
 
 def summary_figures():
