@@ -144,8 +144,8 @@ CONFIG_CASES = [
     ),
     (
         "more GPUs than a node has",
-        [("resources.evaluate.gpu", 16)],
-        "resources.evaluate: gpu 16 is more than cluster.gpus_per_node = 8",
+        [("resources.generate.gpu", 16)],
+        "resources.generate: gpu 16 is more than cluster.gpus_per_node = 8",
     ),
     ("a batch size lm-eval does not take", [("evaluation.batch_size", "large")], "evaluation.batch_size = 'large'"),
     (

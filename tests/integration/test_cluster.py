@@ -268,17 +268,17 @@ def sbatch_calls(output: str) -> dict[str, str]:
 
 def test_cluster_check_sees_the_gpus_each_rule_asks_for(slurm, tmp_path):
     result = run_through_profile(tmp_path, "cluster_check", verbose=True)
-    for rule, gpus in (("train", 2), ("evaluate", 1)):
+    for rule, gpus in (("train", 2), ("generate", 1)):
         seen = json.loads((tmp_path / f"results/demo/cluster_check/{rule}.json").read_text())
         assert seen["expected_gpus"] == seen["visible_gpus"] == gpus
         assert len(seen["CUDA_VISIBLE_DEVICES"].split(",")) == gpus
         assert seen["slurm_partition"] == "b200" and seen["slurm_job_id"]
     jobs = slurm_jobs(tmp_path)
-    assert sorted(rule_of(job) for job in jobs) == ["cluster_check_evaluate", "cluster_check_train"]
+    assert sorted(rule_of(job) for job in jobs) == ["cluster_check_generate", "cluster_check_train"]
     # What the plugin submitted: the GPUs, and all of them on one node.
     calls = sbatch_calls(result.stdout + result.stderr)
-    assert set(calls) == {"cluster_check_train", "cluster_check_evaluate"}, calls
-    for rule, gpus in (("cluster_check_train", 2), ("cluster_check_evaluate", 1)):
+    assert set(calls) == {"cluster_check_train", "cluster_check_generate"}, calls
+    for rule, gpus in (("cluster_check_train", 2), ("cluster_check_generate", 1)):
         assert re.search(rf"--gpus[= ]{gpus}\b", calls[rule]) and " --nodes=1" in calls[rule], calls[rule]
 
 

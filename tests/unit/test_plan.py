@@ -75,9 +75,9 @@ def test_no_attempt_asks_for_more_than_the_partition_limit(tmp_path):
 
 
 def sized_demo_config(tmp_path) -> str:
-    """The demo with train, convert and generate (config key `evaluate`) sized from their work instead of fixed."""
+    """The demo with train, convert and generate sized from their work instead of fixed."""
     config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
-    for rule in ("train", "convert", "evaluate"):
+    for rule in ("train", "convert", "generate"):
         config["resources"][rule] = {
             k: v for k, v in config["resources"][rule].items() if k not in ("runtime", "mem_mb")
         }
