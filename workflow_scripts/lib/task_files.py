@@ -5,6 +5,7 @@ the config checks (rules/common/checks.smk); lm-eval itself reads the same files
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 
@@ -24,11 +25,20 @@ def read(path: Path, loader: type[yaml.SafeLoader] = HookNameLoader) -> dict:
     """One task file's keys, the files it includes merged under it (its own keys win). `loader` says
     how `!function` values are read: as hook names (the default) or kept apart (task_parts)."""
     path = Path(path)
-    definition = yaml.load(path.read_text(), Loader=loader) or {}
+    status = path.stat()
+    # A copy: callers may change what they get, the parsed file stays as read.
+    definition = copy.deepcopy(_parsed(path, loader, status.st_mtime_ns, status.st_size))
     if "include" in definition:
         included = read(path.parent / definition.pop("include"), loader)
         definition = {**included, **definition}
     return definition
+
+
+# Each file parsed once per process while it stays as it is: a dry-run of the grid asks for every task
+# four times (sizing, NLTK data, generation part, config checks): 105 parses of 15 files before, 30 now.
+@functools.cache
+def _parsed(path: Path, loader: type[yaml.SafeLoader], mtime_ns: int, size: int) -> dict:
+    return yaml.load(path.read_text(), Loader=loader) or {}
 
 
 def task_file(task: str, tasks_dir: Path | None = None) -> Path:
