@@ -147,10 +147,7 @@ def generation_arguments(wildcards):
     args = row_arguments.generation(
         task,
         generation_fingerprint(task),
-        [
-            (b, layout.test_file(RESULTS, dataset, b, heldout), layout.raw_file(RESULTS, model, dataset, row, b))
-            for b in bin_ids(dataset)
-        ],
+        [(b, path, layout.raw_file(RESULTS, model, dataset, row, b)) for b, path in test_files(dataset, heldout)],
         row_model(model, dataset, row),
         evaluation_settings(dataset),
         chat_template_date=config["chat_template_date"],
@@ -169,13 +166,8 @@ def scoring_arguments(wildcards):
     # The cell file carries every label (row kind, bin learned from, k, seed, eval_split): no table
     # has to parse a path.
     cells = [
-        (
-            b,
-            layout.test_file(RESULTS, dataset, b, heldout),
-            layout.raw_file(RESULTS, model, dataset, row, b),
-            layout.cell(RESULTS, model, dataset, row, b),
-        )
-        for b in bin_ids(dataset)
+        (b, path, layout.raw_file(RESULTS, model, dataset, row, b), layout.cell(RESULTS, model, dataset, row, b))
+        for b, path in test_files(dataset, heldout)
     ]
     args = row_arguments.scoring(
         config["datasets"][dataset]["task"],

@@ -1,6 +1,7 @@
 # Where results live: the wildcards' grammar, and the patterns of the per-row rules' files. Every
 # results path is spelled once, in workflow_scripts/lib/layout.py; the rules call it as
 # layout.<path>(RESULTS, ...), as the steps, grid_status and the tests do.
+import functools
 import re
 
 from workflow_scripts.lib import cell_names, layout
@@ -16,6 +17,12 @@ wildcard_constraints:
     test_bin=r"\d+",
     row=cell_names.ROW_PATTERN,
     trained_row=cell_names.TRAINED_ROW_PATTERN,
+
+
+@functools.cache  # the same files for every row of a dataset: its generate, score and sizing ask per job
+def test_files(dataset, heldout):
+    """(test_bin, test_file) for every test bin of a dataset."""
+    return tuple((b, layout.test_file(RESULTS, dataset, b, heldout)) for b in bin_ids(dataset))
 
 
 # Output patterns of the per-row rules: layout's paths with the wildcards in place of the values, so

@@ -207,9 +207,9 @@ def job_work(rule_name, wildcards):
     labels = cell_names.labels(wildcards.row)
     heldout = labels["eval_split"] == "heldout"
     output_type, limit = task_output(entry["task"])
+    max_gen_toks = evaluation_settings(dataset).get("max_gen_toks") or limit
     works, files = [], [model_config]
-    for test_bin in bin_ids(dataset):
-        rows_file = layout.test_file(RESULTS, dataset, test_bin, heldout)
+    for _, rows_file in test_files(dataset, heldout):
         questions = sizing.parquet_rows(rows_file) or sizing.expected_rows(
             prompt_format, n_bins, heldout_share if heldout else 1
         )
@@ -219,7 +219,7 @@ def job_work(rule_name, wildcards):
                 questions,
                 prompt_format,
                 output_type,
-                evaluation_settings(dataset).get("max_gen_toks") or limit,
+                max_gen_toks,
                 trained=labels["train_kind"] == "bin",
                 in_context_k=labels["in_context_k"] or 0,
             )
@@ -245,6 +245,7 @@ def measured_rates():
     return sizing.Calibration.measure(RESULTS, formats, os.path.join(REPO, "tasks"))
 
 
+@functools.cache  # once per task and run, like its task files (rules/common/settings.smk): 616 generate jobs ask
 def task_output(task):
     path = os.path.join(REPO, "tasks", f"{task}.yaml")
     if not os.path.isfile(path):  # a task not written yet: evaluation.py names it when the cell runs
