@@ -2,9 +2,9 @@
 shape: the same rules, wildcards, constraints and job count (train, convert, and a generate and a
 score job per row), with trivial actions and no helpers.
 Prints both times and their ratio (goal <= 1.5x), in one run on the same machine. Where `scontrol` is
-installed but no SLURM controller answers, both dry-runs first wait ~9 s for the SLURM plugin's
-`scontrol show config` (its import), which shrinks the ratio; put a stub `scontrol` that exits 1
-first on PATH to time the workflows alone (benchmarks/README.md has figures both ways).
+installed but no SLURM controller answers, every snakemake process first waits ~9 s for the SLURM
+plugin's `scontrol show config` (at its import), which would shrink the ratio: the benchmark puts the
+tests' stub scontrol first on PATH (tests/support/scontrol_stub.py) and times the workflows alone.
 
     .venv/bin/python benchmarks/dag_overhead.py
 """
@@ -122,4 +122,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.path.insert(0, str(REPO))
+    from tests.support import scontrol_stub
+
+    scontrol_stub.install()
     main()

@@ -11,10 +11,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,29 +19,11 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-
-def stub_scontrol_without_a_controller() -> None:
-    """Where slurm-wlm is installed but no controller runs (this machine and CI, outside the SLURM
-    tests), `scontrol show config` waits 9 s before it fails, and the SLURM executor plugin asks it at
-    import (its settings' help text): 9 s in every snakemake process of the suite. A stub first on PATH
-    runs the real scontrol while a slurmctld runs (tests/integration/test_cluster.py starts one) and
-    fails at once otherwise, as scontrol does after its wait."""
-    real = shutil.which("scontrol")
-    if real is None:
-        return
-    folder = Path(tempfile.mkdtemp(prefix="scontrol-stub-"))
-    stub = folder / "scontrol"
-    stub.write_text(
-        "#!/bin/sh\n"
-        f'if ! command -v pgrep >/dev/null || pgrep -x slurmctld >/dev/null; then exec {real} "$@"; fi\n'
-        'echo "scontrol (stub of tests/conftest.py): no slurmctld runs on this machine" >&2\n'
-        "exit 1\n"
-    )
-    stub.chmod(0o755)
-    os.environ["PATH"] = os.pathsep.join([str(folder), os.environ.get("PATH", "")])
+from tests.support import scontrol_stub  # noqa: E402  (after the path)
 
 
-stub_scontrol_without_a_controller()
+# slurm-wlm without a controller: see tests/support/scontrol_stub.py.
+scontrol_stub.install()
 
 # The marker each folder sets: `make test-fast` selects `fast`.
 FOLDER_MARKERS = {"unit": "fast", "integration": "slow"}

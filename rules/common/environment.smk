@@ -2,8 +2,7 @@
 import os
 import shlex
 
-from workflow_scripts.lib import runtime
-from workflow_scripts.steps.fetch_nltk_data import CATEGORY as NLTK_CATEGORY
+from workflow_scripts.lib import layout, runtime
 
 
 def cache_dir():
@@ -20,7 +19,7 @@ def nltk_data_dir():
 def nltk_package(package):
     """Where an NLTK package lives in the nltk_data folder (fetch_nltk_data's output, a score job's input):
     every package the tasks declare is one of NLTK's tokenizers (the rule's output pattern)."""
-    return os.path.join(config["nltk_data"], NLTK_CATEGORY[package], package)
+    return layout.nltk_package_dir(config["nltk_data"], package)
 
 
 def job_environment_exports():

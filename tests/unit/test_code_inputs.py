@@ -67,3 +67,22 @@ def test_no_import_circle_among_our_modules():
             if own in code_inputs.closure(imported):
                 circles.append((module, imported))
     assert circles == []
+
+
+def test_the_layout_keeps_its_kinds_apart():
+    """Steps import the library and never another step; the library imports only itself; the rules
+    import only the library (README: what lives where). Tools and the demo's builders may import steps."""
+    package = code_inputs.REPO / "workflow_scripts"
+    kinds = {path.stem: path.parent.name for path in package.glob("*/*.py") if path.stem != "__init__"}
+    assert set(kinds.values()) == {"steps", "lib", "tools", "demo"}
+    for path in package.glob("*/*.py"):
+        kind = path.parent.name
+        imported = {name.split(".")[1] for name in code_inputs._imports(path)}
+        if kind == "steps":
+            assert imported <= {"lib"}, path
+        elif kind == "lib":
+            assert imported <= {"lib"}, path
+    rules = [code_inputs.REPO / "Snakefile", *(code_inputs.REPO / "rules").rglob("*.smk")]
+    for path in rules:
+        found = set(re.findall(r"^\s*(?:from|import) workflow_scripts\.(\w+)", path.read_text(), re.M))
+        assert found <= {"lib"}, path

@@ -207,6 +207,15 @@ def pilot_report(results) -> str:
     return _join(results, "pilot", "report.json")
 
 
+# Where each NLTK package lands inside an NLTK data folder (NLTK's own layout): the fetch_nltk_data
+# step writes there, the score jobs of a task that needs it wait for it.
+NLTK_CATEGORY = {"punkt_tab": "tokenizers"}
+
+
+def nltk_package_dir(nltk_data, package: str) -> str:
+    return os.path.join(str(nltk_data), NLTK_CATEGORY[package], package)
+
+
 # ---- tables and figures -------------------------------------------------------------------------
 
 

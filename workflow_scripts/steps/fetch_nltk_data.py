@@ -16,13 +16,12 @@ import os
 from pathlib import Path
 
 from workflow_scripts.lib.io_utils import one_line_errors
-
-# Where each package lands inside an NLTK data folder (NLTK's own layout).
-CATEGORY = {"punkt_tab": "tokenizers"}
+from workflow_scripts.lib.layout import NLTK_CATEGORY as CATEGORY
+from workflow_scripts.lib.layout import nltk_package_dir
 
 
 def package_dir(out_dir, package: str) -> Path:
-    return Path(out_dir) / CATEGORY[package] / package
+    return Path(nltk_package_dir(out_dir, package))
 
 
 def fetch(package: str, out_dir: Path) -> Path:
