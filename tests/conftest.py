@@ -21,7 +21,6 @@ sys.path.insert(0, str(REPO))
 
 from tests.support import scontrol_stub  # noqa: E402  (after the path)
 
-
 # slurm-wlm without a controller: see tests/support/scontrol_stub.py.
 scontrol_stub.install()
 

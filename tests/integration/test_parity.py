@@ -18,8 +18,8 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
-from test_tasks import evaluation_utils, score
 
+from tests.support.task_scoring import evaluation_utils, score
 from tests.support.workflow import REPO, snakemake, training_settings
 from workflow_scripts.demo import sample_data
 from workflow_scripts.lib import prompts
