@@ -299,7 +299,7 @@ def _bin_sizes(config, name, dataset):
 def _data_problems(config):
     """Training rows and in-context pools against the data on disk: enough items for min_train_rows
     and for in_context.k."""
-    from workflow_scripts.lib import bins
+    from workflow_scripts.lib import heldout as heldout_split
 
     problems = []
     heldout = config["eval_split"] == "heldout"
@@ -314,8 +314,8 @@ def _data_problems(config):
                 f"datasets.{name}: difficulty bins {empty} of {len(sizes)} are empty; fix: lower n_bins or add data"
             )
             continue
-        train = bins.training_sizes(sizes, config["heldout_fraction"]) if heldout else sizes
-        problem = bins.too_few_rows(train, config["min_train_rows"])
+        train = heldout_split.training_sizes(sizes, config["heldout_fraction"]) if heldout else sizes
+        problem = heldout_split.too_few_rows(train, config["min_train_rows"])
         if problem:
             held = f" after holding out heldout_fraction = {config['heldout_fraction']}" if heldout else ""
             problems.append(

@@ -64,7 +64,7 @@ RUNTIME_ONLY = {"train": {"accelerate", "deepspeed", "liger-kernel", "bitsandbyt
 # Import names that differ from their distribution's name.
 IMPORT_TO_DIST = {"yaml": "pyyaml", "lm_eval": "lm-eval", "math_verify": "math-verify", "sklearn": "scikit-learn"}
 # tasks/utils.py is loaded by file (by lm-eval and by the evaluation step), not imported.
-LOADED_BY_FILE = {"evaluation": [REPO / "tasks" / "utils.py"]}
+LOADED_BY_FILE = {"lib.evaluation": [REPO / "tasks" / "utils.py"]}
 # pip's variables that carry TLS and network settings, not package choices; the rest are dropped.
 PIP_VARIABLES_KEPT = {"PIP_CERT", "PIP_CLIENT_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_RETRIES", "PIP_PROXY", "PIP_CACHE_DIR"}
 
@@ -186,7 +186,7 @@ def _rule_envs_and_steps() -> list[tuple[str, str, str]]:
     for smk in sorted((REPO / "rules").glob("*.smk")):
         for rule, body in rule_bodies(smk):
             env = re.search(r'conda:\s*\n\s*"\.\./envs/(\w+)\.yaml"', body)
-            step = re.search(r"python -m workflow_scripts\.(\w+)", body)
+            step = re.search(r"python -m workflow_scripts\.(\w+\.\w+)", body)
             if env and step:
                 found.append((rule, env.group(1), step.group(1)))
     return found
@@ -195,7 +195,11 @@ def _rule_envs_and_steps() -> list[tuple[str, str, str]]:
 def _third_party_imports(module: str) -> set[str]:
     """Top-level third-party names imported by a workflow step and the workflow modules it imports,
     function-level imports included (the heavy ones live there)."""
-    seen, pending, names = set(), [REPO / "workflow_scripts" / f"{module}.py", *LOADED_BY_FILE.get(module, [])], set()
+    seen, pending, names = (
+        set(),
+        [REPO / "workflow_scripts" / f"{module.replace('.', '/')}.py", *LOADED_BY_FILE.get(module, [])],
+        set(),
+    )
     while pending:
         path = pending.pop()
         if path in seen:
@@ -211,7 +215,7 @@ def _third_party_imports(module: str) -> set[str]:
             for full in modules:
                 top, _, rest = full.partition(".")
                 if top == "workflow_scripts":
-                    candidate = REPO / "workflow_scripts" / f"{rest.split('.')[0]}.py"
+                    candidate = REPO / "workflow_scripts" / f"{rest.replace('.', '/')}.py"
                     if rest and candidate.exists():
                         pending.append(candidate)
                 elif top not in sys.stdlib_module_names:
@@ -232,9 +236,9 @@ def test_each_rule_env_pins_what_its_step_imports(rule, env_name, module):
 
 def test_the_import_scan_sees_function_level_imports():
     """The scan above would pass vacuously if it missed the lazy imports where torch & co. live."""
-    assert {"torch", "transformers", "trl", "datasets", "pandas"} <= _third_party_imports("training")
-    assert {"lm_eval", "math_verify", "torch", "yaml", "datasets"} <= _third_party_imports("evaluation")
-    assert {"deepspeed", "torch", "transformers"} <= _third_party_imports("conversion")
+    assert {"torch", "transformers", "trl", "datasets", "pandas"} <= _third_party_imports("steps.training")
+    assert {"lm_eval", "math_verify", "torch", "yaml", "datasets"} <= _third_party_imports("lib.evaluation")
+    assert {"deepspeed", "torch", "transformers"} <= _third_party_imports("steps.conversion")
 
 
 # ---- online: resolution against PyPI for the cluster -----------------------------------------------

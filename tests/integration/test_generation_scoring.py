@@ -190,7 +190,7 @@ def heldout_icl_row(tiny_model, tmp_path_factory):
 
     def run(module, *args, check=True):
         return subprocess.run(
-            [sys.executable, "-m", f"workflow_scripts.{module}", "--task", task, *args],
+            [sys.executable, "-m", module, "--task", task, *args],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -199,7 +199,7 @@ def heldout_icl_row(tiny_model, tmp_path_factory):
 
     for k in bins:
         run(
-            "evaluation",
+            "tests.support.one_cell",
             "--bin-file",
             str(folder / f"heldout-{k}.parquet"),
             "--out",
@@ -209,7 +209,7 @@ def heldout_icl_row(tiny_model, tmp_path_factory):
             *common,
         )
     run(
-        "generation",
+        "workflow_scripts.steps.generation",
         *[
             a
             for k in bins
@@ -231,7 +231,7 @@ def heldout_icl_row(tiny_model, tmp_path_factory):
             )
         ]
         return run(
-            "scoring",
+            "workflow_scripts.steps.scoring",
             *cells,
             "--label",
             json.dumps(label),

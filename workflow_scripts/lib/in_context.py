@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from workflow_scripts.lib import prompts, task_files
-from workflow_scripts.lib.bins import hash_key
+from workflow_scripts.lib.heldout import hash_key
 from workflow_scripts.lib.io_utils import read_parquet, remake_folder
 
 PROMPT_COLUMN = "in_context_prompt"

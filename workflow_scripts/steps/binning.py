@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts.lib import layout
-from workflow_scripts.lib.bins import assign_bins, bin_edges, too_few_rows
+from workflow_scripts.lib.bins import assign_bins, bin_edges
+from workflow_scripts.lib.heldout import too_few_rows
 from workflow_scripts.lib.io_utils import atomic_write_json, atomic_write_parquet, one_line_errors, read_parquet
 
 

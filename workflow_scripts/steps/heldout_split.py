@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts.lib import layout
-from workflow_scripts.lib.bins import hash_key, heldout_count, too_few_rows
+from workflow_scripts.lib.heldout import hash_key, heldout_count, too_few_rows
 from workflow_scripts.lib.io_utils import (
     atomic_write_json,
     atomic_write_parquet,
