@@ -20,10 +20,6 @@ from workflow_scripts.lib.layout import NLTK_CATEGORY as CATEGORY
 from workflow_scripts.lib.layout import nltk_package_dir
 
 
-def package_dir(out_dir, package: str) -> Path:
-    return Path(nltk_package_dir(out_dir, package))
-
-
 def fetch(package: str, out_dir: Path) -> Path:
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -37,7 +33,7 @@ def fetch(package: str, out_dir: Path) -> Path:
         fetched, reason = False, f"{type(error).__name__}: {error}"
     else:
         reason = "the downloader reported a failure"
-    if not fetched or not package_dir(out_dir, package).is_dir():
+    if not fetched or not Path(nltk_package_dir(out_dir, package)).is_dir():
         raise ValueError(
             f"NLTK package {package!r} could not be downloaded into {out_dir} ({reason}); fix: run this rule "
             f"where NLTK's data host is reachable (the login node), or copy an NLTK data folder holding "
@@ -47,7 +43,7 @@ def fetch(package: str, out_dir: Path) -> Path:
         from nltk.tokenize import PunktTokenizer
 
         PunktTokenizer("english").tokenize("It loads. It splits.")
-    return package_dir(out_dir, package)
+    return Path(nltk_package_dir(out_dir, package))
 
 
 @one_line_errors
