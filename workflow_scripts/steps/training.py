@@ -2,7 +2,8 @@
 
 Run it through ``launch`` (what the ``train`` rule does): that starts ``accelerate launch`` with the
 DeepSpeed ZeRO-3 config and the process count from the config (workflow_scripts/lib/launcher.py), then
-each rank runs ``train``. The output folder holds a ZeRO checkpoint (``global_step*/``), the tokenizer,
+each rank runs ``train``; a job across nodes runs ``node`` once per node in between, each launching its
+node's ranks. The output folder holds a ZeRO checkpoint (``global_step*/``), the tokenizer,
 ``training.json`` and a probe (fixed input, the trained model's logits) that the conversion step checks
 its export against. Checkpoints for resuming, and when they are written: workflow_scripts/lib/checkpoints.py.
 
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -286,8 +288,7 @@ def train(args) -> None:
     settings = TrainSettings.from_json(args.settings)
     started = time.time()
     work_dir = Path(args.work_dir)
-    done = complete_checkpoints(work_dir)
-    resume_from = str(done[-1]) if done else None
+    resume_from = args.resume_from or None
     trainer = build_trainer(
         args.model,
         args.train_file,
@@ -492,8 +493,31 @@ def rank_arguments(args) -> list[str]:
         "--memory-probe-steps",
         str(args.memory_probe_steps),
         *(["--probe-out", args.probe_out] if args.probe_out else []),
+        *(["--resume-from", args.resume_from] if args.resume_from else []),
         "--settings",
         args.settings,
+    ]
+
+
+def node_arguments(args, job: launcher.SlurmJob, main_port: int) -> list[str]:
+    """What each node's launcher is started with: the ranks' arguments, and what it launches them with."""
+    return [
+        "node",
+        *rank_arguments(args)[1:],
+        "--accelerate-config",
+        args.accelerate_config,
+        "--num-processes",
+        str(args.num_processes),
+        "--nodes",
+        str(args.nodes),
+        "--gpus",
+        str(args.gpus),
+        "--node-order",
+        ",".join(job.nodes),
+        "--main-address",
+        launcher.node_address(job.nodes[0]),
+        "--main-port",
+        str(main_port),
     ]
 
 
@@ -509,17 +533,56 @@ def job_identity(args) -> dict:
 
 
 def launch(args) -> None:
-    launcher.prepare_job(args.gpus, "resources.train.gpu")
+    """The job's own process: what every rank must agree on (which checkpoint to resume, the deadline),
+    decided once, then the ranks: here, or through one launcher per node (node())."""
+    if args.num_processes % args.nodes:
+        raise ValueError(f"--num-processes {args.num_processes} does not spread evenly over --nodes {args.nodes}")
+    if args.nodes == 1:
+        launcher.prepare_job(args.gpus, "resources.train.gpu")
     if not args.memory_probe_steps:
         claim_work_dir(args.work_dir, job_identity(args))
+        done = complete_checkpoints(args.work_dir)
+        args.resume_from = str(done[-1]) if done else None
     args.deadline, how = job_deadline.deadline(args.time_limit_minutes, started=time.time())
     args.deadline = args.deadline or 0
     args.checkpoint_seconds = args.checkpoint_seconds or checkpoint_estimate(args.model)
     print(
         f"time limit: {how}; a checkpoint is written before it" if args.deadline else f"time limit: {how}", flush=True
     )
+    if args.nodes == 1:
+        command = launcher.accelerate_command(
+            args.accelerate_config, args.num_processes, "workflow_scripts.steps.training", rank_arguments(args)
+        )
+    else:
+        job = launcher.slurm_job(args.nodes)
+        print(
+            f"{args.num_processes} ranks on {args.nodes} nodes: {', '.join(job.nodes)} (main: {job.nodes[0]})",
+            flush=True,
+        )
+        node_command = [
+            sys.executable,
+            "-m",
+            "workflow_scripts.steps.training",
+            *node_arguments(args, job, launcher.free_port()),
+        ]
+        command = launcher.srun_command(job, node_command)
+    launcher.run_ranks(command)
+
+
+def node(args) -> None:
+    """One node's launcher in a job across nodes: its GPUs checked, then its share of the ranks, with
+    its machine rank (its place in --node-order, unless --machine-rank gives it)."""
+    order = args.node_order.split(",")
+    rank = args.machine_rank if args.machine_rank is not None else launcher.machine_rank(order)
+    launcher.prepare_job(args.gpus, "resources.train.gpu")
+    print(f"node {rank} of {len(order)}: {args.num_processes // len(order)} ranks", flush=True)
+    machines = launcher.Machines(len(order), rank, args.main_address, args.main_port)
     command = launcher.accelerate_command(
-        args.accelerate_config, args.num_processes, "workflow_scripts.steps.training", rank_arguments(args)
+        args.accelerate_config,
+        args.num_processes,
+        "workflow_scripts.steps.training",
+        rank_arguments(args),
+        machines,
     )
     launcher.run_ranks(command)
 
@@ -527,7 +590,7 @@ def launch(args) -> None:
 @one_line_errors
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["launch", "train"])
+    parser.add_argument("mode", choices=["launch", "node", "train"])
     parser.add_argument("--model", required=True, help="hub name or local path of the base model")
     parser.add_argument("--train-file", required=True, help="parquet of one difficulty bin")
     parser.add_argument("--prompt-format", required=True, choices=sorted(prompts.FORMATTERS))
@@ -556,12 +619,24 @@ def main(argv=None) -> None:
     parser.add_argument("--accelerate-config", help="accelerate/DeepSpeed yaml (launch mode)")
     parser.add_argument("--num-processes", type=int, default=1, help="ranks to start (launch mode)")
     parser.add_argument(
-        "--gpus", type=int, default=0, help="GPUs the job asked for; fewer visible stops it (launch mode)"
+        "--gpus", type=int, default=0, help="GPUs each node of the job asked for; fewer visible stops it"
     )
+    parser.add_argument(
+        "--nodes", type=int, default=1, help="nodes of the job (launch mode): >1 starts one launcher per node"
+    )
+    parser.add_argument("--resume-from", help="the checkpoint every rank resumes from (launch mode decides it)")
+    parser.add_argument("--node-order", help="the job's nodes, the main one first (node mode)")
+    parser.add_argument(
+        "--machine-rank", type=int, help="this node's rank (node mode; default: its place in --node-order)"
+    )
+    parser.add_argument("--main-address", help="where rank 0 listens (node mode)")
+    parser.add_argument("--main-port", type=int, help="rank 0's port (node mode)")
     args = parser.parse_args(argv)
     TrainSettings.from_json(args.settings)  # fail before any process starts
     if args.mode == "launch":
         launch(args)
+    elif args.mode == "node":
+        node(args)
     else:
         train(args)
 
