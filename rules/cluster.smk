@@ -28,7 +28,7 @@ for checked_rule, conda_env in CHECKED_RULES.items():
             **check_resources(checked_rule),
         params:
             rule=checked_rule,
-            gpus=rule_gpus(checked_rule),
+            gpus=check_gpus(checked_rule),
         shell:
             "python -m workflow_scripts.steps.cluster_check --rule {params.rule} --expected-gpus {params.gpus}"
             " --out {output:q} > {log:q} 2>&1"

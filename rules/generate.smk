@@ -35,4 +35,4 @@ for n_bins, names in row_rule_names().items():
             # One function for all of a row's arguments (fewer functions keep the grid's dry-run fast).
             args=generation_arguments,
         shell:
-            "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.steps.generation {params.args} > {log:q} 2>&1"
+            "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; python -m workflow_scripts.steps.generation {params.args} --gpus {resources.gpu} > {log:q} 2>&1"

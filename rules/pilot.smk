@@ -63,7 +63,7 @@ rule memory_probe:
         " --memory-probe-steps {params.steps} --probe-out {output:q}"
         " --settings {params.settings:q}"
         " --accelerate-config {input.accelerate_config:q} --num-processes {params.processes}"
-        " --gpus {resources.gpu} > {log:q} 2>&1"
+        " --nodes {resources.nodes} --gpus {resources.node_gpus} > {log:q} 2>&1"
 
 
 rule pilot:

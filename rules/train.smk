@@ -46,7 +46,7 @@ rule train:
         " --time-limit-minutes {resources.runtime}"
         " --settings {params.settings:q}"
         " --accelerate-config {input.accelerate_config:q} --num-processes {params.processes}"
-        " --gpus {resources.gpu} > {log:q} 2>&1"
+        " --nodes {resources.nodes} --gpus {resources.node_gpus} > {log:q} 2>&1"
 
 
 rule convert:

@@ -209,8 +209,9 @@ def tied_embeddings(model):
 def training_paths(model, dataset):
     """The GPU paths a train job of (model, dataset) takes, as the pilot's report names them."""
     checkpointing = merged_training(model, dataset)["gradient_checkpointing"]
+    nodes = job_nodes("train", model)[0]
     return [
-        f"training on {train_processes(model)} rank(s)",
+        f"training on {train_processes(model)} rank(s)" + (f" across {nodes} nodes" if nodes > 1 else ""),
         "gradient checkpointing" if checkpointing else "no gradient checkpointing",
     ]
 

@@ -168,18 +168,35 @@ def _train_job_problems(config):
                 f"resources.{rule_name}.by_model_size: every class must ask for GPUs or none, as "
                 f"resources.{rule_name}.gpu = {entry['gpu']} does (one partition per rule); fix: make them agree"
             )
-        for gpus in {entry["gpu"], *(c["gpu"] for c in classes)}:
-            if gpus > cluster["gpus_per_node"]:
+        for gpus in sorted({entry["gpu"], *(c["gpu"] for c in classes)}):
+            if gpus <= cluster["gpus_per_node"]:
+                continue
+            if rule_name != "train":
                 problems.append(
                     f"resources.{rule_name}: gpu {gpus} is more than cluster.gpus_per_node = "
-                    f"{cluster['gpus_per_node']} (a GPU job runs on one node); fix: ask for at most "
+                    f"{cluster['gpus_per_node']} (only a train job spans nodes); fix: ask for at most "
                     f"{cluster['gpus_per_node']}, or correct cluster.gpus_per_node"
+                )
+                continue
+            try:
+                nodes, per_node = sizing.node_split(gpus, cluster["gpus_per_node"])
+            except ValueError as problem:
+                problems.append(
+                    f"resources.train: gpu {gpus}: {problem} (cluster.gpus_per_node); fix: ask for a multiple "
+                    "of the GPUs one node gives"
+                )
+                continue
+            if per_node < 2:
+                problems.append(
+                    f"resources.train: gpu {gpus} over {nodes} nodes of one GPU each: the SLURM plugin submits a "
+                    "job across nodes with more than one task per node; fix: set cluster.gpus_per_node to 2 or more"
                 )
     train = resources["train"]
     for model in config["models"]:
         parameters = _model_parameters(config, model)
         if parameters is None:
             continue
+        problems += _convert_memory_problems(config, model, parameters)
         gpus = {**train, **sizing.size_class(train.get("by_model_size") or [], parameters)}["gpu"]
         ranks = gpus or config["launch"]["cpu_processes"]
         for dataset, entry in config["datasets"].items():
@@ -207,6 +224,25 @@ def _train_job_problems(config):
                 )
                 break  # one line per model: the state does not depend on the dataset
     return problems
+
+
+def _convert_memory_problems(config, model, parameters):
+    """A convert job holds the model's fp32 weights in host memory (zero_to_fp32): refused before any
+    training where no node of the CPU partition could hold them (cluster.max_mem_mb), as the job would
+    otherwise ask for the cap and be killed after its model had trained."""
+    fixed = config["resources"].get("convert", {}).get("mem_mb")
+    dtype_bytes = 4 if config["conversion"]["dtype"] == "float32" else 2
+    needed_mb = fixed or sizing.memory_request(
+        sizing.convert_estimate(parameters, dtype_bytes).memory_bytes, 1, float("inf")
+    )
+    limit = config["cluster"]["max_mem_mb"]
+    if needed_mb <= limit:
+        return []
+    return [
+        f"resources.convert: converting {model} ({parameters / 1e9:.1f}B parameters) needs ~{needed_mb / 1000:,.0f} GB of "
+        f"host memory (its fp32 weights), more than cluster.max_mem_mb = {limit}; fix: a CPU partition whose nodes "
+        f"hold {needed_mb / 1000:,.0f} GB (cluster.cpu_partition, and cluster.max_mem_mb to match)"
+    ]
 
 
 def _pilot_problems(config):

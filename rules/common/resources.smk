@@ -29,30 +29,75 @@ def model_resources(rule_name, model=None):
     return {**entry, **sizing.size_class(entry["by_model_size"], model_parameters(model))}
 
 
+# Rules whose jobs may span nodes (by their config key): a train job starts one launcher per node
+# (workflow_scripts/lib/launcher.py). A generate job's engine and a convert job stay on one node.
+MULTI_NODE_RESOURCES = ("train",)
+# The keys placement() may give a job; a job's value None leaves the key out of its request.
+PLACEMENT_KEYS = ("gpu", "nodes", "node_gpus", "gpu_model", "gres", "mpi", "tasks_per_node", "cpus_per_gpu")
+
+
+def job_nodes(rule_name, model=None):
+    """(nodes, GPUs on each) of a rule's job for one model: a train job whose GPUs exceed
+    cluster.gpus_per_node spreads them evenly over as few nodes as hold them; every other job has one."""
+    gpus = model_resources(rule_name, model)["gpu"]
+    if not gpus or RESOURCE_KEYS.get(rule_name, rule_name) not in MULTI_NODE_RESOURCES:
+        return 1, gpus
+    return sizing.node_split(gpus, config["cluster"]["gpus_per_node"])
+
+
 def placement(rule_name, model=None):
-    """Where a rule's jobs go: GPU rules to the GPU partition with `gpu=N` (the plugin turns it into
-    --gpus=N), CPU rules to the CPU partition; a local run ignores the partition."""
+    """Where a rule's jobs go: GPU rules to the GPU partition, CPU rules to the CPU partition; a local
+    run ignores the partition.
+
+    On one node a GPU job asks for `gpu=N` (the plugin turns it into --gpus=N) and `nodes=1`: the job
+    step the plugin starts (srun -n1 --gpus=N --nodes=1) cannot use GPUs SLURM spread over nodes. Across
+    nodes it asks for --nodes=K and the same GPUs on each (`gres`, which SLURM counts per node, where
+    --gpus=N could be spread unevenly), with one task slot per GPU; `mpi` makes the plugin's job step
+    run the command in the job's batch script instead of inside `srun -n1`, so that the command can
+    start its own step with one launcher on every node."""
     entry = model_resources(rule_name, model)
     cluster = config["cluster"]
-    resources = {
-        "gpu": entry["gpu"],
-        "slurm_partition": cluster["gpu_partition"] if entry["gpu"] else cluster["cpu_partition"],
-    }
-    if entry["gpu"] and cluster["gpu_model"]:
-        resources["gpu_model"] = cluster["gpu_model"]
-    if entry["gpu"]:
-        # All of a job's GPUs on one node: the plugin passes --gpus=N without --nodes, and the job
-        # step it starts (srun -n1 --gpus=N --nodes=1) cannot use GPUs SLURM spread over nodes.
+    gpus = entry["gpu"]
+    resources = {"gpu": gpus, "slurm_partition": cluster["gpu_partition"] if gpus else cluster["cpu_partition"]}
+    nodes, per_node = job_nodes(rule_name, model)
+    if RESOURCE_KEYS.get(rule_name, rule_name) in MULTI_NODE_RESOURCES:
+        # What the training launcher reads, on GPUs or not: its nodes and the GPUs each must see.
+        resources.update(nodes=1, node_gpus=per_node)
+    if gpus and nodes == 1:
         resources["nodes"] = 1
+        if cluster["gpu_model"]:
+            resources["gpu_model"] = cluster["gpu_model"]
+    elif gpus:
+        gpu_type = f"{cluster['gpu_model']}:" if cluster["gpu_model"] else ""
+        resources.update(
+            gpu=None,
+            nodes=nodes,
+            gres=f"gpu:{gpu_type}{per_node}",
+            mpi="srun",
+            tasks_per_node=per_node,
+            cpus_per_gpu=max(1, entry["threads"] // per_node),
+        )
     if cluster["account"]:
         resources["slurm_account"] = cluster["account"]
-    return resources
+    return {key: value for key, value in resources.items() if value is not None}
 
 
 def per_model_placement(rule_name):
-    """placement() with the GPU count a function of each job's model, for a rule whose entry has
-    by_model_size (the config check keeps every class of a GPU rule on GPUs, so partition and node stay)."""
-    return {**placement(rule_name), "gpu": lambda wildcards: rule_gpus(rule_name, wildcards.model)}
+    """placement() of each job's model, for a rule whose entry has by_model_size (the config check keeps
+    every class of a GPU rule on GPUs, so the partition stays)."""
+    fixed = {key: value for key, value in placement(rule_name).items() if key not in PLACEMENT_KEYS}
+    return {
+        **fixed,
+        **{
+            key: functools.partial(_placement_value, rule_name, key)
+            for key in PLACEMENT_KEYS
+            if key != "gpu_model" or config["cluster"]["gpu_model"]
+        },
+    }
+
+
+def _placement_value(rule_name, key, wildcards):
+    return placement(rule_name, wildcards.model).get(key)
 
 
 def rule_resources(rule_name):
@@ -100,9 +145,20 @@ CHECK_JOB_MINUTES, CHECK_JOB_MEM_MB = 10, 8000
 
 
 def check_resources(rule_name):
-    """A rule's placement (partition, GPUs, account) for a job of seconds: rules/cluster.smk."""
+    """A rule's placement (partition, GPUs, account) for a job of seconds on one node: rules/cluster.smk.
+    A rule whose largest job spans nodes is checked on one node with that job's GPUs per node."""
     entry = config["resources"][rule_name]
-    return {**placement(rule_name), "runtime": CHECK_JOB_MINUTES, "mem_mb": entry.get("mem_mb") or CHECK_JOB_MEM_MB}
+    resources = {key: value for key, value in placement(rule_name).items() if key not in PLACEMENT_KEYS}
+    gpus = check_gpus(rule_name)
+    resources.update(gpu=gpus, **({"nodes": 1} if gpus else {}))
+    if gpus and config["cluster"]["gpu_model"]:
+        resources["gpu_model"] = config["cluster"]["gpu_model"]
+    return {**resources, "runtime": CHECK_JOB_MINUTES, "mem_mb": entry.get("mem_mb") or CHECK_JOB_MEM_MB}
+
+
+def check_gpus(rule_name):
+    """The GPUs one node of the rule's largest job holds (what its cluster_check job asks for and expects)."""
+    return job_nodes(rule_name)[1]
 
 
 def on_main_process(value, otherwise=0):
@@ -123,9 +179,11 @@ def sized_request(rule_name, wildcards, attempt):
         return granted.get("runtime", 1), granted.get("mem_mb", 1)
     cluster = config["cluster"]
     estimate = job_estimate(rule_name, wildcards)
+    # SLURM's --mem is per node; a job across nodes holds its ranks' memory spread evenly over them.
+    nodes = job_nodes(rule_name, wildcards.model)[0]
     return (
         sizing.runtime_request(estimate.seconds, attempt, cluster["max_runtime"]),
-        sizing.memory_request(estimate.memory_bytes, attempt, cluster["max_mem_mb"]),
+        sizing.memory_request(estimate.memory_bytes / nodes, attempt, cluster["max_mem_mb"]),
     )
 
 

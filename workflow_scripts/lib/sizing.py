@@ -117,6 +117,18 @@ def size_class(classes: list[dict], parameters: int) -> dict:
     return {}
 
 
+def node_split(gpus: int, gpus_per_node: int) -> tuple[int, int]:
+    """(nodes, GPUs on each) of a job of `gpus` GPUs on nodes of `gpus_per_node`: as few nodes as hold
+    them, the same count on each (a ZeRO-3 job starts one launcher per node with as many ranks as the
+    node has GPUs). ValueError where they cannot be spread evenly (12 over nodes of 8)."""
+    if gpus <= gpus_per_node:
+        return 1, gpus
+    nodes = math.ceil(gpus / gpus_per_node)
+    if gpus % nodes:
+        raise ValueError(f"{gpus} GPUs do not spread evenly over {nodes} nodes of at most {gpus_per_node} GPUs")
+    return nodes, gpus // nodes
+
+
 # Full fine-tuning under ZeRO-3 keeps, spread over the job's GPUs: bf16 weights (2 B/param) and
 # gradients (2), fp32 master weights (4), and the optimizer's two moments: 8-bit (2) or fp32 (8).
 # Activations come on top (the pilot's memory probe measures them at the longest sequences).
