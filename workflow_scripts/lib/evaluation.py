@@ -129,12 +129,14 @@ def model_spec(
     seed: int,
     chat_template_date: str | None = None,
     attention_backend: str | None = None,
+    tensor_parallel: int = 0,
 ) -> tuple[str, dict]:
     """lm-eval's model name and arguments for one cell.
 
     CUDA is queried through NVML (fork_safe_cuda_detection ran at import). The chat template gets a
     fixed date (Llama 3.x templates otherwise print today's). vLLM gets the cell's seed (lm-eval's
-    own default is 1234) and, on GPUs, the configured attention backend."""
+    own default is 1234) and, on GPUs, the configured attention backend, and shards the model over
+    `tensor_parallel` GPUs (the job's, resources.generate.gpu; 0: every GPU it sees)."""
     import torch
 
     args = {"pretrained": model_path, "dtype": dtype, "trust_remote_code": trust_remote_code}
@@ -145,7 +147,7 @@ def model_spec(
         build = runtime.vllm_build()
         args["seed"] = seed
         if gpus:
-            args["tensor_parallel_size"] = gpus
+            args["tensor_parallel_size"] = tensor_parallel or gpus
             if attention_backend:
                 args["attention_backend"] = attention_backend
         elif runtime.is_cpu_vllm(build):

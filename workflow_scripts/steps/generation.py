@@ -79,6 +79,7 @@ def load_model(
     seed: int,
     chat_template_date: str | None = None,
     attention_backend: str | None = None,
+    tensor_parallel: int = 0,
 ):
     """The lm-eval model object, made as simple_evaluate makes it, kept so the raw files can say which
     chat template arguments rendered the prompts."""
@@ -86,7 +87,7 @@ def load_model(
     from lm_eval.api.registry import get_model
 
     model_type, model_args = evaluation.model_spec(
-        backend, model_path, dtype, trust_remote_code, seed, chat_template_date, attention_backend
+        backend, model_path, dtype, trust_remote_code, seed, chat_template_date, attention_backend, tensor_parallel
     )
     return get_model(model_type).create_from_arg_obj(model_args, {"batch_size": batch_size}), model_args
 
@@ -248,9 +249,18 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--model", required=True, help="hub name or local folder")
     evaluation.add_model_arguments(parser)
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        default=0,
+        help="GPUs the job asked for: vLLM's tensor_parallel_size; fewer visible stops it",
+    )
     args = parser.parse_args(argv)
 
     bins = {int(test_bin): (test_file, Path(out)) for test_bin, test_file, out in args.bin}
+    problem = runtime.missing_gpus(args.gpus, "resources.generate.gpu")
+    if problem:  # before the model loads: a GPU job on the CPU would crawl until its time limit
+        raise ValueError(problem)
     print(runtime.describe_caches(), file=sys.stderr)
     evaluation.check_test_files(test_file for test_file, _ in bins.values())
     evaluation.check_model_folder(args.model)
@@ -269,6 +279,7 @@ def main(argv=None) -> None:
             args.seed,
             args.chat_template_date,
             args.attention_backend,
+            args.gpus,
         )
         model_load_seconds = time.time() - loading
         records, seconds = generate_row(
