@@ -86,6 +86,80 @@ def profile_retries(profile: Path) -> int:
     return int((yaml.safe_load(profile.read_text()) or {}).get("retries", 0)) if profile.is_file() else 0
 
 
+def job_gpus(resources: dict) -> int:
+    """A job's GPUs in all: `gpu` on one node; `gres` (per node) times `nodes` for a job across nodes."""
+    if resources.get("gpu"):
+        return resources["gpu"]
+    gres = str(resources.get("gres", ""))
+    if gres.startswith("gpu:"):
+        return int(gres.rsplit(":", 1)[1]) * int(resources.get("nodes", 1))
+    return 0
+
+
+def per_model(jobs: list[dict]) -> dict:
+    """Each model's GPU jobs: its train and generate jobs' shapes, GPU-hours, its largest job, and the
+    most memory one of its convert jobs asks for (a CPU node must hold the ZeRO state's fp32 weights)."""
+    models: dict[str, dict] = {}
+    for job in jobs:
+        model, res = job["wildcards"].get("model"), job["resources"]
+        if not model or job["local"] or "runtime" not in res:
+            continue
+        row = models.setdefault(
+            model,
+            {
+                "train": set(),
+                "generate": set(),
+                "requested_gpu_h": 0.0,
+                "expected_gpu_h": 0.0,
+                "largest": None,
+                "convert_mem_gb": 0,
+            },
+        )
+        gpus, nodes = job_gpus(res), int(res.get("nodes", 1))
+        if job["rule"] in ("train", "generate") and gpus:
+            row[job["rule"]].add((nodes, gpus // nodes))
+        if job["rule"] == "convert":
+            row["convert_mem_gb"] = max(row["convert_mem_gb"], res.get("mem_mb", 0) / 1000)
+        if not gpus:
+            continue
+        requested = gpus * res["runtime"] / 60
+        row["requested_gpu_h"] += requested
+        row["expected_gpu_h"] += gpus * res.get("expected_s", 0) / 3600
+        if row["largest"] is None or requested > row["largest"]["gpu_h"]:
+            row["largest"] = {
+                "rule": job["rule"],
+                "nodes": nodes,
+                "gpus_per_node": gpus // nodes,
+                "minutes": res["runtime"],
+                "mem_gb_per_node": res.get("mem_mb", 0) / 1000,
+                "gpu_h": requested,
+            }
+    return models
+
+
+def render_models(models: dict) -> str:
+    def shapes(found: set) -> str:
+        return ", ".join(f"{n} x {g}" if n > 1 else str(g) for n, g in sorted(found)) or "-"
+
+    lines = [
+        "| model | train GPUs (nodes x per node) | generate GPUs | requested GPU-h | expected GPU-h | largest job | convert memory |",
+        "|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for model, row in sorted(models.items(), key=lambda item: -item[1]["requested_gpu_h"]):
+        big = row["largest"]
+        largest = (
+            f"{big['rule']}: {big['nodes']} x {big['gpus_per_node']} GPUs, {big['minutes']} min, "
+            f"{big['mem_gb_per_node']:,.0f} GB/node"
+            if big
+            else "-"
+        )
+        lines.append(
+            f"| {model} | {shapes(row['train'])} | {shapes(row['generate'])} | {row['requested_gpu_h']:,.1f} | "
+            f"{row['expected_gpu_h']:,.1f} | {largest} | {row['convert_mem_gb']:,.0f} GB |"
+        )
+    return "\n".join(lines)
+
+
 def summarise(jobs: list[dict], config: dict, default_retries: int) -> dict:
     from workflow_scripts.lib.sizing import attempt_runtime
 
@@ -117,7 +191,7 @@ def summarise(jobs: list[dict], config: dict, default_retries: int) -> dict:
         if job["local"] or "runtime" not in res:  # a local rule: runs where Snakemake runs, asks for nothing
             row["local"] = True
             continue
-        minutes, gpus = res["runtime"], res.get("gpu", 0)
+        minutes, gpus = res["runtime"], job_gpus(res)
         row["gpu"] = max(row["gpu"], gpus)
         row["gpu_counts"].add(gpus)
         row["minutes"].append(minutes)
@@ -268,7 +342,8 @@ def main(argv=None) -> None:
             " ones; they are kept (re-making one needs its ZeRO state: re-train it with --forcerun train), e.g."
             f" {stale[0]}"
         )
-    lines = [render(summary, header)]
+    summary["models"] = per_model(jobs)
+    lines = [render(summary, header), "", render_models(summary["models"]), ""]
     generate = summary["rules"].get("generate")
     if generate and generate["startup_gpu_h"] is not None and generate["expected_gpu_h"]:
         lines.append(engine_starts(generate))
