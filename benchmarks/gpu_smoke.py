@@ -26,6 +26,9 @@ the grid's jobs get (config/config.yaml's settings; only epochs, sequence and ge
                rendering the prompts again.
   7. vllm      5 and 6 with the vllm backend and config's attention backend, where vLLM is installed
                (SKIP otherwise), then compared with the hf cells (log-likelihoods, greedy texts).
+  8. vllm-tp2  7 with the model sharded over two GPUs (`--gpus 2`: vLLM's tensor_parallel_size, as a
+               70B model's generate job runs, with the same spawn-started workers and caches), where
+               two GPUs are visible (SKIP otherwise), compared with 7's cells.
 Each step runs as its own process with the workflow's job environment (caches under --out).
 Prints one line per step (PASS / FAIL / SKIP / INFO, seconds, details), the versions imported, and
 writes summary.json; exits 1 if a step failed. Expected: about 5 minutes without vLLM, 7-8 with it
@@ -165,19 +168,26 @@ def train_settings(config: dict, model: str, dataset: str, ranks: int) -> dict:
 
 
 def rule_gpus(config: dict, rule: str) -> int:
-    """The GPUs a rule's job gets on the grid (config resources; score defaults to a CPU job)."""
-    return config["resources"].get(rule, {}).get("gpu", 0)
+    """The GPUs a small model's job of the rule gets on the grid (config resources, the smallest size
+    class where the rule has them; score defaults to a CPU job)."""
+    from workflow_scripts.lib import sizing
+
+    entry = config["resources"].get(rule, {})
+    return {**entry, **sizing.size_class(entry.get("by_model_size") or [], 1)}.get("gpu", 0)
 
 
 def build_inputs(out: Path) -> dict:
-    """Tiny models (head_dim 64, which vLLM's kernels accept) and arc / gsm8k bins where the grid keeps them."""
+    """Tiny models and arc / gsm8k bins where the grid keeps them. 2 heads of head_dim 64 (vLLM's kernels
+    refuse smaller heads), so that tensor parallelism over two GPUs has a head for each."""
     from workflow_scripts.demo import sample_data, tiny_model
     from workflow_scripts.steps import binning, data
 
     inputs = {"models": {}, "bins": {}}
     for style in STYLES:
         inputs["models"][style] = str(
-            tiny_model.build(out / f"base-{style}", style=style, attention_heads=1, initializer_range=0.2)
+            tiny_model.build(
+                out / f"base-{style}", style=style, hidden_size=128, attention_heads=2, initializer_range=0.2
+            )
         )
     for name in DATASETS:
         source = out / "data" / name / f"{name}.jsonl"
@@ -191,11 +201,15 @@ def build_inputs(out: Path) -> dict:
     return inputs
 
 
-def row_steps(out: Path, inputs: dict, config: dict, engine: str, python: str) -> list[dict]:
-    """generate + score of the trained model's row on every bin of each dataset, as rules/generate.smk and rules/score.smk run them."""
+def row_steps(out: Path, inputs: dict, config: dict, engine: str, python: str, tensor_parallel: int = 0) -> list[dict]:
+    """generate + score of the trained model's row on every bin of each dataset, as rules/generate.smk and
+    rules/score.smk run them: on the GPUs a small model's generate job gets, or on `tensor_parallel` GPUs
+    (vLLM's tensor_parallel_size, as a large model's generate job runs)."""
     from workflow_scripts.lib import task_parts
 
-    results = out / engine  # each engine's raw and cell files apart
+    gpus = tensor_parallel or rule_gpus(config, "generate")
+    label = f"{engine}-tp{tensor_parallel}" if tensor_parallel else engine
+    results = out / label  # each engine's raw and cell files apart
     model = f"tiny-{EVALUATED}"
     row = cell_names.bin_name(0, "all", layout.seeds_of(config)[0])
     labels = cell_names.labels(row)
@@ -229,16 +243,16 @@ def row_steps(out: Path, inputs: dict, config: dict, engine: str, python: str) -
         needs = "vllm" if engine == "vllm" else None
         steps.append(
             {
-                "name": f"generate-{engine}-{dataset}",
-                "command": [python, "-m", "workflow_scripts.steps.generation", *generate],
+                "name": f"generate-{label}-{dataset}",
+                "command": [python, "-m", "workflow_scripts.steps.generation", *generate, "--gpus", str(gpus)],
                 "outputs": list(raws.values()),
-                "gpus": rule_gpus(config, "generate"),
+                "gpus": gpus,
                 "needs": needs,
             }
         )
         steps.append(
             {
-                "name": f"score-{engine}-{dataset}",
+                "name": f"score-{label}-{dataset}",
                 "command": [python, "-m", "workflow_scripts.steps.scoring", *score],
                 "outputs": list(cells.values()),
                 "gpus": rule_gpus(config, "score"),
@@ -322,6 +336,8 @@ def plan(out: Path, inputs: dict, ranks: int) -> list[dict]:
         )
     for engine in ("hf", "vllm"):
         steps += row_steps(out, inputs, config, engine, python)
+    # A large model's generate job: the same row with the model sharded over two GPUs (SKIP on one).
+    steps += row_steps(out, inputs, config, "vllm", python, tensor_parallel=2)
     return steps
 
 
@@ -401,12 +417,20 @@ def details(step: dict, result: subprocess.CompletedProcess) -> str:
 
 
 def compare_engines(steps: list[dict]) -> dict:
-    """vLLM against hf on the same bf16 model and bins: log-likelihoods (arc), greedy texts (gsm8k)."""
+    """vLLM against hf on the same bf16 model and bins, and vLLM on two GPUs against one:
+    log-likelihoods (arc), greedy texts (gsm8k)."""
+    return {
+        **compare_rows(steps, "hf", "vllm", ""),
+        **compare_rows(steps, "vllm", "vllm-tp2", "tensor_parallel_2_vs_1_"),
+    }
+
+
+def compare_rows(steps: list[dict], first: str, second: str, prefix: str) -> dict:
     cells = {s["name"]: s["outputs"] for s in steps if s["name"].startswith("score-")}
     found = {}
     for dataset in DATASETS:
         rows = {}
-        for engine in ("hf", "vllm"):
+        for engine in (first, second):
             paths = [Path(layout.samples(cell)) for cell in cells.get(f"score-{engine}-{dataset}", [])]
             if not paths or not all(path.exists() for path in paths):
                 return found
@@ -416,13 +440,13 @@ def compare_engines(steps: list[dict]) -> dict:
         if dataset == "arc":
             diffs = [
                 abs(a[0] - b[0])
-                for item in rows["hf"]
-                for a, b in zip(rows["hf"][item]["response,none"], rows["vllm"][item]["response,none"])
+                for item in rows[first]
+                for a, b in zip(rows[first][item]["response,none"], rows[second][item]["response,none"])
             ]
-            found["arc_max_loglikelihood_diff"] = max(diffs)
+            found[f"{prefix}arc_max_loglikelihood_diff"] = max(diffs)
         else:
-            same = sum(rows["hf"][i]["raw_response"] == rows["vllm"][i]["raw_response"] for i in rows["hf"])
-            found["gsm8k_identical_generations"] = f"{same}/{len(rows['hf'])}"
+            same = sum(rows[first][i]["raw_response"] == rows[second][i]["raw_response"] for i in rows[first])
+            found[f"{prefix}gsm8k_identical_generations"] = f"{same}/{len(rows[first])}"
     return found
 
 
@@ -513,6 +537,13 @@ def main(argv=None) -> int:
     for step in steps:
         if step.get("needs") and not installed(step["needs"]):
             row = {"step": step["name"], "status": "SKIP", "seconds": 0, "details": f"{step['needs']} not installed"}
+        elif (step.get("gpus") or 0) > len(devices):
+            row = {
+                "step": step["name"],
+                "status": "SKIP",
+                "seconds": 0,
+                "details": f"needs {step['gpus']} GPUs, {len(devices)} visible",
+            }
         else:
             row = run_step(step, step_environment(env, step, devices), args.out, args.step_timeout)
         versions = row.pop("report", versions)
