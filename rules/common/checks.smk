@@ -230,11 +230,10 @@ def _convert_memory_problems(config, model, parameters):
     """A convert job holds the model's fp32 weights in host memory (zero_to_fp32): refused before any
     training where no node of the CPU partition could hold them (cluster.max_mem_mb), as the job would
     otherwise ask for the cap and be killed after its model had trained."""
-    fixed = config["resources"].get("convert", {}).get("mem_mb")
+    if config["resources"].get("convert", {}).get("mem_mb"):
+        return []  # a fixed request: checked against the cap with the other fixed ones
     dtype_bytes = 4 if config["conversion"]["dtype"] == "float32" else 2
-    needed_mb = fixed or sizing.memory_request(
-        sizing.convert_estimate(parameters, dtype_bytes).memory_bytes, 1, float("inf")
-    )
+    needed_mb = sizing.memory_request(sizing.convert_estimate(parameters, dtype_bytes).memory_bytes, 1, float("inf"))
     limit = config["cluster"]["max_mem_mb"]
     if needed_mb <= limit:
         return []

@@ -147,6 +147,21 @@ CONFIG_CASES = [
         [("resources.generate.gpu", 16)],
         "resources.generate: gpu 16 is more than cluster.gpus_per_node = 8",
     ),
+    (
+        "train GPUs that do not spread evenly over nodes",
+        [("resources.train.gpu", 10), ("cluster.gpus_per_node", 4)],
+        "resources.train: gpu 10: 10 GPUs do not spread evenly over 3 nodes of at most 4",
+    ),
+    (
+        "a train job across nodes of one GPU each",
+        [("resources.train.gpu", 2), ("cluster.gpus_per_node", 1)],
+        "resources.train: gpu 2 over 2 nodes of one GPU each",
+    ),
+    (
+        "a convert job no CPU node holds",
+        [("resources.convert", {"gpu": 0, "threads": 1, "runtime": 30}), ("cluster.max_mem_mb", 1000)],
+        "resources.convert: converting tiny-qwen2 (0.0B parameters) needs ~3 GB of host memory",
+    ),
     ("a batch size lm-eval does not take", [("evaluation.batch_size", "large")], "evaluation.batch_size = 'large'"),
     (
         "the old single-row pilot",

@@ -1,6 +1,6 @@
 """The cluster profile: `snakemake --profile slurm-b200` as typed in the repository root.
 
-The dry-run and lint tests run everywhere. The SLURM tests start a real single-node SLURM (Debian's
+The dry-run and lint tests run everywhere. The SLURM tests start a real two-node SLURM on this host (Debian's
 slurm-wlm + munge, tests/slurm/start_cluster.sh) and run the demo through the profile; they need root
 and those packages (.ci/run installs them in CI) and are skipped with the reason otherwise.
 
@@ -349,6 +349,50 @@ def test_a_train_job_killed_at_its_time_limit_resumes_from_the_checkpoint_it_wro
         and f"resuming from results/demo/work/train/tiny-qwen2/arc/train-0/checkpoint-{record['resumed_from_step']}"
         in log
     )
+
+
+def test_a_train_job_across_two_nodes_trains_one_model_with_a_launcher_on_each(slurm, tmp_path):
+    """resources.train.gpu 4 over cluster.gpus_per_node 2: the plugin submits one job of two nodes (the
+    test cluster's n1 and n2, two slurmd on this host), the job's process resolves them with scontrol
+    and starts one launcher per node with srun, and the 4 ranks train one ZeRO-3 model that converts
+    to the logits they computed."""
+    config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+    config["datasets"] = {"arc": config["datasets"]["arc"]}
+    base = tmp_path / "arc_only.yaml"
+    base.write_text(yaml.safe_dump(config))
+    overlay = tmp_path / "two_nodes.yaml"
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                "n_bins": 2,
+                # 4 ranks x 1 sequence: the demo's batch of 4 in one step.
+                "datasets": {"arc": {"training": {"per_device_batch_size": 1}}},
+                "cluster": {"gpus_per_node": 2},
+                "resources": {"train": {"gpu": 4, "threads": 2, "mem_mb": 3000, "runtime": 30}},
+            }
+        )
+    )
+    target = "results/demo/models/tiny-qwen2/arc/train-0/hf"
+    result = run_through_profile(tmp_path, target, verbose=True, configs=(base, overlay))
+
+    call = sbatch_calls(result.stdout + result.stderr)["train"]
+    # The same GPUs on each node (--gres counts per node), a task slot per GPU, and no --gpus=N that
+    # SLURM could spread unevenly.
+    for part in (" --nodes=2", " --gres=gpu:2", " --ntasks-per-node=2", " --cpus-per-gpu=1"):
+        assert part in call, call
+    assert "--gpus" not in call, call
+    (job,) = [job for job in slurm_jobs(tmp_path) if rule_of(job) == "train"]
+    assert job["JobState"] == "COMPLETED" and job["NumNodes"] == "2" and job["NodeList"] == "n[1-2]", job
+
+    log = (tmp_path / "results/demo/logs/train/tiny-qwen2/arc/train-0.log").read_text()
+    main_node = job["BatchHost"]
+    other = {"n1": "n2", "n2": "n1"}[main_node]
+    assert f"4 ranks on 2 nodes: {main_node}, {other} (main: {main_node})" in log, log[-3000:]
+    assert "node 0 of 2: 2 ranks" in log and "node 1 of 2: 2 ranks" in log, log[-3000:]
+    record = json.loads((tmp_path / target / "training.json").read_text())
+    assert record["world_size"] == 4 and record["backend"] == "gloo"
+    made = json.loads((tmp_path / target / "conversion.json").read_text())
+    assert made["probe"]["probe_max_abs_diff"] <= 1e-5
 
 
 def test_the_slurm_executor_needs_an_account_before_any_job(tmp_path):

@@ -13,7 +13,7 @@ import torch
 
 from tests.support.workflow import REPO, training_settings
 from workflow_scripts.lib import launcher
-from workflow_scripts.lib.checkpoints import COMPLETE_MARKER
+from workflow_scripts.lib.checkpoints import COMPLETE_MARKER, STOPPED_FOR_RESUME, complete_checkpoints
 from workflow_scripts.steps import conversion
 
 SETTINGS = training_settings(
@@ -60,20 +60,16 @@ def probe_logits(zero_dir, hf_dir):
     return logits, report
 
 
-def test_two_machines_train_the_model_one_machine_trains(tiny_model, arc_bins, tmp_path):
-    train_file = arc_bins / "bin-1.parquet"
-    one, two = tmp_path / "one-machine", tmp_path / "two-machines"
-    subprocess.run(
-        step("launch", *training_arguments(tiny_model, train_file, one)), cwd=REPO, check=True, capture_output=True
-    )
-
+def run_two_machines(model, train_file, folder, *extra: str) -> dict[str, tuple[int, str]]:
+    """Two node launchers on this host, as srun starts them on two nodes: {node: (exit status, log)}."""
     port = launcher.free_port()
     nodes = ["machine-a", "machine-b"]
-    machines = []
-    for rank, node in enumerate(nodes):
+    started = []
+    for node in nodes:
         command = step(
             "node",
-            *training_arguments(tiny_model, train_file, two),
+            *training_arguments(model, train_file, folder),
+            *extra,
             "--nodes",
             "2",
             "--node-order",
@@ -85,17 +81,37 @@ def test_two_machines_train_the_model_one_machine_trains(tiny_model, arc_bins, t
         )
         # Each launcher finds its machine rank as it does under srun: its node's name in the order.
         env = {**os.environ, "SLURMD_NODENAME": node}
-        log = open(tmp_path / f"{node}.log", "w")
-        machines.append((subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-    for process, log in machines:
-        process.wait(timeout=800)
-        log.close()
-    logs = {node: (tmp_path / f"{node}.log").read_text() for node in nodes}
-    assert [process.returncode for process, _ in machines] == [0, 0], logs
-    assert "node 0 of 2: 1 ranks" in logs["machine-a"] and "node 1 of 2: 1 ranks" in logs["machine-b"]
+        log = folder / f"{node}-{len(list(folder.glob(f'{node}-*.log')))}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as handle:
+            started.append(
+                (node, log, subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT))
+            )
+    return {node: (process.wait(timeout=800), log.read_text()) for node, log, process in started}
+
+
+@pytest.fixture(scope="module")
+def one_machine(tiny_model, arc_bins, tmp_path_factory):
+    """The same training on one machine of two ranks: the reference."""
+    folder = tmp_path_factory.mktemp("one-machine")
+    subprocess.run(
+        step("launch", *training_arguments(tiny_model, arc_bins / "bin-1.parquet", folder)),
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    logits, _ = probe_logits(folder / "zero", folder / "hf")
+    return json.loads((folder / "zero" / "training.json").read_text()), logits
+
+
+def test_two_machines_train_the_model_one_machine_trains(tiny_model, arc_bins, tmp_path, one_machine):
+    alone, alone_logits = one_machine
+    two = tmp_path / "two-machines"
+    ended = run_two_machines(tiny_model, arc_bins / "bin-1.parquet", two)
+    assert [status for status, _ in ended.values()] == [0, 0], ended
+    assert "node 0 of 2: 1 ranks" in ended["machine-a"][1] and "node 1 of 2: 1 ranks" in ended["machine-b"][1]
 
     record = json.loads((two / "zero" / "training.json").read_text())
-    alone = json.loads((one / "zero" / "training.json").read_text())
     assert record["world_size"] == alone["world_size"] == 2 and record["backend"] == "gloo"
     assert record["global_step"] == alone["global_step"] == 5  # 20 rows / (2 ranks x batch 2)
     # Every checkpoint counted once both machines' ranks had written it; the last stays for a resume.
@@ -107,8 +123,36 @@ def test_two_machines_train_the_model_one_machine_trains(tiny_model, arc_bins, t
     assert losses == pytest.approx([row["loss"] for row in alone["loss_per_step"]], abs=1e-5)
 
     logits, report = probe_logits(two / "zero", two / "hf")
-    alone_logits, _ = probe_logits(one / "zero", one / "hf")
     assert report["probe_max_abs_diff"] <= 1e-5
     difference = (logits - alone_logits).abs().max().item()
     print(f"two machines vs one: probe logits differ by at most {difference:.3g}")
     torch.testing.assert_close(logits, alone_logits, atol=1e-5, rtol=0)
+
+
+def test_two_machines_stopped_half_way_resume_from_the_checkpoint_both_wrote(
+    tiny_model, arc_bins, tmp_path, one_machine
+):
+    """The resume drill across machines: both stop after the half-way checkpoint (exit 75); the next
+    attempt, told which checkpoint to resume from (the job's process decides it once, launch mode),
+    finishes the schedule and ends with the model an uninterrupted run trains."""
+    alone, alone_logits = one_machine
+    two = tmp_path / "two-machines"
+    first = run_two_machines(tiny_model, arc_bins / "bin-1.parquet", two, "--stop-halfway", "1")
+    assert [status for status, _ in first.values()] == [STOPPED_FOR_RESUME] * 2, first
+    (checkpoint,) = complete_checkpoints(two / "work")
+    assert checkpoint.name == "checkpoint-3"  # ceil(5 / 2)
+    second = run_two_machines(tiny_model, arc_bins / "bin-1.parquet", two, "--resume-from", str(checkpoint))
+    assert [status for status, _ in second.values()] == [0, 0], second
+
+    record = json.loads((two / "zero" / "training.json").read_text())
+    assert (record["resumed_from_step"], record["global_step"]) == (3, 5)
+    # The first attempt's checkpoints are in the history the resumed one carried on.
+    assert [(c["step"], c["reason"]) for c in record["checkpoints"]][:3] == [
+        (1, "interval"),
+        (2, "interval"),
+        (3, "resume drill"),
+    ]
+    logits, _ = probe_logits(two / "zero", two / "hf")
+    difference = (logits - alone_logits).abs().max().item()
+    print(f"two machines, stopped and resumed, vs one uninterrupted: probe logits differ by at most {difference:.3g}")
+    torch.testing.assert_close(logits, alone_logits, atol=1e-4, rtol=0)

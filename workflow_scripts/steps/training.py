@@ -571,9 +571,9 @@ def launch(args) -> None:
 
 def node(args) -> None:
     """One node's launcher in a job across nodes: its GPUs checked, then its share of the ranks, with
-    its machine rank (its place in --node-order, unless --machine-rank gives it)."""
+    its machine rank (its node's place in --node-order)."""
     order = args.node_order.split(",")
-    rank = args.machine_rank if args.machine_rank is not None else launcher.machine_rank(order)
+    rank = launcher.machine_rank(order)
     launcher.prepare_job(args.gpus, "resources.train.gpu")
     print(f"node {rank} of {len(order)}: {args.num_processes // len(order)} ranks", flush=True)
     machines = launcher.Machines(len(order), rank, args.main_address, args.main_port)
@@ -626,9 +626,6 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--resume-from", help="the checkpoint every rank resumes from (launch mode decides it)")
     parser.add_argument("--node-order", help="the job's nodes, the main one first (node mode)")
-    parser.add_argument(
-        "--machine-rank", type=int, help="this node's rank (node mode; default: its place in --node-order)"
-    )
     parser.add_argument("--main-address", help="where rank 0 listens (node mode)")
     parser.add_argument("--main-port", type=int, help="rank 0's port (node mode)")
     args = parser.parse_args(argv)

@@ -97,8 +97,9 @@ def job_gpus(resources: dict) -> int:
 
 
 def per_model(jobs: list[dict]) -> dict:
-    """Each model's GPU jobs: its train and generate jobs' shapes, GPU-hours, its largest job, and the
-    most memory one of its convert jobs asks for (a CPU node must hold the ZeRO state's fp32 weights)."""
+    """Each model's GPU jobs: its train and generate jobs' shapes, GPU-hours, its largest job; and its
+    convert jobs' largest memory and time (a CPU node holds the ZeRO state's fp32 weights) and the ZeRO
+    state one of its train jobs leaves until then."""
     models: dict[str, dict] = {}
     for job in jobs:
         model, res = job["wildcards"].get("model"), job["resources"]
@@ -112,14 +113,19 @@ def per_model(jobs: list[dict]) -> dict:
                 "requested_gpu_h": 0.0,
                 "expected_gpu_h": 0.0,
                 "largest": None,
-                "convert_mem_gb": 0,
+                "convert_mem_gb": 0.0,
+                "convert_min": 0,
+                "zero_state_gb": 0.0,
             },
         )
         gpus, nodes = job_gpus(res), int(res.get("nodes", 1))
         if job["rule"] in ("train", "generate") and gpus:
             row[job["rule"]].add((nodes, gpus // nodes))
+        if job["rule"] == "train":
+            row["zero_state_gb"] = max(row["zero_state_gb"], res.get("output_mb", 0) / 1000)
         if job["rule"] == "convert":
             row["convert_mem_gb"] = max(row["convert_mem_gb"], res.get("mem_mb", 0) / 1000)
+            row["convert_min"] = max(row["convert_min"], res["runtime"])
         if not gpus:
             continue
         requested = gpus * res["runtime"] / 60
@@ -142,8 +148,9 @@ def render_models(models: dict) -> str:
         return ", ".join(f"{n} x {g}" if n > 1 else str(g) for n, g in sorted(found)) or "-"
 
     lines = [
-        "| model | train GPUs (nodes x per node) | generate GPUs | requested GPU-h | expected GPU-h | largest job | convert memory |",
-        "|---|---:|---:|---:|---:|---|---:|",
+        "| model | train GPUs (nodes x per node) | generate GPUs | requested GPU-h | expected GPU-h | largest job"
+        " | convert job (memory, time) | ZeRO state of a train job |",
+        "|---|---:|---:|---:|---:|---|---|---:|",
     ]
     for model, row in sorted(models.items(), key=lambda item: -item[1]["requested_gpu_h"]):
         big = row["largest"]
@@ -155,7 +162,8 @@ def render_models(models: dict) -> str:
         )
         lines.append(
             f"| {model} | {shapes(row['train'])} | {shapes(row['generate'])} | {row['requested_gpu_h']:,.1f} | "
-            f"{row['expected_gpu_h']:,.1f} | {largest} | {row['convert_mem_gb']:,.0f} GB |"
+            f"{row['expected_gpu_h']:,.1f} | {largest} | {row['convert_mem_gb']:,.0f} GB, {row['convert_min']} min | "
+            f"{size(row['zero_state_gb'])} |"
         )
     return "\n".join(lines)
 
