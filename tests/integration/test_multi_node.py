@@ -132,13 +132,16 @@ def test_two_machines_train_the_model_one_machine_trains(tiny_model, arc_bins, t
 def test_two_machines_stopped_half_way_resume_from_the_checkpoint_both_wrote(
     tiny_model, arc_bins, tmp_path, one_machine
 ):
-    """The resume drill across machines: both stop after the half-way checkpoint (exit 75); the next
+    """The resume drill across machines: both stop after the half-way checkpoint; the next
     attempt, told which checkpoint to resume from (the job's process decides it once, launch mode),
     finishes the schedule and ends with the model an uninterrupted run trains."""
     alone, alone_logits = one_machine
     two = tmp_path / "two-machines"
     first = run_two_machines(tiny_model, arc_bins / "bin-1.parquet", two, "--stop-halfway", "1")
-    assert [status for status, _ in first.values()] == [STOPPED_FOR_RESUME] * 2, first
+    # Each rank exits with STOPPED_FOR_RESUME; the launchers fail the attempt, as a killed job fails.
+    assert all(status != 0 for status, _ in first.values()), first
+    assert "stopped on purpose after checkpoint-3" in first["machine-a"][1], first["machine-a"][1][-3000:]
+    assert f"(exitcode: {STOPPED_FOR_RESUME})" in first["machine-b"][1], first["machine-b"][1][-3000:]
     (checkpoint,) = complete_checkpoints(two / "work")
     assert checkpoint.name == "checkpoint-3"  # ceil(5 / 2)
     second = run_two_machines(tiny_model, arc_bins / "bin-1.parquet", two, "--resume-from", str(checkpoint))
