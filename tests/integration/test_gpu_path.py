@@ -241,7 +241,7 @@ SMOKE_STEPS = [
     "convert-qwen2",
     *[
         f"{kind}-{engine}-{dataset}"
-        for engine in ("hf", "vllm")
+        for engine in ("hf", "vllm", "vllm-tp2")  # vllm-tp2: a large model's generate job, on two GPUs
         for dataset in ("arc", "gsm8k")
         for kind in ("generate", "score")
     ],
@@ -303,12 +303,14 @@ def test_gpu_smoke_plans_the_grid_steps_with_the_study_settings(tmp_path, monkey
         training.main(train[train.index("launch") :])
         assert seen[0].num_processes == ranks
         assert steps[f"convert-{style}"]["gpus"] == 0  # a CPU job on the grid
-    for engine in ("hf", "vllm"):
+    for name, engine, gpus in (("hf", "hf", 1), ("vllm", "vllm", 1), ("vllm-tp2", "vllm", 2)):
         for dataset in ("arc", "gsm8k"):
-            generate = steps[f"generate-{engine}-{dataset}"]
-            score = steps[f"score-{engine}-{dataset}"]
+            generate = steps[f"generate-{name}-{dataset}"]
+            score = steps[f"score-{name}-{dataset}"]
             command = generate["command"]
-            assert command[1:3] == ["-m", "workflow_scripts.steps.generation"] and generate["gpus"] == 1
+            assert command[1:3] == ["-m", "workflow_scripts.steps.generation"] and generate["gpus"] == gpus
+            # As rule generate passes it: vLLM's tensor_parallel_size, the GPUs the job sees.
+            assert option(command, "--gpus") == str(gpus)
             assert option(command, "--task") == f"cross_difficulty_{dataset}"
             assert option(command, "--task-fingerprint") == task_parts.generation_fingerprint(
                 f"cross_difficulty_{dataset}"
@@ -335,9 +337,11 @@ def test_gpu_smoke_plans_the_grid_steps_with_the_study_settings(tmp_path, monkey
                 0,
                 42,
             )
-    # The inputs it built: head_dim 64 models (vLLM's CPU and GPU kernels take it), one untied.
+    # The inputs it built: head_dim 64 models (vLLM's CPU and GPU kernels take it), one untied, with a
+    # head for each of two tensor-parallel GPUs.
     llama = json.loads((tmp_path / "base-llama3/config.json").read_text())
     assert llama["hidden_size"] // llama["num_attention_heads"] == 64 and not llama["tie_word_embeddings"]
+    assert llama["num_attention_heads"] == 2
 
 
 def test_gpu_smoke_versions_reports_what_the_private_site_shadows(tmp_path):
