@@ -97,7 +97,16 @@ def per_model_placement(rule_name):
 
 
 def _placement_value(rule_name, key, wildcards):
-    return placement(rule_name, wildcards.model).get(key)
+    model = wildcards.model
+    return _model_placement(rule_name, model, model_parameters(model)).get(key)
+
+
+@functools.cache
+def _model_placement(rule_name, model, parameters):
+    """placement() once per rule and model, not once per job and key (8 keys, ~1,200 sized jobs in the
+    paper grid). The parameter count is part of the key: once fetch_model has put the model's
+    config.json on disk, its count (which picks the size class) comes from there."""
+    return placement(rule_name, model)
 
 
 def rule_resources(rule_name):
