@@ -89,7 +89,10 @@ class SlurmJob:
 
 
 def scontrol(*arguments: str) -> str:
-    result = subprocess.run(["scontrol", *arguments], capture_output=True, text=True)
+    try:  # a bound, as job_deadline gives squeue: an unreachable controller must not hold the job's GPUs
+        result = subprocess.run(["scontrol", *arguments], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"scontrol {' '.join(arguments)} did not answer in 60 s (is slurmctld reachable?)") from None
     if result.returncode != 0:
         raise ValueError(f"scontrol {' '.join(arguments)} failed: {result.stderr.strip() or result.stdout.strip()}")
     return result.stdout
